@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the whole suite. PostgreSQL: $LEADSCORE_TEST_PG (default the server on 127.0.0.1:5432, db test);
+# if none answers, a throwaway server is started from the Debian binaries for this run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LEADSCORE_TEST_PG="${LEADSCORE_TEST_PG:-postgresql://postgres@127.0.0.1:5432/test}"
+cleanup=""
+if ! .venv/bin/python scripts/pg_ping.py "$LEADSCORE_TEST_PG"; then
+  echo "no PostgreSQL at $LEADSCORE_TEST_PG: starting a throwaway server"
+  export LEADSCORE_TEST_PG="$(bash scripts/throwaway_pg.sh start)"
+  cleanup="bash scripts/throwaway_pg.sh stop"
+fi
+trap '$cleanup' EXIT
+.venv/bin/python -m pytest -n 2 -q "$@"

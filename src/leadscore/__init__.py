@@ -1,0 +1,2 @@
+"""leadscore: open, explainable, fast lead scoring."""
+__version__ = "0.1.0"

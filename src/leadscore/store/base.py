@@ -1,0 +1,238 @@
+"""The store: one narrow interface over DuckDB (embedded, default) and PostgreSQL (shared server).
+
+Like an httpx transport, a backend only knows how to run SQL and bulk-load rows; ingestion,
+identity and traits are written once here, in SQL both engines run.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Iterator, Sequence
+
+from leadscore.events import EVENT_COLUMNS, Event
+from leadscore.store import migrations
+from leadscore.store.dialect import Dialect
+from leadscore.store.traits import browser_of, flatten_traits
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached or refused the write; callers answer 503 and retry later."""
+
+
+@dataclass
+class IngestResult:
+    received: int
+    stored: int            # new messages (duplicates of stored messageIds are not counted)
+    new_message_ids: list[str]
+    leads_touched: set[str]
+
+
+class Store(ABC):
+    dialect: Dialect
+    url: str
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    # ---- what a backend provides
+    @abstractmethod
+    def _execute(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> Any: ...
+
+    @abstractmethod
+    def _fetchall(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> list[tuple]: ...
+
+    @abstractmethod
+    def _bulk_insert(self, conn: Any, table: str, columns: Sequence[str], rows: list[tuple],
+                     conflict: str = "ignore", returning: str | None = None) -> list[tuple]: ...
+
+    @contextmanager
+    @abstractmethod
+    def transaction(self) -> Iterator[Any]: ...
+
+    @abstractmethod
+    def query_arrow(self, sql: str, params: Sequence[Any] | None = None): ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # ---- shared behaviour
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        with self.transaction() as conn:
+            return self._fetchall(conn, sql, params)
+
+    def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        table = self.query_arrow(sql, params)
+        return table.to_pylist()
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        with self.transaction() as conn:
+            self._execute(conn, sql, params)
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet applied; returns their names."""
+        applied: list[str] = []
+        with self.transaction() as conn:
+            self._execute(conn, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
+            done = {r[0] for r in self._fetchall(conn, "SELECT version FROM schema_migrations")}
+            for version, name, sql in migrations.migration_files():
+                if version in done:
+                    continue
+                rendered = migrations.render(sql, self.dialect.name)
+                if rendered is not None:
+                    for stmt in migrations.split_statements(rendered):
+                        self._execute(conn, stmt)
+                self._execute(conn, "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                              (version, name, datetime.utcnow()))
+                applied.append(f"{version:04d}_{name}")
+        return applied
+
+    def schema_version(self) -> int:
+        rows = self.query("SELECT max(version) FROM schema_migrations")
+        return rows[0][0] or 0
+
+    # ---- ingestion: every write of one call is one transaction
+    def ingest(self, events: Iterable[Event]) -> IngestResult:
+        events = list(events)
+        with self._lock, self.transaction() as conn:
+            return self._ingest(conn, events)
+
+    def _ingest(self, conn: Any, events: list[Event]) -> IngestResult:
+        if not events:
+            return IngestResult(0, 0, [], set())
+        # A batch may repeat a messageId (a client retrying inside one batch): keep the first.
+        seen: dict[str, Event] = {}
+        for ev in events:
+            seen.setdefault(ev.message_id, ev)
+        unique = list(seen.values())
+        inserted = self._bulk_insert(conn, "events", EVENT_COLUMNS, [e.row() for e in unique],
+                                     conflict="ignore", returning="message_id")
+        new_ids = [r[0] for r in inserted]
+        new_set = set(new_ids)
+        fresh = [e for e in unique if e.message_id in new_set]
+        touched = self._apply_identity_and_traits(conn, fresh)
+        return IngestResult(len(events), len(new_ids), new_ids, touched)
+
+    def _apply_identity_and_traits(self, conn: Any, events: list[Event]) -> set[str]:
+        lead_rows: dict[str, datetime] = {}
+        links: list[tuple[str, str, datetime]] = []       # (alias_id, lead_id, ts)
+        traits: dict[tuple[str, str], tuple] = {}          # (lead, key) -> row, newest wins
+        acct: dict[tuple[str, str], tuple] = {}
+
+        def put(store: dict, owner: str, key: str, value: Any, ev: Event) -> None:
+            text = None if value is None else (value if isinstance(value, str) else json.dumps(value))
+            num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            if num is None and isinstance(value, str):
+                try:
+                    num = float(value)
+                except ValueError:
+                    num = None
+            if num is not None and num != num:  # NaN is not a number we keep
+                num = None
+            row = (owner, key, text, num, ev.ts, ev.message_id)
+            old = store.get((owner, key))
+            if old is None or (ev.ts, ev.message_id) > (old[4], old[5]):
+                store[(owner, key)] = row
+
+        for ev in events:
+            if ev.user_id:
+                lead_rows[ev.user_id] = min(ev.ts, lead_rows.get(ev.user_id, ev.ts))
+                if ev.anonymous_id and ev.anonymous_id != ev.user_id:
+                    links.append((ev.anonymous_id, ev.user_id, ev.ts))
+            owner = ev.user_id or ev.anonymous_id
+            if ev.type == "alias" and ev.previous_id and ev.user_id and ev.previous_id != ev.user_id:
+                links.append((ev.previous_id, ev.user_id, ev.ts))
+            if ev.type == "identify":
+                for key, value in flatten_traits(ev.properties).items():
+                    put(traits, owner, key, value, ev)
+            if ev.type == "group" and ev.group_id:
+                for key, value in flatten_traits(ev.properties).items():
+                    put(acct, ev.group_id, key, value, ev)
+            if ev.group_id and ev.type in ("group", "identify", "track", "page"):
+                put(traits, owner, "account_id", ev.group_id, ev)
+            ua = ev.context.get("userAgent") if isinstance(ev.context, dict) else None
+            if isinstance(ua, str) and ua:
+                put(traits, owner, "browser", browser_of(ua), ev)
+
+        if lead_rows:
+            self._bulk_insert(conn, "leads", ("lead_id", "created_at"), sorted(lead_rows.items()), conflict="ignore")
+        for alias_id, lead_id, ts in links:
+            self._link(conn, alias_id, lead_id, ts)
+        if traits:
+            self._upsert_newest(conn, "lead_traits", "lead_id", list(traits.values()))
+        if acct:
+            self._upsert_newest(conn, "account_traits", "account_id", list(acct.values()))
+        touched = set(lead_rows)
+        touched.update(lead for _, lead, _ in links)
+        touched.update(owner for owner, _ in traits)
+        return self.resolve_leads(conn, touched)
+
+    def _link(self, conn: Any, alias_id: str, lead_id: str, ts: datetime) -> None:
+        """alias_id now means lead_id; follow lead_id's own link so chains stay one hop."""
+        target = self._fetchall(conn, "SELECT lead_id FROM identities WHERE alias_id = ?", (lead_id,))
+        final = target[0][0] if target else lead_id
+        if final == alias_id:
+            return  # a cycle: the newer link would undo an older one; keep the first
+        existing = self._fetchall(conn, "SELECT lead_id, ts FROM identities WHERE alias_id = ?", (alias_id,))
+        if existing:
+            if existing[0][0] == final:
+                return
+            if existing[0][1] <= ts:  # an id belongs to the lead it was first linked to
+                return
+            self._execute(conn, "UPDATE identities SET lead_id = ?, ts = ? WHERE alias_id = ?", (final, ts, alias_id))
+        else:
+            self._execute(conn, "INSERT INTO identities VALUES (?, ?, ?)", (alias_id, final, ts))
+        self._execute(conn, "UPDATE identities SET lead_id = ? WHERE lead_id = ?", (final, alias_id))
+
+    def _upsert_newest(self, conn: Any, table: str, owner_col: str, rows: list[tuple]) -> None:
+        cols = (owner_col, "key", "value", "num", "ts", "message_id")
+        self._bulk_insert(conn, table, cols, rows, conflict=f"newest:{owner_col},key")
+
+    def resolve_leads(self, conn: Any, ids: Iterable[str]) -> set[str]:
+        ids = [i for i in ids if i]
+        if not ids:
+            return set()
+        out = set()
+        for chunk_start in range(0, len(ids), 500):
+            chunk = ids[chunk_start:chunk_start + 500]
+            marks = ",".join("?" * len(chunk))
+            mapped = dict(self._fetchall(conn, f"SELECT alias_id, lead_id FROM identities WHERE alias_id IN ({marks})", chunk))
+            out.update(mapped.get(i, i) for i in chunk)
+        return out
+
+    def add_leads(self, rows: list[tuple[str, dict[str, Any], datetime]], source: str = "import") -> int:
+        """Create or update leads from an import (CSV export of a CRM): (lead_id, traits, as of)."""
+        traits: dict[tuple[str, str], tuple] = {}
+        for lead_id, values, ts in rows:
+            for key, value in flatten_traits(values).items():
+                text = None if value is None else str(value)
+                try:
+                    num = float(value) if value is not None and not isinstance(value, bool) else None
+                except (TypeError, ValueError):
+                    num = None
+                if num is not None and num != num:
+                    num = None
+                traits[(lead_id, key)] = (lead_id, key, text, num, ts, f"{source}:{lead_id}")
+        with self._lock, self.transaction() as conn:
+            self._bulk_insert(conn, "leads", ("lead_id", "created_at"),
+                              [(lead_id, ts) for lead_id, _, ts in rows], conflict="ignore")
+            if traits:
+                self._upsert_newest(conn, "lead_traits", "lead_id", list(traits.values()))
+        return len(rows)
+
+
+def open_store(url: str | None = None, migrate: bool = True) -> Store:
+    """A store from a URL: a DuckDB path (default ``leadscore.duckdb``) or ``postgresql://…``."""
+    url = url or "leadscore.duckdb"
+    if url.startswith(("postgresql://", "postgres://")):
+        from leadscore.store.postgres import PostgresStore
+        store: Store = PostgresStore(url)
+    else:
+        from leadscore.store.duckdb import DuckDBStore
+        store = DuckDBStore(url.removeprefix("duckdb://"))
+    if migrate:
+        store.migrate()
+    return store

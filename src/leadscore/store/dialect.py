@@ -1,0 +1,95 @@
+"""SQL dialects: the few expressions that differ between DuckDB, PostgreSQL and Spark SQL.
+
+The engine writes one query shape; a dialect fills in JSON access, safe casts, regexes and
+time arithmetic. Everything else is the ANSI subset the three engines share.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def quote_literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+
+    # --- JSON properties/context (stored as JSON text in DuckDB, JSONB in PostgreSQL, STRING in Spark)
+    def json_str(self, col: str, path: str) -> str:
+        """Text value at a dotted path (``page.path``) of a JSON column, NULL when absent."""
+        parts = path.split(".")
+        if self.name == "postgres":
+            return f"({col} #>> {quote_literal('{' + ','.join(parts) + '}')})"
+        json_path = "$" + "".join(f'."{p}"' if not p.isidentifier() else f".{p}" for p in parts)
+        if self.name == "spark":
+            return f"get_json_object({col}, {quote_literal(json_path)})"
+        return f"json_extract_string({col}, {quote_literal(json_path)})"
+
+    def json_num(self, col: str, path: str) -> str:
+        return self.to_num(self.json_str(col, path))
+
+    def to_num(self, expr: str) -> str:
+        if self.name == "postgres":
+            return f"ls_num({expr})"  # defined by the PostgreSQL migration: NULL instead of an error
+        return f"try_cast({expr} AS DOUBLE)"
+
+    # --- strings
+    def regex(self, expr: str, pattern: str, ignore_case: bool = False) -> str:
+        if self.name == "postgres":
+            op = "~*" if ignore_case else "~"
+            return f"({expr} {op} {quote_literal(pattern)})"
+        if ignore_case:
+            pattern = "(?i)" + pattern
+        if self.name == "spark":
+            return f"({expr} RLIKE {quote_literal(pattern)})"
+        return f"regexp_matches({expr}, {quote_literal(pattern)})"
+
+    def lower(self, expr: str) -> str:
+        return f"lower({expr})"
+
+    def split_part(self, expr: str, sep: str, idx: int) -> str:
+        if self.name == "spark":
+            return f"split_part({expr}, {quote_literal(sep)}, {idx})"
+        return f"split_part({expr}, {quote_literal(sep)}, {idx})"
+
+    # --- time
+    def ts_literal(self, iso: str) -> str:
+        return f"TIMESTAMP {quote_literal(iso)}"
+
+    def seconds_between(self, earlier: str, later: str) -> str:
+        """Seconds from ``earlier`` to ``later`` as a double."""
+        if self.name == "postgres":
+            return f"EXTRACT(EPOCH FROM ({later} - {earlier}))::double precision"
+        if self.name == "spark":
+            return f"(unix_micros({later}) - unix_micros({earlier})) / 1e6"
+        return f"(epoch_us({later}) - epoch_us({earlier})) / 1e6"
+
+    def day_of(self, ts: str) -> str:
+        if self.name == "spark":
+            return f"to_date({ts})"
+        return f"CAST({ts} AS DATE)"
+
+    def date_trunc_day(self, ts: str) -> str:
+        return f"date_trunc('day', {ts})"
+
+    # --- numbers
+    def power(self, base: str, exponent: str) -> str:
+        return f"power({base}, {exponent})"
+
+    def round(self, expr: str, digits: int) -> str:
+        if self.name == "postgres":
+            return f"round(({expr})::numeric, {digits})::double precision"
+        return f"round({expr}, {digits})"
+
+    def double(self) -> str:
+        return "DOUBLE PRECISION" if self.name == "postgres" else "DOUBLE"
+
+    def bool_or(self, expr: str) -> str:
+        return f"bool_or({expr})"
+
+
+DUCKDB = Dialect("duckdb")
+POSTGRES = Dialect("postgres")
+SPARK = Dialect("spark")

@@ -1,0 +1,102 @@
+"""The embedded store: one DuckDB file (``leadscore.duckdb`` by default)."""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from leadscore.store.base import Store, StoreUnavailable
+from leadscore.store.dialect import DUCKDB
+
+_JSON_COLS = {"properties", "context", "groups", "rules"}
+
+
+def _newest_update(table: str, keys: str, columns: Sequence[str]) -> str:
+    sets = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys.split(","))
+    return (f"ON CONFLICT ({keys}) DO UPDATE SET {sets} "
+            f"WHERE excluded.ts > {table}.ts OR (excluded.ts = {table}.ts AND excluded.message_id > {table}.message_id)")
+
+
+class DuckDBStore(Store):
+    dialect = DUCKDB
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.url = path
+        try:
+            self._root = duckdb.connect(path)
+        except duckdb.Error as exc:
+            raise StoreUnavailable(f"cannot open DuckDB file {path}: {exc}") from exc
+        self._local = threading.local()
+
+    @property
+    def conn(self) -> duckdb.DuckDBPyConnection:
+        """A cursor per thread: DuckDB connections are not shared across threads."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._root.cursor()
+            self._local.cursor = cur
+        return cur
+
+    def _execute(self, conn, sql, params=None):
+        return conn.execute(sql, params or [])
+
+    def _fetchall(self, conn, sql, params=None):
+        return conn.execute(sql, params or []).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        conn = self.conn
+        if getattr(self._local, "depth", 0):
+            self._local.depth += 1
+            try:
+                yield conn
+            finally:
+                self._local.depth -= 1
+            return
+        self._local.depth = 1
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+        finally:
+            self._local.depth = 0
+
+    def _bulk_insert(self, conn, table, columns, rows, conflict="ignore", returning=None):
+        if not rows:
+            return []
+        arrays = list(zip(*rows))
+        data = pa.table({c: pa.array(list(v)) if any(x is not None for x in v) else pa.array(list(v), pa.string())
+                         for c, v in zip(columns, arrays)})
+        name = f"_stage_{table}"
+        conn.register(name, data)
+        try:
+            cols = ", ".join(columns)
+            select = ", ".join(f"CAST({c} AS JSON)" if c in _JSON_COLS else c for c in columns)
+            if conflict == "ignore":
+                sql = f"INSERT OR IGNORE INTO {table} ({cols}) SELECT {select} FROM {name}"
+            elif conflict.startswith("newest:"):
+                sql = f"INSERT INTO {table} ({cols}) SELECT {select} FROM {name} " + _newest_update(table, conflict[7:], columns)
+            else:
+                sql = f"INSERT INTO {table} ({cols}) SELECT {select} FROM {name}"
+            if returning:
+                sql += f" RETURNING {returning}"
+                return conn.execute(sql).fetchall()
+            conn.execute(sql)
+            return []
+        finally:
+            conn.unregister(name)
+
+    def query_arrow(self, sql, params=None):
+        with self.transaction() as conn:
+            return conn.execute(sql, params or []).fetch_arrow_table()
+
+    def close(self) -> None:
+        self._root.close()
