@@ -88,6 +88,10 @@ class Store(ABC):
                 self._execute(conn, "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                               (version, name, datetime.utcnow()))
                 applied.append(f"{version:04d}_{name}")
+            if not self._fetchall(conn, "SELECT 1 FROM ref_disposable_domains LIMIT 1"):
+                from disposable_email_domains import blocklist
+                self._bulk_insert(conn, "ref_disposable_domains", ("domain",),
+                                  [(d,) for d in sorted(blocklist)], conflict="ignore")
         return applied
 
     def schema_version(self) -> int:

@@ -93,3 +93,21 @@ class Dialect:
 DUCKDB = Dialect("duckdb")
 POSTGRES = Dialect("postgres")
 SPARK = Dialect("spark")
+
+
+def _ident(self: Dialect, name: str) -> str:
+    """A quoted identifier (Spark quotes with backticks)."""
+    if self.name == "spark":
+        return "`" + name.replace("`", "``") + "`"
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _to_ts(self: Dialect, expr: str) -> str:
+    """An ISO-8601 text → timestamp, NULL when it does not parse."""
+    if self.name == "postgres":
+        return f"ls_ts({expr})"
+    return f"try_cast({expr} AS TIMESTAMP)"
+
+
+Dialect.ident = _ident  # type: ignore[attr-defined]
+Dialect.to_ts = _to_ts  # type: ignore[attr-defined]

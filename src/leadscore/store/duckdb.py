@@ -96,7 +96,9 @@ class DuckDBStore(Store):
 
     def query_arrow(self, sql, params=None):
         with self.transaction() as conn:
-            return conn.execute(sql, params or []).fetch_arrow_table()
+            if params:
+                return conn.execute(sql, params).to_arrow_table()
+            return conn.sql(sql).to_arrow_table()
 
     def close(self) -> None:
         self._root.close()

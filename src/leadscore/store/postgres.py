@@ -70,7 +70,8 @@ class PostgresStore(Store):
         with conn.cursor().copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        keys = {"events": "message_id", "leads": "lead_id", "identities": "alias_id"}.get(table)
+        keys = {"events": "message_id", "leads": "lead_id", "identities": "alias_id",
+                "ref_disposable_domains": "domain"}.get(table)
         if conflict == "ignore":
             tail = f"ON CONFLICT ({keys}) DO NOTHING" if keys else "ON CONFLICT DO NOTHING"
         elif conflict.startswith("newest:"):
