@@ -1,0 +1,424 @@
+"""The scoring model compiled to one set-based SQL query (DuckDB, PostgreSQL or Spark SQL).
+
+Shape of the query, as of an instant T:
+  pop      the leads to score
+  ev       their events with ts <= T, only those some rule reads, properties extracted once
+  lt       one row per lead with the traits (and account traits) rules read
+  vv       per lead × video facts (from leadscore.video), when a rule reads video
+  r<i>_*   per rule: matching occurrences → points (first/additional, multipliers, decay, caps)
+  hits     all rules' per-lead results stacked (lead_id, rule_idx, pts, hits)
+  wide     pivoted back to one row per lead; groups, axes, total, tier, stage and grade on top.
+With ``explain=True`` the same occurrence CTEs are selected row by row instead, so an explanation
+is computed by exactly the query that scored the lead.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from leadscore.engine.conditions_sql import Value, condition_sql, where_sql
+from leadscore.model.schema import Model, Rule, StageWhen, Where
+from leadscore.store.dialect import Dialect, quote_literal
+
+VIDEO_FACTS = ("video_id", "title", "category", "stage", "duration", "unique_seconds", "percent_watched",
+               "watch_seconds", "replayed_seconds", "furthest_position", "sessions", "first_ts", "last_ts",
+               "completed_25", "completed_50", "completed_75", "completed_80", "completed_100", "cta_clicks")
+_DIRECT_EVENT_COLUMNS = {"event", "type", "name", "message_id", "user_id", "anonymous_id", "group_id"}
+ENGAGEMENT_TYPES = ("track", "page", "screen")
+
+
+@dataclass
+class Sources:
+    """The relations the compiled query reads; the defaults are the store's views."""
+
+    events: str = "resolved_events"
+    traits: str = "resolved_traits"
+    account_traits: str = "account_traits"
+    population: str = "population"
+    catalog: str = "video_catalog"
+    predictions: str = "lead_predictions"
+
+
+@dataclass
+class Compiled:
+    sql: str
+    rules: list[Rule]
+    groups: list[str]
+    explain: bool = False
+    uses_video: bool = False
+    uses_probability: bool = False
+
+
+def _seconds(td) -> str:
+    return repr(float(td.total_seconds()))
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"\W", "_", name).lower()
+
+
+@dataclass
+class _Ctx:
+    model: Model
+    d: Dialect
+    as_of: str
+    src: Sources
+    props: dict[str, str] = field(default_factory=dict)      # event field → ev column
+    traits: dict[str, str] = field(default_factory=dict)     # trait key → lt text column
+    ctes: list[tuple[str, str]] = field(default_factory=list)
+    refs: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    # ---- field resolution
+    def event_field(self, name: str) -> Value:
+        if name in _DIRECT_EVENT_COLUMNS:
+            return Value(name, self.d.to_num(name))
+        col = self.props.setdefault(name, f"p_{len(self.props)}")
+        return Value(col, self.d.to_num(col))
+
+    def event_field_expr(self, name: str) -> str:
+        if name in _DIRECT_EVENT_COLUMNS:
+            return f"e.{name}"
+        if name.startswith("context."):
+            return self.d.json_str("e.context", name[len("context."):])
+        return self.d.json_str("e.properties", name)
+
+    def trait_field(self, name: str) -> Value:
+        col = self.traits.setdefault(name, f"t_{len(self.traits)}")
+        return Value(col, self.d.to_num(col))
+
+    def video_field(self, name: str) -> Value:
+        if name not in VIDEO_FACTS:
+            raise ValueError(f"video rules read the facts {', '.join(VIDEO_FACTS)}; {name!r} is not one of them")
+        if name.startswith("completed_"):
+            text = f"CASE WHEN {name} THEN 'true' ELSE 'false' END"
+            return Value(text, f"CASE WHEN {name} THEN 1.0 ELSE 0.0 END")
+        if name in ("title", "category", "stage", "video_id"):
+            return Value(name, self.d.to_num(name))
+        return Value(f"CAST({name} AS VARCHAR)" if self.d.name != "postgres" else f"CAST({name} AS TEXT)",
+                     f"CAST({name} AS {self.d.double()})")
+
+
+def _rule_source(ctx: _Ctx, rule: Rule) -> tuple[str, str, callable]:
+    """(relation, match condition, field resolver) for an event-reading rule."""
+    if rule.video:
+        return "vv", "TRUE", ctx.video_field
+    parts = []
+    if rule.event_names:
+        parts.append(f"event IN ({', '.join(quote_literal(e) for e in rule.event_names)})")
+    if rule.type is not None:
+        types = [rule.type] if isinstance(rule.type, str) else rule.type
+        parts.append(f"type IN ({', '.join(quote_literal(t) for t in types)})")
+    if rule.page is not None:
+        from leadscore.model.conditions import Condition
+        parts.append("type = 'page'")
+        parts.append(condition_sql(ctx.d, Condition(glob=rule.page), ctx.event_field("path"), ctx.model.junk))
+    if not parts:  # inactivity over any engagement
+        parts.append(f"type IN ({', '.join(quote_literal(t) for t in ENGAGEMENT_TYPES)})")
+    return "ev", " AND ".join(parts), ctx.event_field
+
+
+def _prefilter(rule: Rule) -> str | None:
+    """The cheap part of a rule's match, used to keep only events some rule reads in `ev`."""
+    if rule.video or rule.kind == "trait":
+        return None
+    parts = []
+    if rule.event_names:
+        parts.append(f"event IN ({', '.join(quote_literal(e) for e in rule.event_names)})")
+    if rule.type is not None:
+        types = [rule.type] if isinstance(rule.type, str) else rule.type
+        parts.append(f"type IN ({', '.join(quote_literal(t) for t in types)})")
+    if rule.page is not None:
+        parts.append("type = 'page'")
+    if not parts:
+        parts.append(f"type IN ({', '.join(quote_literal(t) for t in ENGAGEMENT_TYPES)})")
+    return "(" + " AND ".join(parts) + ")"
+
+
+def _window_sql(ctx: _Ctx, rule: Rule, ts: str) -> str:
+    if rule.window is None:
+        return "TRUE"
+    return f"{ctx.d.seconds_between(ts, ctx.as_of)} < {_seconds(rule.window)}"
+
+
+def _decay_sql(ctx: _Ctx, rule: Rule, ts: str) -> str:
+    if rule.decay is None:
+        return "1.0"
+    age = ctx.d.seconds_between(ts, ctx.as_of)
+    if rule.decay.half_life is not None:
+        return f"{ctx.d.power('0.5', f'GREATEST({age}, 0) / {_seconds(rule.decay.half_life)}')}"
+    whens = " ".join(f"WHEN {age} > {_seconds(s.after)} THEN {float(s.keep)!r}" for s in reversed(rule.decay.steps))
+    return f"CASE {whens} ELSE 1.0 END"
+
+
+def _multiplier_sql(ctx: _Ctx, rule: Rule, resolve) -> tuple[str, list[str]]:
+    """(product of factors, extra LEFT JOINs for response-time references)."""
+    factors, joins = [], []
+    for k, m in enumerate(rule.multipliers):
+        if m.property is not None:
+            value = resolve(m.property)
+            whens = " ".join(f"WHEN {value.text} = {quote_literal(v)} THEN {float(f)!r}" for v, f in m.values.items())
+            factors.append(f"(CASE {whens} ELSE {float(m.default)!r} END)")
+            continue
+        rt = m.response_time
+        if rt.since_property is not None:
+            ref_ts = ctx.d.to_ts(resolve(rt.since_property).text)
+        else:
+            key = (rt.since_event, rt.match)
+            if key not in ctx.refs:
+                name = f"ref_{len(ctx.refs)}"
+                ctx.refs[key] = name
+                col = ctx.event_field(rt.match).text
+                ctx.ctes.append((name, f"SELECT lead_id, {col} AS k, min(ts) AS ref_ts FROM ev "
+                                       f"WHERE event = {quote_literal(rt.since_event)} AND {col} IS NOT NULL GROUP BY lead_id, {col}"))
+            alias = f"j{k}"
+            joins.append(f"LEFT JOIN {ctx.refs[key]} {alias} ON {alias}.lead_id = x.lead_id AND {alias}.k = x.{resolve(rt.match).text}")
+            ref_ts = f"{alias}.ref_ts"
+        delta = ctx.d.seconds_between(ref_ts, "x.ts")
+        whens = " ".join(f"WHEN {delta} <= {_seconds(b.within)} THEN {float(b.factor)!r}" for b in m.bands)
+        factors.append(f"(CASE WHEN {ref_ts} IS NULL THEN {float(m.default)!r} {whens} ELSE {float(m.default)!r} END)")
+    return (" * ".join(factors) if factors else "1.0"), joins
+
+
+def _cap(ctx: _Ctx, expr: str, cap: float | None) -> str:
+    if cap is None:
+        return expr
+    return f"GREATEST(LEAST({expr}, {float(cap)!r}), {-float(cap)!r})"
+
+
+def _event_rule(ctx: _Ctx, i: int, rule: Rule, explain: bool) -> str:
+    rel, match, resolve = _rule_source(ctx, rule)
+    cond = where_sql(ctx.d, rule.where, resolve, ctx.model.junk)
+    key = resolve(rule.per).text if rule.per else ("video_id" if rule.video else "'_'")
+    ts = "last_ts" if rule.video else "ts"
+    cols = "vv.*, video_id AS message_id, last_ts AS ts" if rule.video else "ev.*"
+    ctx.ctes.append((f"r{i}_m", f"SELECT {cols}, {key} AS k FROM {rel} WHERE {match} AND {cond} "
+                                f"AND {_window_sql(ctx, rule, ts)}"))
+    mult, joins = _multiplier_sql(ctx, rule, resolve)
+    decay = _decay_sql(ctx, rule, "x.ts")
+    first = float(rule.points)
+    additional = float(rule.points if rule.additional is None else rule.additional)
+    ranked = rule.per is not None or rule.max_count is not None or additional != first
+    rn = "row_number() OVER (PARTITION BY x.lead_id, x.k ORDER BY x.ts, x.message_id)" if ranked else "1"
+    base = f"CASE WHEN rn = 1 THEN {first!r} ELSE {additional!r} END" if ranked else repr(first)
+    ctx.ctes.append((f"r{i}_o", f"SELECT x.lead_id, x.message_id, x.ts, {rn} AS rn, {mult} AS mult, {decay} AS dec "
+                                f"FROM r{i}_m x {' '.join(joins)}"))
+    limit = f"WHERE rn <= {rule.max_count}" if rule.max_count else ""
+    ctx.ctes.append((f"r{i}_p", f"SELECT lead_id, message_id, ts, ({base}) * mult * dec AS pts FROM r{i}_o {limit}"))
+    return (f"SELECT lead_id, {i} AS rule_idx, {_cap(ctx, ctx.d.round('sum(pts)', 4), rule.cap)} AS pts, count(*) AS hits "
+            f"FROM r{i}_p GROUP BY lead_id")
+
+
+def _aggregate_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
+    rel, match, resolve = _rule_source(ctx, rule)
+    cond = where_sql(ctx.d, rule.where, resolve, ctx.model.junk)
+    agg = rule.aggregate
+    ts = "last_ts" if rule.video else "ts"
+    msg = "video_id" if rule.video else "message_id"
+    measure, target = agg.measure
+
+    def field_expr(name: str, numeric: bool) -> str:
+        if name == "day":
+            return ctx.d.day_of(ts)
+        v = resolve(name)
+        return v.num if numeric else v.text
+
+    value = {"count": "1", "count_distinct": field_expr(target, False) if target else "1",
+             "sum": field_expr(target, True) if target else "1", "max": field_expr(target, True) if target else "1"}[measure]
+    bucket = field_expr(agg.bucket, False) if agg.bucket else "'_'"
+    ctx.ctes.append((f"r{i}_m", f"SELECT lead_id, {msg} AS message_id, {ts} AS ts, {value} AS v, {bucket} AS b "
+                                f"FROM {rel} WHERE {match} AND {cond} AND {_window_sql(ctx, rule, ts)}"))
+    fn = {"count": "count(v)", "count_distinct": "count(DISTINCT v)", "sum": "sum(v)", "max": "max(v)"}[measure]
+    ctx.ctes.append((f"r{i}_b", f"SELECT lead_id, b, {fn} AS val FROM r{i}_m GROUP BY lead_id, b"))
+    ctx.ctes.append((f"r{i}_v", f"SELECT lead_id, max(val) * {float(agg.scale)!r} AS val FROM r{i}_b GROUP BY lead_id"))
+    checks = []
+    if agg.min is not None:
+        checks.append(f"val >= {float(agg.min)!r}")
+    if agg.max_value is not None:
+        checks.append(f"val <= {float(agg.max_value)!r}")
+    if rule.bands:
+        bands = sorted(rule.bands, key=lambda b: b.min, reverse=True)
+        pts = "CASE " + " ".join(f"WHEN val >= {float(b.min)!r} THEN {float(b.points)!r}" for b in bands) + " ELSE 0.0 END"
+    else:
+        pts = repr(float(rule.points))
+    qualifies = " AND ".join(checks) if checks else "TRUE"
+    ctx.ctes.append((f"r{i}_q", f"SELECT lead_id, {pts} AS pts FROM r{i}_v WHERE {qualifies} AND val IS NOT NULL"))
+    ctx.ctes.append((f"r{i}_p", f"SELECT m.lead_id, m.message_id, m.ts, 0.0 AS pts FROM r{i}_m m "
+                                f"WHERE m.lead_id IN (SELECT lead_id FROM r{i}_q WHERE pts <> 0)"))
+    return f"SELECT lead_id, {i} AS rule_idx, {_cap(ctx, 'pts', rule.cap)} AS pts, 1 AS hits FROM r{i}_q WHERE pts <> 0"
+
+
+def _inactivity_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
+    rel, match, resolve = _rule_source(ctx, rule)
+    cond = where_sql(ctx.d, rule.where, resolve, ctx.model.junk)
+    ts = "last_ts" if rule.video else "ts"
+    ctx.ctes.append((f"r{i}_l", f"SELECT lead_id, max({ts}) AS last_ts FROM {rel} WHERE {match} AND {cond} GROUP BY lead_id"))
+    never = "l.last_ts IS NULL" if rule.inactivity.if_never else "FALSE"
+    idle = f"{ctx.d.seconds_between('l.last_ts', ctx.as_of)} >= {_seconds(rule.inactivity.after)}"
+    ctx.ctes.append((f"r{i}_p", f"SELECT pop.lead_id, NULL AS message_id, l.last_ts AS ts, {float(rule.points)!r} AS pts "
+                                f"FROM pop LEFT JOIN r{i}_l l ON l.lead_id = pop.lead_id WHERE {never} OR {idle}"))
+    return f"SELECT lead_id, {i} AS rule_idx, {_cap(ctx, 'pts', rule.cap)} AS pts, 1 AS hits FROM r{i}_p"
+
+
+def _trait_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
+    cond = where_sql(ctx.d, rule.trait, ctx.trait_field, ctx.model.junk)
+    ctx.ctes.append((f"r{i}_p", f"SELECT lead_id, NULL AS message_id, NULL AS ts, {float(rule.points)!r} AS pts FROM lt WHERE {cond}"))
+    return f"SELECT lead_id, {i} AS rule_idx, {_cap(ctx, 'pts', rule.cap)} AS pts, 1 AS hits FROM r{i}_p"
+
+
+def _stage_sql(ctx: _Ctx, when: StageWhen | None, stage_conds: dict[str, str], flags: list[str]) -> str:
+    if when is None:
+        return "TRUE"
+    parts = []
+    for axis in ("score", "fit", "engagement"):
+        c = getattr(when, axis)
+        if c is not None:
+            parts.append(condition_sql(ctx.d, c, Value(f"CAST({axis} AS VARCHAR)", axis), ctx.model.junk))
+    for g, c in (when.groups or {}).items():
+        col = f"g_{_safe(g)}"
+        parts.append(condition_sql(ctx.d, c, Value(col, col), ctx.model.junk))
+    if when.trait is not None:
+        parts.append(where_sql(ctx.d, when.trait, ctx.trait_field, ctx.model.junk))
+    if when.event:
+        flags.append((when.event, when.within))
+        parts.append(f"f{len(flags) - 1} > 0")
+    if when.stage:
+        parts.append(stage_conds[when.stage])
+    if when.probability is not None:
+        parts.append(condition_sql(ctx.d, when.probability, Value("CAST(probability AS VARCHAR)", "probability"), ctx.model.junk))
+    return "(" + " AND ".join(parts) + ")" if parts else "TRUE"
+
+
+def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[str] | None = None,
+                  sources: Sources | None = None, explain: bool = False) -> Compiled:
+    src = sources or Sources()
+    as_of_sql = dialect.ts_literal(as_of.strftime("%Y-%m-%d %H:%M:%S.%f"))
+    ctx = _Ctx(model, dialect, as_of_sql, src)
+    lead_filter = ""
+    if leads is not None:
+        lead_filter = f" AND lead_id IN ({', '.join(quote_literal(l) for l in leads) or 'NULL'})"
+
+    # Rules first: they decide which properties and traits the base CTEs extract.
+    rule_sql, flags = [], []
+    for i, rule in enumerate(model.rules):
+        kind = rule.kind
+        if kind == "trait":
+            rule_sql.append(_trait_rule(ctx, i, rule))
+        elif kind == "aggregate":
+            rule_sql.append(_aggregate_rule(ctx, i, rule))
+        elif kind == "inactivity":
+            rule_sql.append(_inactivity_rule(ctx, i, rule))
+        else:
+            rule_sql.append(_event_rule(ctx, i, rule, explain))
+    stage_conds: dict[str, str] = {}
+    for stage in model.stages:
+        stage_conds[stage.name] = _stage_sql(ctx, stage.when, stage_conds, flags)
+    uses_probability = any(s.when and s.when.probability is not None for s in model.stages)
+    ctx.trait_field("account_id")  # always known: the account join needs it
+
+    # Base CTEs.
+    filters = [p for p in (_prefilter(r) for r in model.rules) if p]
+    filters += [f"event IN ({', '.join(quote_literal(e) for e in evs)})" for evs, _ in flags]
+    filters += [f"event = {quote_literal(e)}" for e, _ in ctx.refs]
+    prop_cols = "".join(f", {ctx.event_field_expr(name)} AS {col}" for name, col in ctx.props.items()
+                        if name not in _DIRECT_EVENT_COLUMNS)
+    ev_where = " OR ".join(sorted(set(filters))) if filters else "FALSE"
+    base = [
+        ("pop", f"SELECT lead_id FROM {src.population} WHERE TRUE{lead_filter}"),
+        ("ev", f"SELECT e.lead_id, e.message_id, e.ts, e.type, e.event, e.name{prop_cols} FROM {src.events} e "
+               f"WHERE e.lead_id IS NOT NULL AND e.ts <= {as_of_sql}{lead_filter.replace('lead_id', 'e.lead_id')} AND ({ev_where})"),
+    ]
+    lead_keys = {k: c for k, c in ctx.traits.items() if not k.startswith("account.")}
+    acct_keys = {k[len("account."):]: c for k, c in ctx.traits.items() if k.startswith("account.")}
+    pivot = ", ".join(f"max(value) FILTER (WHERE key = {quote_literal(k)}) AS {c}" for k, c in lead_keys.items())
+    base.append(("tr", f"SELECT lead_id, {pivot} FROM {src.traits} WHERE key IN "
+                       f"({', '.join(quote_literal(k) for k in lead_keys)}){lead_filter} GROUP BY lead_id"))
+    acct_col = lead_keys["account_id"]
+    if acct_keys:
+        apivot = ", ".join(f"max(value) FILTER (WHERE key = {quote_literal(k)}) AS {c}" for k, c in acct_keys.items())
+        base.append(("ac", f"SELECT account_id, {apivot} FROM {src.account_traits} WHERE key IN "
+                           f"({', '.join(quote_literal(k) for k in acct_keys)}) GROUP BY account_id"))
+        acct_sel = "".join(f", ac.{c}" for c in acct_keys.values())
+        acct_join = f" LEFT JOIN ac ON ac.account_id = tr.{acct_col}"
+    else:
+        acct_sel = acct_join = ""
+    lead_sel = "".join(f", tr.{c}" for c in lead_keys.values())
+    base.append(("lt", f"SELECT pop.lead_id{lead_sel}{acct_sel} FROM pop LEFT JOIN tr ON tr.lead_id = pop.lead_id{acct_join}"))
+    uses_video = any(r.video for r in model.rules)
+    if uses_video:
+        from leadscore.video.facts import video_views_sql
+        base.append(("ev_video", f"SELECT * FROM {src.events} WHERE lead_id IS NOT NULL AND ts <= {as_of_sql}"
+                                 f"{lead_filter} AND type = 'track'"))
+        base.append(("vv", video_views_sql(dialect, "ev_video", as_of_sql, src.catalog)))
+    for k, (evs, within) in enumerate(flags):
+        win = f" AND {dialect.seconds_between('ts', as_of_sql)} < {_seconds(within)}" if within else ""
+        ctx.ctes.append((f"f{k}_c", f"SELECT lead_id, count(*) AS n FROM ev WHERE event IN "
+                                    f"({', '.join(quote_literal(e) for e in evs)}){win} GROUP BY lead_id"))
+        rule_sql.append(f"SELECT lead_id, {-(k + 1)} AS rule_idx, 0.0 AS pts, n AS hits FROM f{k}_c")
+
+    ctes = base + ctx.ctes
+    if explain:
+        occ = " UNION ALL ".join(
+            f"SELECT {i} AS rule_idx, lead_id, CAST(message_id AS VARCHAR) AS message_id, CAST(ts AS TIMESTAMP) AS ts, pts FROM r{i}_p"
+            for i in range(len(model.rules)))
+        sql = "WITH " + ",\n".join(f"{n} AS ({q})" for n, q in ctes) + f"\nSELECT * FROM ({occ}) o ORDER BY rule_idx, ts, message_id"
+        return Compiled(sql, list(model.rules), list(model.groups), True, uses_video, uses_probability)
+
+    ctes.append(("hits", " UNION ALL ".join(rule_sql)))
+    n = len(model.rules)
+    rule_cols = ", ".join(
+        f"COALESCE(sum(h.pts) FILTER (WHERE h.rule_idx = {i}), 0) AS r{i}, "
+        f"COALESCE(sum(h.hits) FILTER (WHERE h.rule_idx = {i}), 0) AS h{i}" for i in range(n))
+    flag_cols = "".join(f", COALESCE(sum(h.hits) FILTER (WHERE h.rule_idx = {-(k + 1)}), 0) AS f{k}" for k in range(len(flags)))
+    ctes.append(("wide", f"SELECT pop.lead_id, {rule_cols}{flag_cols} FROM pop LEFT JOIN hits h ON h.lead_id = pop.lead_id GROUP BY pop.lead_id"))
+
+    def bounded(expr: str, cap, floor) -> str:
+        if cap is not None:
+            expr = f"LEAST({expr}, {float(cap)!r})"
+        if floor is not None:
+            expr = f"GREATEST({expr}, {float(floor)!r})"
+        return expr
+
+    group_cols = []
+    for g, group in model.groups.items():
+        members = [f"r{i}" for i, r in enumerate(model.rules) if r.group == g]
+        total = " + ".join(members) if members else "0.0"
+        group_cols.append(f"{dialect.round(bounded(f'({total})', group.cap, group.floor), 4)} AS g_{_safe(g)}")
+    disq = [f"h{i} > 0" for i, r in enumerate(model.rules) if r.disqualify]
+    disq_sql = " OR ".join(disq) if disq else "FALSE"
+    ctes.append(("grp", f"SELECT w.*, {', '.join(group_cols)}, {disq_sql} AS disqualified FROM wide w"))
+    axis_cols = []
+    for axis in ("fit", "engagement"):
+        members = [f"g_{_safe(g)}" for g, grp in model.groups.items() if grp.axis == axis]
+        a = model.axes.get(axis)
+        total = f"({' + '.join(members)})" if members else "0.0"
+        axis_cols.append(f"{dialect.round(bounded(total, a.cap if a else None, a.floor if a else None), 4)} AS {axis}")
+    ctes.append(("ax", f"SELECT grp.*, {', '.join(axis_cols)} FROM grp"))
+    if uses_probability:
+        ctes.append(("sc", f"SELECT ax.*, {dialect.round('fit + engagement', 4)} AS score, pr.probability FROM ax "
+                           f"LEFT JOIN {src.predictions} pr ON pr.lead_id = ax.lead_id"))
+    else:
+        ctes.append(("sc", f"SELECT ax.*, {dialect.round('fit + engagement', 4)} AS score, CAST(NULL AS {dialect.double()}) AS probability FROM ax"))
+
+    tier = "CASE " + " ".join(f"WHEN score >= {float(t.min)!r} THEN {quote_literal(t.name)}"
+                              for t in reversed(model.tiers[1:])) + f" ELSE {quote_literal(model.tiers[0].name)} END"
+    stage_idx = "CASE " + " ".join(f"WHEN {stage_conds[s.name]} THEN {k}"
+                                   for k, s in reversed(list(enumerate(model.stages))) if k > 0) + " ELSE 0 END"
+    if model.disqualified_stage:
+        cap_idx = [s.name for s in model.stages].index(model.disqualified_stage)
+        stage_idx = f"CASE WHEN disqualified THEN LEAST({stage_idx}, {cap_idx}) ELSE {stage_idx} END"
+
+    def grade(bands, col):
+        return "CASE " + " ".join(f"WHEN {col} >= {float(b.min)!r} THEN {quote_literal(b.grade)}" for b in bands if b.min is not None) + \
+               f" ELSE {quote_literal(bands[-1].grade)} END"
+
+    ctes.append(("fin", f"SELECT sc.*, {tier} AS tier, {stage_idx} AS stage_idx, "
+                        f"{grade(model.grades.fit, 'fit')} || {grade(model.grades.engagement, 'engagement')} AS grade FROM sc "
+                        f"LEFT JOIN lt ON lt.lead_id = sc.lead_id"))
+    stage_name = "CASE stage_idx " + " ".join(f"WHEN {k} THEN {quote_literal(s.name)}" for k, s in enumerate(model.stages)) + " END"
+    group_out = ", ".join(f"g_{_safe(g)}" for g in model.groups)
+    rule_out = ", ".join(f"r{i}, h{i}" for i in range(n))
+    sql = ("WITH " + ",\n".join(f"{name} AS ({q})" for name, q in ctes) +
+           f"\nSELECT lead_id, score, fit, engagement, tier, {stage_name} AS stage, grade, disqualified, probability, "
+           f"{group_out}, {rule_out} FROM fin ORDER BY score DESC, lead_id")
+    return Compiled(sql, list(model.rules), list(model.groups), False, uses_video, uses_probability)
