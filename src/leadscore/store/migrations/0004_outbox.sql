@@ -46,16 +46,16 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_order ON webhook_deliveries (endpoint_id, lead_id, message_seq);
 CREATE INDEX webhook_deliveries_status ON webhook_deliveries (status, next_attempt_at);
 
--- Every attempt, for `deliveries show`.
+-- Every attempt, for `deliveries show` (attempt restarts at 1 after a manual replay).
 CREATE TABLE webhook_attempts (
     message_seq BIGINT NOT NULL,
     endpoint_id VARCHAR NOT NULL,
     attempt     INTEGER NOT NULL,
     attempted_at {ts} NOT NULL,
     http_status INTEGER,
-    error       VARCHAR,
-    PRIMARY KEY (message_seq, endpoint_id, attempt)
+    error       VARCHAR
 );
+CREATE INDEX webhook_attempts_delivery ON webhook_attempts (message_seq, endpoint_id);
 
 -- CRM targets (HubSpot / Salesforce). mapping and options are JSON text; token may instead come from
 -- the environment (LEADSCORE_CRM_<NAME>_TOKEN).
