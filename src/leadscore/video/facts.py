@@ -41,8 +41,8 @@ def video_views_sql(dialect: Dialect, events: str, as_of: str, catalog: str = "v
     rounded half down, i.e. the number of one-second cells; NULL when the duration is unknown);
     watch_seconds = Σ plays over seconds (replays included); replayed_seconds = seconds played twice or
     more; furthest_position = furthest position played (0 when nothing played); sessions = distinct
-    playback sessions; first_ts/last_ts = wall-clock start of the first and end of the last played
-    interval (the first/last video event's time when nothing was played); completed_N =
+    playback sessions; first_ts = the first accepted video event (e.g. Playback Started); last_ts =
+    the wall-clock end of the last played interval (the last video event's time when nothing played); completed_N =
     percent_watched >= N; cta_clicks = ``CTA Clicked`` events carrying this content_asset_id.
     """
     d = dialect
@@ -54,7 +54,7 @@ def video_views_sql(dialect: Dialect, events: str, as_of: str, catalog: str = "v
                    MIN(ts) AS ev_first, MAX(ts) AS ev_last
             FROM lsv_ok GROUP BY lead_id, video_id"""),
         ("lsv_ivagg", """
-            SELECT lead_id, video_id, MAX(end_pos) AS furthest, MIN(start_ts) AS iv_first, MAX(end_ts) AS iv_last
+            SELECT lead_id, video_id, MAX(end_pos) AS furthest, MAX(end_ts) AS iv_last
             FROM lsv_iv GROUP BY lead_id, video_id"""),
         ("lsv_hagg", """
             SELECT lead_id, video_id,
@@ -78,7 +78,7 @@ def video_views_sql(dialect: Dialect, events: str, as_of: str, catalog: str = "v
                    COALESCE(h.replayed_seconds, CAST(0 AS BIGINT)) AS replayed_seconds,
                    COALESCE(i.furthest, CAST(0 AS {dbl})) AS furthest_position,
                    CAST(b.sessions AS BIGINT) AS sessions,
-                   COALESCE(i.iv_first, b.ev_first) AS first_ts,
+                   b.ev_first AS first_ts,
                    COALESCE(i.iv_last, b.ev_last) AS last_ts,
                    CAST(COALESCE(t.cta_clicks, 0) AS BIGINT) AS cta_clicks
             FROM lsv_base b

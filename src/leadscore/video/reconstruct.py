@@ -113,15 +113,16 @@ def _ctes(d: Dialect, events: str, as_of: str, catalog: str, heartbeat_s: float,
         FROM lsv_src s WHERE event <> {quote_literal(CTA_EVENT)}"""))
     # 3. duration (catalog, else the longest total_length this viewer's player reported) and the verdict
     ctes.append(("lsv_chk", f"""
-        SELECT t.*, COALESCE(c.cat_duration, t.seen_len) AS duration,
-               CASE WHEN t.session_id IS NULL OR t.has_start = 0 THEN 'unknown_session'
-                    WHEN t.video_id IS NULL THEN 'missing_video'
-                    WHEN t.pos_raw IS NULL OR (t.event = {quote_literal(SEEK_STARTED)} AND t.seek_raw IS NULL)
-                         THEN 'missing_position'
-                    WHEN t.dup_rank > 1 THEN 'duplicate' END AS drop_reason
-        FROM (SELECT x.*, MAX(CASE WHEN x.total_raw > 0 THEN x.total_raw END)
+        SELECT t.*, COALESCE(c.cat_duration, t.seen_len) AS duration
+        FROM (SELECT x.*, MAX(CASE WHEN x.drop_reason IS NULL AND x.total_raw > 0 THEN x.total_raw END)
                               OVER (PARTITION BY x.lead_id, x.video_id) AS seen_len
-              FROM lsv_tag x) t
+              FROM (SELECT y.*,
+                           CASE WHEN y.session_id IS NULL OR y.has_start = 0 THEN 'unknown_session'
+                                WHEN y.video_id IS NULL THEN 'missing_video'
+                                WHEN y.pos_raw IS NULL OR (y.event = {quote_literal(SEEK_STARTED)} AND y.seek_raw IS NULL)
+                                     THEN 'missing_position'
+                                WHEN y.dup_rank > 1 THEN 'duplicate' END AS drop_reason
+                    FROM lsv_tag y) x) t
         LEFT JOIN lsv_cat c ON c.cat_video_id = t.video_id"""))
     # 4. accepted events, clamped
     clamp = lambda col: (f"CASE WHEN {col} < 0 THEN CAST(0 AS {dbl}) "  # noqa: E731
