@@ -124,5 +124,9 @@ def load_model(path: str | Path) -> Model:
 
 
 def default_model_path() -> Path:
-    from importlib import resources
-    return Path(str(resources.files("leadscore.model").joinpath("default.yaml")))
+    """models/default.yaml of the source tree (or $LEADSCORE_DEFAULT_MODEL)."""
+    import os
+    env = os.environ.get("LEADSCORE_DEFAULT_MODEL")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "models" / "default.yaml"

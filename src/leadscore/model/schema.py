@@ -264,7 +264,7 @@ class Alert(_Strict):
     """When the service notifies (webhook) about a lead."""
 
     name: str
-    on: Literal["became_tier", "entered_stage", "score_jump", "high_intent"]
+    trigger: Literal["became_tier", "entered_stage", "score_jump", "high_intent"]
     tier: str | None = None
     stage: str | None = None
     points: float | None = Field(None, description="score_jump: rise of at least this many points ...")
@@ -279,10 +279,10 @@ class Alert(_Strict):
 
     @model_validator(mode="after")
     def _needs(self) -> "Alert":
-        need = {"became_tier": "tier", "entered_stage": "stage", "score_jump": "points", "high_intent": "event"}[self.on]
+        need = {"became_tier": "tier", "entered_stage": "stage", "score_jump": "points", "high_intent": "event"}[self.trigger]
         if getattr(self, need) is None:
-            raise ValueError(f"an alert on {self.on} needs {need}")
-        if self.on == "score_jump" and self.within is None:
+            raise ValueError(f"an alert triggered by {self.trigger} needs {need}")
+        if self.trigger == "score_jump" and self.within is None:
             self.within = timedelta(days=1)
         return self
 

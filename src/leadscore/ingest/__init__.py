@@ -1,0 +1,1 @@
+"""Loading event files (JSON Lines) into the store: every line validated, all or nothing."""
