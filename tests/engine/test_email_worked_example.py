@@ -86,3 +86,16 @@ def test_explanation_lists_each_occurrence_with_its_points(email_lead):
 def test_events_after_as_of_do_not_count(email_lead):
     row = score_leads(email_lead, model(EMAIL_MODEL), datetime(2026, 3, 1, 12)).set_index("lead_id").loc["lead-1"]
     assert row["group:email"] == pytest.approx(10.0)  # only the 09:30 open has happened
+
+
+def test_refresh_records_changes_with_their_cause_and_skips_unchanged(email_lead):
+    from leadscore.engine import refresh_scores
+    m = model(EMAIL_MODEL)
+    first = refresh_scores(email_lead, m, datetime(2026, 3, 10), cause="event", cause_ref="m1")
+    assert [(c.lead_id, c.score, c.prev_score) for c in first] == [("lead-1", 61.0, None)]
+    assert refresh_scores(email_lead, m, datetime(2026, 3, 11), cause="time") == []  # nothing decayed yet
+    later = refresh_scores(email_lead, m, datetime(2026, 4, 10), cause="time")
+    assert [(c.score, c.prev_score, c.cause) for c in later] == [(pytest.approx(47.3), 61.0, "time")]
+    hist = email_lead.query("SELECT score, cause FROM score_history ORDER BY changed_at")
+    assert [(round(s, 4), c) for s, c in hist] == [(61.0, "event"), (47.3, "time")]
+    assert email_lead.query("SELECT score FROM lead_scores") == [(pytest.approx(47.3),)]

@@ -1,0 +1,108 @@
+"""Keeping every lead's current score: re-score some or all leads as of an instant, write what
+changed to lead_scores, and append each change (score, tier or stage) to score_history with its cause.
+
+The service calls this after each ingested batch (cause 'event'), on a schedule (cause 'time': decay
+steps, window edges and inactivity move scores without any event) and on model activation ('model').
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from leadscore.engine.score import score_leads, to_naive_utc
+from leadscore.model.schema import Model
+from leadscore.store import Store
+
+_COLS = ("lead_id", "model_version", "as_of", "score", "fit", "engagement", "tier", "stage", "grade",
+         "disqualified", "probability", "groups", "rules", "updated_at")
+
+
+@dataclass
+class ScoreChange:
+    lead_id: str
+    at: datetime
+    score: float
+    fit: float
+    engagement: float
+    tier: str
+    stage: str
+    grade: str
+    prev_score: float | None
+    prev_tier: str | None
+    prev_stage: str | None
+    cause: str
+    cause_ref: str | None
+    groups: dict
+    rules: dict
+
+    @property
+    def tier_changed(self) -> bool:
+        return self.prev_tier != self.tier
+
+    @property
+    def stage_changed(self) -> bool:
+        return self.prev_stage != self.stage
+
+
+def _previous(store: Store, conn, leads: list[str] | None) -> dict[str, tuple]:
+    sql = "SELECT lead_id, score, tier, stage, model_version FROM lead_scores"
+    if leads is None:
+        return {r[0]: r[1:] for r in store._fetchall(conn, sql)}
+    out = {}
+    for start in range(0, len(leads), 1000):
+        chunk = leads[start:start + 1000]
+        rows = store._fetchall(conn, sql + f" WHERE lead_id IN ({','.join('?' * len(chunk))})", chunk)
+        out.update({r[0]: r[1:] for r in rows})
+    return out
+
+
+def refresh_scores(store: Store, model: Model, as_of: datetime, leads: list[str] | None = None,
+                   cause: str = "event", cause_ref: str | None = None,
+                   frame: pd.DataFrame | None = None) -> list[ScoreChange]:
+    """Re-score ``leads`` (all when None) as of ``as_of``; store and return the changes."""
+    as_of = to_naive_utc(as_of)
+    if leads is not None and not leads:
+        return []
+    if frame is None:
+        frame = score_leads(store, model, as_of, leads=leads)
+    version = model.model_version
+    groups = [c for c in frame.columns if c.startswith("group:")]
+    rules = [c for c in frame.columns if c.startswith("rule:")]
+    changes: list[ScoreChange] = []
+    upserts, history = [], []
+    with store._lock, store.transaction() as conn:
+        prev = _previous(store, conn, list(frame["lead_id"]) if leads is not None else None)
+        for rec in frame.to_dict("records"):
+            old = prev.get(rec["lead_id"])
+            same = old is not None and abs(old[0] - rec["score"]) < 1e-9 and old[1] == rec["tier"] \
+                and old[2] == rec["stage"] and old[3] == version
+            if same:
+                continue
+            g = {c[6:]: rec[c] for c in groups}
+            r = {c[5:]: rec[c] for c in rules if rec[c] != 0}
+            prob = rec.get("probability")
+            prob = None if prob is None or prob != prob else float(prob)
+            upserts.append((rec["lead_id"], version, as_of, rec["score"], rec["fit"], rec["engagement"], rec["tier"],
+                            rec["stage"], rec["grade"], bool(rec["disqualified"]), prob, json.dumps(g), json.dumps(r), as_of))
+            if old is None or abs(old[0] - rec["score"]) >= 1e-9 or old[1] != rec["tier"] or old[2] != rec["stage"]:
+                ch = ScoreChange(rec["lead_id"], as_of, rec["score"], rec["fit"], rec["engagement"], rec["tier"],
+                                 rec["stage"], rec["grade"], old[0] if old else None, old[1] if old else None,
+                                 old[2] if old else None, cause, cause_ref, g, r)
+                changes.append(ch)
+                history.append((ch.lead_id, as_of, version, ch.score, ch.fit, ch.engagement, ch.tier, ch.stage,
+                                ch.prev_score, ch.prev_tier, ch.prev_stage, cause, cause_ref))
+        for start in range(0, len(upserts), 50_000):
+            part = upserts[start:start + 50_000]
+            keys = [u[0] for u in part]
+            for k in range(0, len(keys), 1000):
+                sub = keys[k:k + 1000]
+                store._execute(conn, f"DELETE FROM lead_scores WHERE lead_id IN ({','.join('?' * len(sub))})", sub)
+            store._bulk_insert(conn, "lead_scores", _COLS, part, conflict="plain")
+        for start in range(0, len(history), 50_000):
+            store._bulk_insert(conn, "score_history", ("lead_id", "changed_at", "model_version", "score", "fit", "engagement",
+                                                       "tier", "stage", "prev_score", "prev_tier", "prev_stage",
+                                                       "cause", "cause_ref"), history[start:start + 50_000], conflict="plain")
+    return changes
