@@ -283,9 +283,11 @@ def test_postgres_going_away_answers_503_then_recovers_by_itself(pg_url):
             assert r.json()["message"].startswith("the store is unavailable")
             r = client.post("/v1/track", json={**TRACK, "messageId": "m-2"}, auth=(keys["write"], ""))
             assert r.status_code == 200
-        assert store.query("SELECT message_id FROM events ORDER BY 1") == [("m-1",), ("m-2",)]
     finally:
         store.close()
+    check = open_store(pg_url)   # this thread's connection was terminated too
+    assert check.query("SELECT message_id FROM events ORDER BY 1") == [("m-1",), ("m-2",)]
+    check.close()
 
 
 def test_tracker_static_files_and_cors_for_browser_trackers(store, tmp_path):

@@ -47,15 +47,25 @@ def create(ctx: CliContext, role: str, name: str, rate_limit: float | None, burs
 
 @keys.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include revoked keys.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per key (for scripts).")
 @pass_ctx
-def list_(ctx: CliContext, show_all: bool) -> None:
+def list_(ctx: CliContext, show_all: bool, as_json: bool) -> None:
     """List keys (id, role, name, token prefix, limits; never the secret)."""
+    import json
+
     from leadscore.service.auth import list_keys
 
-    table = Table("key id", "role", "name", "prefix", "rate/s", "burst", "created", "revoked")
-    for k in list_keys(ctx.store(), include_revoked=show_all):
+    found = list_keys(ctx.store(), include_revoked=show_all)
+    if as_json:
+        for k in found:
+            click.echo(json.dumps(k.public()))
+        return
+    table = Table("key id", "role", "name", "prefix", "rate/s", "burst", "created", "revoked", box=None)
+    for col in table.columns:
+        col.no_wrap = True
+    for k in found:
         table.add_row(k.key_id, k.role, k.name, k.prefix + "…", _num(k.rate_limit), _num(k.burst),
-                      f"{k.created_at:%Y-%m-%d %H:%M}", f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
+                      f"{k.created_at:%Y-%m-%d}", f"{k.revoked_at:%Y-%m-%d}" if k.revoked_at else "")
     console.print(table)
 
 
