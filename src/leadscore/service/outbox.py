@@ -109,6 +109,20 @@ class Sql:
     def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         return self.run(sql, params).fetchall()
 
+    def insert_many(self, table: str, cols: Sequence[str], rows: list[tuple]) -> None:
+        """Plain INSERT of many rows: Arrow-staged on DuckDB, a pipelined executemany on PostgreSQL."""
+        if not rows:
+            return
+        if self.backend == "duckdb" and self.store is not None and len(rows) > 1:
+            self.store._bulk_insert(self.conn, table, cols, rows, conflict="none")
+            return
+        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks(len(cols))})"
+        if self.backend == "postgres":
+            from leadscore.store.postgres import _pg
+            self.conn.cursor().executemany(_pg(sql), rows)
+        else:
+            self.conn.executemany(sql, rows)
+
     def dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         cur = self.run(sql, params)
         names = [d[0] for d in cur.description]
@@ -256,15 +270,13 @@ def enqueue_crm_syncs(target: Any, score_rows: Iterable[Mapping[str, Any]], *, n
     parsed = [_score_values(i, r) for i, r in enumerate(score_rows)]
     if not parsed:
         return 0
-    written = 0
     with session(target) as db:
         targets = [r[0] for r in db.rows("SELECT name FROM crm_targets WHERE enabled ORDER BY name")]
-        for name in targets:
-            for lead_id, as_of, values in parsed:
-                db.run("INSERT INTO crm_sync (target, lead_id, as_of, score_values, status, attempts, next_attempt_at, created_at) "
-                       "VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
-                       (name, lead_id, as_of, dumps(values, "score row"), now, now))
-                written += 1
+        rows = [(name, lead_id, as_of, dumps(values, "score row"), "pending", 0, now, now)
+                for name in targets for lead_id, as_of, values in parsed]
+        cols = ("target", "lead_id", "as_of", "score_values", "status", "attempts", "next_attempt_at", "created_at")
+        db.insert_many("crm_sync", cols, rows)
+        written = len(rows)
     return written
 
 

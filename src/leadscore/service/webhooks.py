@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 from standardwebhooks import Webhook
 
-from leadscore.service.outbox import (MAX_ATTEMPTS, OutboxError, Sql, later, retry_delay, session, utc_naive)
+from leadscore.service.outbox import MAX_ATTEMPTS, OutboxError, Sql, later, marks, retry_delay, session, utc_naive
 from leadscore.store import Store
 
 log = logging.getLogger("leadscore.webhooks")
@@ -327,12 +327,15 @@ class WebhookWorker:
         until = later(now, self.lease_seconds)
         jobs = []
         with session(self.store) as db:
-            for row in db.rows(sql, [now, now, now, *skip, self.batch_size]):
-                got = db.rows("UPDATE webhook_deliveries SET lease_until = ? WHERE message_seq = ? AND endpoint_id = ? "
-                              "AND status = 'pending' AND (lease_until IS NULL OR lease_until <= ?) RETURNING message_seq",
-                              (until, row[0], row[1], now))
-                if got:
-                    jobs.append(_Job(*row))
+            rows = db.rows(sql, [now, now, now, *skip, self.batch_size])
+            for endpoint_id in sorted({r[1] for r in rows}):
+                seqs = [r[0] for r in rows if r[1] == endpoint_id]
+                got = {r[0] for r in db.rows(
+                    f"UPDATE webhook_deliveries SET lease_until = ? WHERE endpoint_id = ? AND message_seq IN ({marks(len(seqs))}) "
+                    "AND status = 'pending' AND (lease_until IS NULL OR lease_until <= ?) RETURNING message_seq",
+                    [until, endpoint_id, *seqs, now])}
+                jobs += [_Job(*r) for r in rows if r[1] == endpoint_id and r[0] in got]
+        jobs.sort(key=lambda j: (j.seq, j.endpoint_id))
         return jobs
 
     # -- one HTTP attempt (runs in a pool thread; touches no database)
