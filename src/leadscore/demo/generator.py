@@ -117,7 +117,8 @@ def generate_chunk(config: DemoConfig, index: int) -> DemoChunk:
     assert CTX_WEB == 0 and CTX_EMAIL == 1 and CTX_SERVER == 2 and ID_USER == 0  # the layout above
 
     won = act.outcome == 2
-    out_t = pa.array(np.where(np.isnan(act.outcome_t), 0, act.outcome_t * 1e6).astype(np.int64),
+    # The outcome's time exactly as its event carries it (milliseconds).
+    out_t = pa.array(np.where(np.isnan(act.outcome_t), 0, np.round(act.outcome_t * 1000)).astype(np.int64) * 1000,
                      pa.timestamp("us"))
     has_out = pa.array(~np.isnan(act.outcome_t))
     null_ts = pa.nulls(n, pa.timestamp("us"))
