@@ -80,7 +80,7 @@ def ingest(ctx, file, skip_invalid, rejects, mapping, id_column, all_columns, mi
         except CsvImportError as exc:
             err_console.print(str(exc), style="red", highlight=False)
             sys.exit(1)
-        console.print(f"{path.name}: {res.leads if hasattr(res, 'leads') else res} leads imported", highlight=False)
+        console.print(f"{path.name}: {res.rows} leads imported with traits {', '.join(sorted(res.traits))}", highlight=False)
         return
     from leadscore.ingest.jsonl import EventFileError, ingest_jsonl
     size = path.stat().st_size
