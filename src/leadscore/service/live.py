@@ -1,0 +1,462 @@
+"""Live scores: every committed batch re-scores the leads it touched, time re-scores the rest.
+
+``install(app)`` puts a ``LiveScorer`` at ``app.state.live`` and
+- appends ``LiveScorer.on_ingest`` to ``app.state.after_ingest`` (the group-commit writer calls it from
+  its own hook thread after acknowledging, so scoring never delays an acknowledgement; when scoring
+  falls behind, the writer merges the waiting batches into one);
+- at start-up makes sure a model is active (the shipped default otherwise), re-scores everyone in the
+  background when the live scores are missing or were made by another model, and starts the time
+  scheduler (``LiveSettings.time_rescore_seconds``; 0 turns it off).
+
+One batch = one transaction: the scores and history (``engine.refresh_scores``, cause ``event``, cause_ref
+the lead's own messageIds), the alerts the model's ``alerts:`` raise (``leadscore.service.alerts``) with
+their webhooks, and one CRM sync item per changed lead are committed together. The model is scored
+*before* that transaction (outside the store's lock), so ingestion keeps committing meanwhile.
+
+All re-scores (event, time, model) run under one lock: a slow time or model re-score made as of an
+earlier instant can never overwrite a newer event score; they go in chunks of
+``LiveSettings.chunk_leads`` so events wait at most one chunk. Scores never go back in time: each
+re-score is made as of the latest instant already used (``high_water``) or later.
+
+Time: an event batch is scored as of its receive time (``received_at`` stamped by the ingestion
+surface); the scheduler reads the wall clock (``clock``) once per tick; tests call ``rescore_time``
+with an explicit ``as_of``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Sequence
+
+import pyarrow as pa
+
+from leadscore.engine import ScoreChange, refresh_scores, score_leads
+from leadscore.engine.models_registry import active_model, get_model, save_model
+from leadscore.model import Model, default_model_path, load_model
+from leadscore.service import alerts as alert_rules
+from leadscore.service import outbox
+from leadscore.store import IngestResult, Store
+
+log = logging.getLogger("leadscore.service.live")
+
+MAX_REFS_PER_LEAD = 20  # messageIds kept in one history row's cause_ref
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    time_rescore_seconds: float = 300.0   # how often the scheduler re-scores for time (0 = never)
+    chunk_leads: int = 2000               # leads per transaction in time/model re-scores
+    alerts_on_model_change: bool = False  # a model activation re-tiers many leads at once: no webhooks by default
+    alerts_on_time: bool = True
+    crm_sync: bool = True                 # enqueue a CRM sync item per changed lead
+    freshness_samples: int = 200_000      # per-message lags kept for the percentiles
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "LiveSettings":
+        """``LEADSCORE_TIME_RESCORE_SECONDS=60`` etc."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"LEADSCORE_{f.name.upper()}")
+            if raw is None:
+                continue
+            default = getattr(cls, f.name)
+            if isinstance(default, bool):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                values[f.name] = type(default)(raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def with_(self, **changes) -> "LiveSettings":
+        return replace(self, **changes)
+
+
+@dataclass
+class LiveReport:
+    cause: str
+    as_of: datetime | None
+    leads: int = 0
+    changes: list[ScoreChange] = field(default_factory=list)
+    alerts: int = 0
+    crm_items: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {"cause": self.cause, "as_of": self.as_of.isoformat() if self.as_of else None, "leads": self.leads,
+                "changes": len(self.changes), "alerts": self.alerts, "crm_items": self.crm_items}
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, int(round(q / 100 * (len(ordered) - 1)))))
+    return ordered[k]
+
+
+# ------------------------------------------------------------------------------------------ SQL bits
+def batch_events(store: Store, message_ids: Sequence[str]) -> list[alert_rules.BatchEvent | Any]:
+    """(message_id, lead_id, type, event, ts, received_at) of the given messages, lead resolved."""
+    if not message_ids:
+        return []
+    cols = ("SELECT e.message_id, COALESCE(mu.lead_id, e.user_id, ma.lead_id) AS lead_id, e.type, e.event, e.ts, "
+            "e.received_at FROM events e {join} LEFT JOIN identities mu ON mu.alias_id = e.user_id "
+            "LEFT JOIN identities ma ON ma.alias_id = e.anonymous_id {where}")
+    ids = list(message_ids)
+    if store.dialect.name == "duckdb":
+        # One join against the id list (an IN list per chunk would scan the event log once per chunk).
+        with store.transaction() as conn:
+            conn.register("_ls_batch_ids", pa.table({"message_id": pa.array(ids, pa.string())}))
+            try:
+                return conn.execute(cols.format(join="JOIN _ls_batch_ids b ON b.message_id = e.message_id",
+                                                where="")).fetchall()
+            finally:
+                conn.unregister("_ls_batch_ids")
+    return store.query(cols.format(join="", where="WHERE e.message_id = ANY(?)"), (ids,))
+
+
+def _set_cause_refs(store: Store, conn: Any, token: str, refs: dict[str, str | None]) -> None:
+    """Replace the batch token in this batch's history rows by each lead's own messageIds."""
+    if not refs:
+        return
+    leads = list(refs)
+    values = [refs[k] for k in leads]
+    if store.dialect.name == "duckdb":
+        conn.register("_ls_refs", pa.table({"lead_id": pa.array(leads, pa.string()), "ref": pa.array(values, pa.string())}))
+        try:
+            conn.execute("UPDATE score_history SET cause_ref = r.ref FROM _ls_refs r "
+                         "WHERE score_history.cause_ref = ? AND score_history.lead_id = r.lead_id", [token])
+        finally:
+            conn.unregister("_ls_refs")
+    else:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS _ls_refs (lead_id VARCHAR, ref VARCHAR) ON COMMIT DELETE ROWS")
+        conn.execute("TRUNCATE _ls_refs")
+        with conn.cursor().copy("COPY _ls_refs (lead_id, ref) FROM STDIN") as copy:
+            for row in zip(leads, values):
+                copy.write_row(row)
+        conn.execute("UPDATE score_history h SET cause_ref = r.ref FROM _ls_refs r "
+                     "WHERE h.cause_ref = %s AND h.lead_id = r.lead_id", (token,))
+
+
+def _in(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def window_lows(store: Store, conn: Any, model: Model, changes: Sequence[ScoreChange]) -> dict[tuple[str, str], float]:
+    """For each score_jump alert and rising change: the lowest score the lead held in the alert's window
+    before this change (0 where the lead had no score at the window's start)."""
+    out: dict[tuple[str, str], float] = {}
+    rising = [c for c in changes if c.prev_score is None or c.score > c.prev_score]
+    jumps = [a for a in model.alerts if a.trigger == "score_jump"]
+    if not rising or not jumps:
+        return out
+    for alert in jumps:
+        by_at: dict[datetime, list[ScoreChange]] = {}
+        for c in rising:
+            by_at.setdefault(c.at, []).append(c)
+        for at, group in by_at.items():
+            start = alert_rules.score_jump_since(alert, at)
+            for k in range(0, len(group), 500):
+                leads = [c.lead_id for c in group[k:k + 500]]
+                held = dict(store._fetchall(conn,
+                    "SELECT lead_id, score FROM (SELECT lead_id, score, row_number() OVER (PARTITION BY lead_id "
+                    f"ORDER BY changed_at DESC) AS rn FROM score_history WHERE lead_id IN ({_in(len(leads))}) "
+                    "AND changed_at <= ?) h WHERE rn = 1", leads + [start]))
+                inside = dict(store._fetchall(conn,
+                    f"SELECT lead_id, MIN(score) FROM score_history WHERE lead_id IN ({_in(len(leads))}) "
+                    "AND changed_at > ? AND changed_at < ? GROUP BY lead_id", leads + [start, at]))
+                for lead in leads:
+                    low = float(held.get(lead, 0.0))
+                    if lead in inside:
+                        low = min(low, float(inside[lead]))
+                    out[(alert.name, lead)] = low
+    return out
+
+
+def current_rows(store: Store, conn: Any, leads: Iterable[str]) -> dict[str, dict[str, Any]]:
+    leads = sorted(set(leads))
+    out: dict[str, dict[str, Any]] = {}
+    for k in range(0, len(leads), 500):
+        chunk = leads[k:k + 500]
+        for lead, score, fit, tier, stage, as_of in store._fetchall(
+                conn, f"SELECT lead_id, score, fit, tier, stage, as_of FROM lead_scores WHERE lead_id IN ({_in(len(chunk))})", chunk):
+            out[lead] = {"score": float(score), "fit": float(fit), "tier": tier, "stage": stage, "at": as_of}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the scorer
+class LiveScorer:
+    """Keeps ``lead_scores``/``score_history`` current; raises alerts; feeds the CRM outbox."""
+
+    def __init__(self, store: Store, settings: LiveSettings | None = None,
+                 clock: Callable[[], datetime] = utcnow):
+        self.store = store
+        self.settings = settings or LiveSettings()
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.high_water: datetime | None = None
+        self._model: tuple[str, Model] | None = None
+        self._lags: deque[float] = deque(maxlen=self.settings.freshness_samples)
+        self.counters = {"batches": 0, "events": 0, "changes": 0, "alerts": 0, "crm_items": 0, "errors": 0}
+        self.activation: dict[str, Any] = {"state": "idle"}
+        self.last_time_rescore: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # ---- the model
+    def model(self) -> Model:
+        """The active model (parsed once per version)."""
+        rows = self.store.query("SELECT version FROM models WHERE active")
+        if not rows:
+            raise LookupError("no active model: upload one (POST /api/models) and activate it")
+        version = rows[0][0]
+        if self._model is None or self._model[0] != version:
+            model = active_model(self.store)
+            self._model = (version, model)
+        return self._model[1]
+
+    def ensure_model(self, now: datetime) -> Model:
+        """The active model; the shipped default is saved and activated when none is."""
+        if not self.store.query("SELECT 1 FROM models WHERE active"):
+            save_model(self.store, load_model(default_model_path()), now, activate=True)
+        return self.model()
+
+    def _as_of(self, as_of: datetime) -> datetime:
+        if as_of.tzinfo is not None:
+            as_of = as_of.astimezone(timezone.utc).replace(tzinfo=None)
+        if self.high_water is not None and as_of < self.high_water:
+            as_of = self.high_water
+        self.high_water = as_of
+        return as_of
+
+    # ---- one re-score step: score (no store lock), then one transaction for everything it changes
+    def _apply(self, model: Model, as_of: datetime, leads: list[str] | None, cause: str, cause_ref: str | None,
+               events: Sequence[alert_rules.BatchEvent] = (), refs: dict[str, str | None] | None = None,
+               alerts: bool = True) -> LiveReport:
+        report = LiveReport(cause, as_of, leads=len(leads) if leads is not None else 0)
+        frame = score_leads(self.store, model, as_of, leads=leads)
+        if leads is None:
+            report.leads = len(frame)
+        token = f"batch:{uuid.uuid4().hex}" if refs is not None else cause_ref
+        store = self.store
+        with store._lock, store.transaction() as conn:
+            changes = refresh_scores(store, model, as_of, leads=leads, cause=cause, cause_ref=token, frame=frame)
+            if refs is not None:
+                mine = {c.lead_id: refs.get(c.lead_id) for c in changes}
+                _set_cause_refs(store, conn, token, mine)
+                for c in changes:
+                    c.cause_ref = mine[c.lead_id]
+            records: list[alert_rules.AlertRecord] = []
+            if alerts and model.alerts:
+                intent = {e for a in model.alerts if a.trigger == "high_intent" for e in (a.event or [])}
+                hot_events = [e for e in events if e.event in intent and e.lead_id]
+                changed = {c.lead_id for c in changes}
+                current = current_rows(store, conn, [e.lead_id for e in hot_events if e.lead_id not in changed])
+                records = alert_rules.evaluate(model, changes, hot_events,
+                                               window_low=window_lows(store, conn, model, changes), current=current)
+                report.alerts = alert_rules.store_alerts(conn, store, records, now=as_of)
+            if self.settings.crm_sync and changes:
+                db = outbox.Sql(conn, store)
+                rows = [{"lead_id": c.lead_id, "as_of": c.at, "score": c.score, "fit": c.fit, "engagement": c.engagement,
+                         "tier": c.tier, "stage": c.stage, "grade": c.grade, "model_version": model.model_version}
+                        for c in changes]
+                report.crm_items = outbox.enqueue_crm_syncs(db, rows, now=as_of)
+        report.changes = changes
+        self.counters["changes"] += len(changes)
+        self.counters["alerts"] += report.alerts
+        self.counters["crm_items"] += report.crm_items
+        return report
+
+    # ---- events
+    def on_ingest(self, result: IngestResult) -> LiveReport | None:
+        """The after_ingest hook: re-score the leads of a committed batch."""
+        if not result.new_message_ids and not result.leads_touched:
+            return None
+        try:
+            return self.process(result.new_message_ids, result.leads_touched)
+        except Exception:
+            self.counters["errors"] += 1
+            raise
+
+    def process(self, message_ids: Sequence[str], leads: Iterable[str] = (), *,
+                as_of: datetime | None = None) -> LiveReport | None:
+        rows = batch_events(self.store, message_ids)
+        received = [r[5] for r in rows if r[5] is not None]
+        if as_of is None:
+            if not received:
+                return None
+            as_of = max(received)
+        events = [alert_rules.BatchEvent(r[0], r[1], r[3], r[2], r[4]) for r in rows if r[1]]
+        refs: dict[str, list[str]] = {}
+        for ev in sorted(events, key=lambda e: (e.ts, e.message_id)):
+            refs.setdefault(ev.lead_id, []).append(ev.message_id)
+        touched = set(leads) | set(refs)
+        with self.lock:
+            model = self.model()
+            as_of = self._as_of(as_of)
+            report = self._apply(model, as_of, sorted(touched), "event", None, events=events,
+                                 refs={lead: ",".join(ids[-MAX_REFS_PER_LEAD:]) or None for lead, ids in refs.items()})
+        done = self.clock()
+        self._lags.extend((done - r).total_seconds() for r in received)
+        self.counters["batches"] += 1
+        self.counters["events"] += len(rows)
+        return report
+
+    # ---- time and model
+    def _population(self, as_of: datetime) -> list[str]:
+        return [r[0] for r in self.store.query("SELECT lead_id FROM population ORDER BY lead_id")]
+
+    def rescore_all(self, as_of: datetime, cause: str, cause_ref: str | None = None, *, model: Model | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> LiveReport:
+        """Re-score every lead in chunks (each its own transaction); only changed leads are written."""
+        total = LiveReport(cause, None)
+        alerts = cause == "event" or (cause == "time" and self.settings.alerts_on_time) or \
+            (cause == "model" and self.settings.alerts_on_model_change)
+        leads = self._population(as_of)
+        if progress:
+            progress(0, len(leads))
+        size = max(1, self.settings.chunk_leads)
+        for k in range(0, len(leads), size):
+            if self._stop.is_set():
+                break  # shutting down: the next start-up catches up
+            chunk = leads[k:k + size]
+            with self.lock:
+                m = model or self.model()
+                at = self._as_of(as_of)
+                part = self._apply(m, at, chunk, cause, cause_ref, alerts=alerts)
+            total.as_of = at
+            total.leads += len(chunk)
+            total.changes.extend(part.changes)
+            total.alerts += part.alerts
+            total.crm_items += part.crm_items
+            if progress:
+                progress(min(k + size, len(leads)), len(leads))
+        return total
+
+    def rescore_time(self, as_of: datetime) -> LiveReport:
+        """Decay steps, window edges and inactivity: re-score everyone as of ``as_of``, write the changes."""
+        report = self.rescore_all(as_of, "time")
+        self.last_time_rescore = report.summary()
+        return report
+
+    def activate(self, version: str, now: datetime) -> LiveReport:
+        """Make ``version`` the active model and re-score everyone with it (cause 'model'), reporting progress
+        in ``self.activation``. Raises KeyError for an unknown version."""
+        model = get_model(self.store, version)
+        self.activation = {"state": "running", "version": version, "done": 0, "total": None, "started_at": now.isoformat()}
+
+        def progress(done: int, total: int) -> None:
+            self.activation.update(done=done, total=total)
+
+        try:
+            with self.lock:
+                save_model(self.store, model, now, activate=True)
+                self._model = None
+            report = self.rescore_all(now, "model", version, progress=progress)
+        except Exception as exc:
+            self.activation.update(state="failed", error=str(exc))
+            raise
+        self.activation.update(state="done", changed=len(report.changes), tier_changes=sum(c.tier_changed for c in report.changes))
+        return report
+
+    def activate_in_background(self, version: str, now: datetime) -> dict[str, Any]:
+        get_model(self.store, version)  # unknown version: KeyError now, not in the thread
+        if self.activation.get("state") == "running":
+            raise RuntimeError(f"model {self.activation.get('version')} is still being activated")
+        self.activation = {"state": "running", "version": version, "done": 0, "total": None, "started_at": now.isoformat()}
+        thread = threading.Thread(target=self._activate_logged, args=(version, now), name="leadscore-activate", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return dict(self.activation)
+
+    def _activate_logged(self, version: str, now: datetime) -> None:
+        try:
+            self.activate(version, now)
+        except Exception:  # noqa: BLE001 - reported through self.activation
+            log.exception("activating model %s failed", version)
+
+    def catch_up(self, now: datetime) -> LiveReport | None:
+        """At start-up: score everyone when live scores are missing or come from another model version."""
+        model = self.model()
+        stale = self.store.query(
+            "SELECT COUNT(*) FROM population p LEFT JOIN lead_scores s ON s.lead_id = p.lead_id "
+            "WHERE s.lead_id IS NULL OR s.model_version <> ?", (model.model_version,))[0][0]
+        if not stale:
+            return None
+        self.activation = {"state": "running", "version": model.model_version, "done": 0, "total": None,
+                           "started_at": now.isoformat(), "reason": "start-up catch-up"}
+
+        def progress(done: int, total: int) -> None:
+            self.activation.update(done=done, total=total)
+
+        report = self.rescore_all(now, "model", model.model_version, progress=progress)
+        self.activation.update(state="done", changed=len(report.changes))
+        return report
+
+    # ---- status
+    def stats(self) -> dict[str, Any]:
+        lags = list(self._lags)
+        return {
+            "model_version": self._model[0] if self._model else None,
+            "high_water": self.high_water.isoformat() if self.high_water else None,
+            **self.counters,
+            "freshness_seconds": {"samples": len(lags), "p50": _percentile(lags, 50), "p99": _percentile(lags, 99),
+                                  "max": max(lags) if lags else None},
+            "activation": dict(self.activation),
+            "last_time_rescore": self.last_time_rescore,
+            "time_rescore_seconds": self.settings.time_rescore_seconds,
+        }
+
+    def reset_stats(self) -> None:
+        self._lags.clear()
+
+    # ---- lifecycle
+    def start(self) -> None:
+        now = self.clock()
+        self.ensure_model(now)
+        self._spawn(self._catch_up_logged, "leadscore-catch-up")
+        if self.settings.time_rescore_seconds > 0:
+            self._spawn(self._schedule, "leadscore-time-rescore")
+
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _catch_up_logged(self) -> None:
+        try:
+            self.catch_up(self.clock())
+        except Exception:  # noqa: BLE001
+            log.exception("start-up re-score failed")
+            self.activation.update(state="failed")
+
+    def _schedule(self) -> None:
+        while not self._stop.wait(self.settings.time_rescore_seconds):
+            try:
+                self.rescore_time(self.clock())
+            except Exception:  # noqa: BLE001 - try again next tick
+                log.exception("time re-score failed")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+
+def install(app) -> None:
+    settings = getattr(app.state, "live_settings", None) or LiveSettings.from_env()
+    scorer = LiveScorer(app.state.store, settings)
+    app.state.live = scorer
+    app.state.after_ingest.append(scorer.on_ingest)
+    app.state.on_start.append(lambda app: scorer.start())
+    app.state.on_stop.append(lambda app: scorer.stop())
