@@ -128,8 +128,10 @@ def write_population(config: DemoConfig, out_dir: str | Path, fmt: str = "jsonl"
                         sink.write(("\n".join(lines.to_pylist()) + "\n").encode())
                     table = _truth_table(chunk.truth)
                     if truth_writer is None:
-                        truth_writer = pacsv.CSVWriter(truth_sink, table.schema,
-                                                        write_options=pacsv.WriteOptions(quoting_style="needed"))
+                        # Arrow quotes header names whatever the style; every value here is a plain word.
+                        truth_sink.write((",".join(table.column_names) + "\n").encode())
+                        truth_writer = pacsv.CSVWriter(truth_sink, table.schema, write_options=pacsv.WriteOptions(
+                            include_header=False, quoting_style="none"))
                     truth_writer.write_table(table)
                     leads += chunk.leads
                     events += chunk.events.num_rows
