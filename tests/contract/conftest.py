@@ -29,6 +29,7 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: Any
+    raw: bytes = b""
 
 
 class ContractViolation(AssertionError):
@@ -72,7 +73,7 @@ class FakeApi:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw
-                req = Request(self.command, parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()}, body)
+                req = Request(self.command, parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()}, body, raw)
                 with api.lock:
                     api.requests.append(req)
                     fault = None  # the first fault that answers this request is used up; others wait

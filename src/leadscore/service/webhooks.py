@@ -17,6 +17,7 @@ import random
 import re
 import secrets as _secrets
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from leadscore.service.outbox import MAX_ATTEMPTS, OutboxError, Sql, later, marks, retry_delay, session, utc_naive
+from leadscore.service.crm.base import tls_verify
 from leadscore.store import Store
 
 log = logging.getLogger("leadscore.webhooks")
@@ -90,6 +92,7 @@ def resolve_checked(host: str, port: int, allow_private: bool) -> list[str]:
     except socket.gaierror as exc:
         raise ConnectionError(f"cannot resolve {host}: {exc}") from exc
     addrs = list(dict.fromkeys(info[4][0] for info in infos))
+    addrs.sort(key=lambda a: ":" in a)  # IPv4 first: connect where most receivers listen
     if not allow_private:
         for addr in addrs:
             reason = _blocked_reason(addr)
@@ -249,7 +252,7 @@ class WebhookWorker:
     def __init__(self, store: Store, *, allow_private: bool = False, timeout: float = 15.0, concurrency: int = 4,
                  batch_size: int = 50, max_rounds: int = 1000, lease_seconds: float = 120.0,
                  rng: random.Random | None = None, clock: Callable[[], float] = time.time,
-                 transport: httpx.BaseTransport | None = None):
+                 verify: bool | str | ssl.SSLContext = True, transport: httpx.BaseTransport | None = None):
         self.store = store
         self.allow_private = allow_private
         self.timeout = timeout
@@ -261,6 +264,7 @@ class WebhookWorker:
         self.clock = clock
         self.owner = uuid.uuid4().hex
         self._client = httpx.Client(timeout=timeout, follow_redirects=False, transport=transport, trust_env=False,
+                                    verify=tls_verify(verify),
                                     headers={"user-agent": USER_AGENT})
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook") if self.concurrency > 1 else None
 
