@@ -103,7 +103,7 @@ def ingest(ctx, file, skip_invalid, rejects, mapping, id_column, all_columns, mi
 def top_reasons(row, model, n=3) -> str:
     fired = [(row[f"rule:{r.name}"], r.name) for r in model.rules if row[f"rule:{r.name}"] != 0]
     fired.sort(key=lambda x: -abs(x[0]))
-    return ", ".join(f"{name} {pts:+g}" for pts, name in fired[:n])
+    return ", ".join(f"{name} {pts:+.1f}".replace(".0", "") for pts, name in fired[:n])
 
 
 def leads_table(frame, model, top: int, title: str) -> Table:
@@ -113,7 +113,7 @@ def leads_table(frame, model, top: int, title: str) -> Table:
                     ("stage", {}), ("grade", {}), ("top reasons", {"overflow": "fold"})):
         table.add_column(col, **kw)
     for k, row in enumerate(frame.head(top).to_dict("records"), start=1):
-        table.add_row(str(k), row["lead_id"], f"{row['score']:g}", f"{row['fit']:g}", f"{row['engagement']:g}",
+        table.add_row(str(k), row["lead_id"], f"{row['score']:.1f}", f"{row['fit']:.1f}", f"{row['engagement']:.1f}",
                       f"[{TIER_STYLE.get(row['tier'], '')}]{row['tier']}[/]", row["stage"], row["grade"],
                       top_reasons(row, model))
     return table
