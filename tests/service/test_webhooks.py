@@ -289,3 +289,22 @@ def test_duplicate_message_id_is_enqueued_once_and_erase_removes_a_leads_alerts(
     assert store.query("SELECT count(*) FROM webhook_deliveries")[0][0] == 2
     assert outbox.erase_lead(store, "u1") == {"messages": 1, "crm_sync": 0}
     assert store.query("SELECT lead_id FROM outbox_messages") == [("u2",)]
+
+
+def test_background_delivery_threads_send_on_the_wall_clock_and_stop(store, receiver):
+    from datetime import timezone
+
+    from leadscore.service.webhooks import start_background_delivery
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    add_endpoint(store, receiver.url, now=now, secret=receiver.secret, allow_private=True)
+    m = enqueue(store, "lead.became_hot", {"score": 90}, lead_id="u1", now=now)
+    stop = threading.Event()
+    threads = start_background_delivery(store, stop=stop, allow_private=True, interval=0.05)
+    deadline = time.monotonic() + 10
+    while not receiver.received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(5)
+    assert receiver.ids() == [m.message_id]
+    assert not any(t.is_alive() for t in threads)

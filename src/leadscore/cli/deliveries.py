@@ -14,7 +14,7 @@ from leadscore.service import outbox
 from leadscore.service.crm import CrmSyncWorker, add_crm_target, list_crm_targets, set_crm_target_enabled, token_env_var
 from leadscore.service.outbox import OutboxError
 from leadscore.service.webhooks import (WebhookWorker, add_endpoint, list_endpoints, remove_endpoint,
-                                        set_endpoint_enabled)
+                                        set_endpoint_enabled, start_background_delivery)
 
 
 def _fail(exc: Exception) -> None:
@@ -208,8 +208,8 @@ def deliveries_stats(ctx) -> None:
 def deliveries_run(ctx, loop, interval, allow_private, timeout, no_crm, now) -> None:
     """Run the delivery worker: webhooks (and CRM sync unless --no-crm)."""
     store = ctx.store()
-    with WebhookWorker(store, allow_private=allow_private, timeout=timeout) as hooks, CrmSyncWorker(store) as crm:
-        if not loop:
+    if not loop:
+        with WebhookWorker(store, allow_private=allow_private, timeout=timeout) as hooks, CrmSyncWorker(store) as crm:
             r = hooks.run_once(now)
             console.print(f"webhooks: {r.attempted} attempted, {r.delivered} delivered, {r.failed} failed, {r.dead} dead"
                           + (f"; disabled {', '.join(r.disabled_endpoints)}" if r.disabled_endpoints else ""))
@@ -218,21 +218,18 @@ def deliveries_run(ctx, loop, interval, allow_private, timeout, no_crm, now) -> 
                 console.print(f"crm: {c.synced} synced, {c.failed} failed, {c.dead} dead, {c.skipped} skipped, "
                               f"{c.superseded} superseded" + (f"; paused {', '.join(c.requests_paused)}" if c.requests_paused else ""))
             return
-        stop = threading.Event()
-        threads = [threading.Thread(target=hooks.run_forever, kwargs={"interval": interval, "stop": stop}, daemon=True)]
-        if not no_crm:
-            threads.append(threading.Thread(target=crm.run_forever, kwargs={"interval": max(interval, 5.0), "stop": stop}, daemon=True))
-        for t in threads:
-            t.start()
-        err_console.print("delivery worker running; Ctrl-C to stop")
-        try:
-            while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(0.5)
-        except KeyboardInterrupt:
-            stop.set()
+    stop = threading.Event()
+    threads = start_background_delivery(store, stop=stop, allow_private=allow_private, interval=interval,
+                                        crm_interval=max(interval, 5.0), crm=not no_crm, timeout=timeout)
+    err_console.print("delivery worker running; Ctrl-C to stop")
+    try:
+        while any(t.is_alive() for t in threads):
             for t in threads:
-                t.join()
+                t.join(0.5)
+    except KeyboardInterrupt:
+        stop.set()
+        for t in threads:
+            t.join()
 
 
 # ------------------------------------------------------------------------------------------------ crm

@@ -436,3 +436,28 @@ class WebhookWorker:
         if endpoint_id not in report.disabled_endpoints:
             report.disabled_endpoints.append(endpoint_id)
         log.warning("webhook endpoint %s disabled: %s", endpoint_id, reason)
+
+
+def start_background_delivery(store: Store, *, stop: threading.Event, allow_private: bool = False, interval: float = 1.0,
+                              crm_interval: float = 5.0, crm: bool = True, **worker_kw: Any) -> list[threading.Thread]:
+    """Daemon threads running the webhook worker (and the CRM sync worker) on the wall clock until ``stop``.
+
+    For a server: with the embedded DuckDB store the workers must live in the process that holds the
+    file. Each thread closes its worker when ``stop`` is set.
+    """
+    from leadscore.service.crm.sync import CrmSyncWorker  # the CRM package is optional for webhook-only use
+
+    def hooks() -> None:
+        with WebhookWorker(store, allow_private=allow_private, **worker_kw) as w:
+            w.run_forever(interval=interval, stop=stop)
+
+    def crm_loop() -> None:
+        with CrmSyncWorker(store) as w:
+            w.run_forever(interval=crm_interval, stop=stop)
+
+    threads = [threading.Thread(target=hooks, name="leadscore-webhooks", daemon=True)]
+    if crm:
+        threads.append(threading.Thread(target=crm_loop, name="leadscore-crm-sync", daemon=True))
+    for t in threads:
+        t.start()
+    return threads
