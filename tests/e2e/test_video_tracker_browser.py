@@ -76,11 +76,12 @@ def video_file(tmp_path_factory):
     if reason := _have_tools():
         pytest.skip(reason)
     out = tmp_path_factory.mktemp("page")
-    # 60 s, small and cheap to decode: a VP8 WebM every Chromium build plays; a keyframe per second
+    # 60 s, small and cheap to encode and decode: a VP8 WebM every Chromium build plays; a keyframe per second
     # so seeks land where they are asked to.
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
-                    "testsrc=duration=60:size=160x120:rate=10", "-c:v", "libvpx", "-b:v", "100k",
-                    "-g", "10", "-an", str(out / "demo.webm")], check=True, timeout=120)
+                    "testsrc=duration=60:size=128x96:rate=5", "-c:v", "libvpx", "-deadline", "realtime",
+                    "-cpu-used", "16", "-b:v", "50k", "-g", "5", "-an", str(out / "demo.webm")],
+                   check=True, timeout=180)
     return out
 
 
