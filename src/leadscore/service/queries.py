@@ -660,3 +660,99 @@ def alert_row(r: dict[str, Any]) -> dict[str, Any]:
             "score": r["score"], "prev_score": r["prev_score"], "tier": r["tier"], "prev_tier": r["prev_tier"],
             "stage": r["stage"], "prev_stage": r["prev_stage"], "cause": r["cause"], "cause_ref": r["cause_ref"],
             "detail": _json(r["detail"]) or {}}
+
+
+# ------------------------------------------------------------------------------------------ videos
+def video_stats(store: Store, as_of: datetime) -> list[dict[str, Any]]:
+    """One row per video (catalogued or watched): viewers, average share watched, completion rates,
+    watch time, sessions and CTA clicks, from the per-viewer facts of ``leadscore.video``."""
+    from leadscore.video.read import views
+
+    as_of = _naive(as_of)
+    catalog = {r["video_id"]: r for r in store.query_dicts(
+        "SELECT video_id, title, duration, category, stage FROM video_catalog ORDER BY video_id")}
+    by_video: dict[str, list[dict[str, Any]]] = {}
+    for row in views(store, as_of):
+        by_video.setdefault(row["video_id"], []).append(row)
+    out = []
+    for vid in sorted(set(catalog) | set(by_video)):
+        rows = by_video.get(vid, [])
+        cat = catalog.get(vid, {})
+        first = rows[0] if rows else {}
+        pcts = [float(r["percent_watched"]) for r in rows if r["percent_watched"] is not None]
+        n = len(rows)
+        out.append({
+            "video_id": vid, "title": cat.get("title") or first.get("title"),
+            "category": cat.get("category") or first.get("category"), "stage": cat.get("stage") or first.get("stage"),
+            "duration": _num(cat.get("duration") or max((r["duration"] or 0 for r in rows), default=None) or None),
+            "viewers": len({r["lead_id"] for r in rows if r["lead_id"] is not None}),
+            "views": n,
+            "sessions": int(sum(int(r["sessions"] or 0) for r in rows)),
+            "avg_percent_watched": round(sum(pcts) / len(pcts), 2) if pcts else None,
+            "completion_rate": {str(t): round(sum(1 for r in rows if r[f"completed_{t}"]) / n, 4) if n else None
+                                for t in (25, 50, 75, 100)},
+            "watch_seconds": _num(sum(float(r["watch_seconds"] or 0) for r in rows)),
+            "cta_clicks": int(sum(int(r["cta_clicks"] or 0) for r in rows)),
+            "last_viewed": _iso(max((r["last_ts"] for r in rows if r["last_ts"] is not None), default=None)),
+        })
+    return out
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+def video_detail(store: Store, video_id: str, as_of: datetime, *, viewer_limit: int = 200) -> dict[str, Any]:
+    """One video: its stats, the engagement graph (per second: plays summed over viewers, viewers who
+    played it, and that as a share of viewers) and per-viewer heatmap rows (the most-watching first).
+    Raises NotFound for a video neither catalogued nor watched."""
+    from leadscore.video.read import heatmaps
+
+    as_of = _naive(as_of)
+    stats = next((v for v in video_stats(store, as_of) if v["video_id"] == video_id), None)
+    if stats is None:
+        raise NotFound(video_id)
+    maps = [h for h in heatmaps(store, video_id, as_of) if h.lead_id is not None]
+    n = max((len(h.counts) for h in maps), default=0)
+    plays = [0] * n
+    viewers = [0] * n
+    for h in maps:
+        for k, c in enumerate(h.counts):
+            plays[k] += c
+            viewers[k] += 1 if c > 0 else 0
+    total = len(maps)
+    graph = [{"second": k, "plays": plays[k], "viewers": viewers[k],
+              "share": round(viewers[k] / total, 4) if total else 0.0} for k in range(n)]
+    maps.sort(key=lambda h: (-sum(1 for c in h.counts if c), h.lead_id))
+    rows = [{"lead_id": h.lead_id, "seconds_watched": sum(1 for c in h.counts if c), "counts": h.counts}
+            for h in maps[:viewer_limit]]
+    return {**stats, "graph": graph, "heatmaps": rows, "heatmap_viewers": total}
+
+
+# ------------------------------------------------------------------------------------------ dry run
+def model_dry_run(store: Store, model: Model, as_of: datetime) -> dict[str, Any]:
+    """What activating ``model`` would change, compared with the live scores: how many leads would
+    change tier, stage or score, and the tier moves (from → to, leads). Writes nothing."""
+    from leadscore.engine import score_leads
+
+    as_of = _naive(as_of)
+    frame = score_leads(store, model, as_of)
+    live = {r[0]: r[1:] for r in store.query("SELECT lead_id, score, tier, stage FROM lead_scores")}
+    moves: dict[tuple[str | None, str], int] = {}
+    tier_changes = stage_changes = score_changes = 0
+    for lead, score, tier, stage in zip(frame["lead_id"], frame["score"], frame["tier"], frame["stage"]):
+        old = live.get(lead)
+        old_score, old_tier, old_stage = old if old else (None, None, None)
+        if old_tier != tier:
+            tier_changes += 1
+            moves[(old_tier, tier)] = moves.get((old_tier, tier), 0) + 1
+        if old_stage != stage:
+            stage_changes += 1
+        if old_score is None or abs(float(old_score) - float(score)) >= 1e-9:
+            score_changes += 1
+    return {"version": model.model_version, "as_of": as_of.isoformat(), "leads": int(len(frame)),
+            "tier_changes": tier_changes, "stage_changes": stage_changes, "score_changes": score_changes,
+            "moves": [{"from": f, "to": t, "leads": n} for (f, t), n in sorted(moves.items(), key=lambda kv: (-kv[1], str(kv[0])))]}
