@@ -222,3 +222,18 @@ def test_bad_sizes_are_refused_with_the_field_named():
         DemoConfig(leads=10, seed=-1)
     with pytest.raises(ValueError, match="format: expected one of jsonl, jsonl.gz, parquet"):
         write_population(DemoConfig(leads=10), "/nonexistent-never-created", "csv")
+
+
+def test_parallel_workers_write_the_same_bytes_as_one(tmp_path, monkeypatch):
+    from leadscore.demo import generator
+
+    monkeypatch.setattr(generator, "CHUNK_LEADS", 100)   # three chunks from 250 leads (workers fork)
+    config = DemoConfig(leads=250, seed=4)
+    assert config.chunks == 3
+    write_population(config, tmp_path / "one", "parquet", workers=1)
+    write_population(config, tmp_path / "two", "parquet", workers=2)
+    for f in ("events.parquet", "truth.csv"):
+        assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes(), f
+    import pyarrow.parquet as pq
+    lead_ids = pq.read_table(tmp_path / "one" / "events.parquet", columns=["lead_id"]).column(0).to_pylist()
+    assert len(set(lead_ids)) == 250 and lead_ids == sorted(lead_ids)
