@@ -180,14 +180,6 @@ def _validate_alert(i: int, alert: Alert) -> None:
         raise OutboxError(f"{where}.message_id: expected a non-empty string of at most 200 characters")
 
 
-def _endpoints_for(db: Sql, type_: str) -> list[str]:
-    out = []
-    for endpoint_id, types in db.rows("SELECT endpoint_id, event_types FROM webhook_endpoints WHERE enabled ORDER BY endpoint_id"):
-        if not types or type_ in types.split(","):
-            out.append(endpoint_id)
-    return out
-
-
 def enqueue_alerts(target: Any, alerts: Iterable[Alert], *, now: datetime) -> list[Enqueued]:
     """Store alerts and their pending deliveries (one per enabled, subscribed endpoint) in one transaction.
 
@@ -208,20 +200,28 @@ def enqueue_alerts(target: Any, alerts: Iterable[Alert], *, now: datetime) -> li
             raise OutboxError(f"alerts[{i}].data: payload is {len(body.encode())} bytes, over {MAX_BODY_BYTES}; send ids, not content")
         bodies.append(body)
     out: list[Enqueued] = []
+    if not alerts:
+        return out
+    rows = [(alert.message_id or new_message_id(), alert.type, alert.lead_id, body, now) for alert, body in zip(alerts, bodies)]
     with session(target) as db:
-        for alert, body in zip(alerts, bodies):
-            mid = alert.message_id or new_message_id()
-            got = db.rows("INSERT INTO outbox_messages (message_id, type, lead_id, body, created_at) VALUES (?, ?, ?, ?, ?) "
-                          "ON CONFLICT DO NOTHING RETURNING seq", (mid, alert.type, alert.lead_id, body, now))
-            if not got:
-                continue  # already enqueued (idempotent re-emit)
-            seq = got[0][0]
-            endpoints = _endpoints_for(db, alert.type)
-            for endpoint_id in endpoints:
-                db.run("INSERT INTO webhook_deliveries (message_seq, endpoint_id, lead_id, status, attempts, "
-                       "next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",
-                       (seq, endpoint_id, alert.lead_id, now, now))
-            out.append(Enqueued(mid, seq, len(endpoints)))
+        endpoints = db.rows("SELECT endpoint_id, event_types FROM webhook_endpoints WHERE enabled ORDER BY endpoint_id")
+        seqs: dict[str, int] = {}
+        for start in range(0, len(rows), 200):  # one multi-row INSERT … RETURNING per 200 alerts
+            chunk = rows[start:start + 200]
+            values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+            got = db.rows(f"INSERT INTO outbox_messages (message_id, type, lead_id, body, created_at) VALUES {values} "
+                          "ON CONFLICT DO NOTHING RETURNING message_id, seq", [v for row in chunk for v in row])
+            seqs.update((mid, seq) for mid, seq in got)  # a message_id already stored is skipped (idempotent)
+        deliveries = []
+        for mid, type_, lead_id, _, _ in rows:
+            if mid not in seqs:
+                continue
+            targets = [ep for ep, types in endpoints if not types or type_ in types.split(",")]
+            deliveries += [(seqs[mid], ep, lead_id, "pending", 0, now, now) for ep in targets]
+            out.append(Enqueued(mid, seqs[mid], len(targets)))
+            del seqs[mid]  # a message_id repeated inside one call is enqueued once
+        db.insert_many("webhook_deliveries", ("message_seq", "endpoint_id", "lead_id", "status", "attempts",
+                                              "next_attempt_at", "created_at"), deliveries)
     return out
 
 

@@ -250,7 +250,7 @@ class WebhookWorker:
     """
 
     def __init__(self, store: Store, *, allow_private: bool = False, timeout: float = 15.0, concurrency: int = 4,
-                 batch_size: int = 50, max_rounds: int = 1000, lease_seconds: float = 120.0,
+                 batch_size: int = 200, max_rounds: int = 1000, lease_seconds: float = 120.0,
                  rng: random.Random | None = None, clock: Callable[[], float] = time.time,
                  verify: bool | str | ssl.SSLContext = True, transport: httpx.BaseTransport | None = None):
         self.store = store
@@ -382,17 +382,22 @@ class WebhookWorker:
     # -- write the outcomes back (one transaction)
     def _record(self, now: datetime, jobs: list[_Job], outcomes: list[_Outcome], report: RunReport) -> None:
         with session(self.store) as db:
+            db.insert_many("webhook_attempts", ("message_seq", "endpoint_id", "attempt", "attempted_at", "http_status", "error"),
+                           [(j.seq, j.endpoint_id, j.attempts + 1, now, o.http_status, o.error) for j, o in zip(jobs, outcomes)])
+            delivered: dict[tuple[str, int], list[int]] = {}
+            for job, out in zip(jobs, outcomes):
+                if out.kind == "delivered":
+                    delivered.setdefault((job.endpoint_id, out.http_status), []).append(job.seq)
+            for (endpoint_id, status), seqs in delivered.items():  # one UPDATE per endpoint and status code
+                report.delivered += len(seqs)
+                db.run("UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_attempt_at = ?, "
+                       "last_status = ?, last_error = NULL, delivered_at = ?, next_attempt_at = NULL, lease_until = NULL "
+                       f"WHERE endpoint_id = ? AND message_seq IN ({marks(len(seqs))})", [now, status, now, endpoint_id, *seqs])
             for job, out in zip(jobs, outcomes):
                 report.attempted += 1
                 attempt = job.attempts + 1
-                db.run("INSERT INTO webhook_attempts (message_seq, endpoint_id, attempt, attempted_at, http_status, error) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", (job.seq, job.endpoint_id, attempt, now, out.http_status, out.error))
                 key = (job.seq, job.endpoint_id)
                 if out.kind == "delivered":
-                    report.delivered += 1
-                    db.run("UPDATE webhook_deliveries SET status = 'delivered', attempts = ?, last_attempt_at = ?, last_status = ?, "
-                           "last_error = NULL, delivered_at = ?, next_attempt_at = NULL, lease_until = NULL "
-                           "WHERE message_seq = ? AND endpoint_id = ?", (attempt, now, out.http_status, now, *key))
                     continue
                 if out.kind == "blocked":
                     report.blocked += 1
