@@ -126,11 +126,12 @@ def test_the_admin_api_creates_a_key_shown_once_and_revokes_it_at_once(keyed):
 
 def test_a_read_key_over_its_rate_limit_gets_429_with_retry_after(keyed, store):
     client, _, app = keyed
-    token = create_key(store, "read", NOW, rate_limit=0.25, burst=1).token
+    token = create_key(store, "read", NOW, rate_limit=0.01, burst=1).token
     app.state.keys.reload()
     assert client.get("/api/things", headers=_bearer(token)).status_code == 200
     r = client.get("/api/things", headers=_bearer(token))
-    assert (r.status_code, r.headers["Retry-After"], r.json()["code"]) == (429, "4", "rate_limited")
+    assert (r.status_code, r.json()["code"]) == (429, "rate_limited")
+    assert 95 <= int(r.headers["Retry-After"]) <= 100   # a token takes 100 s at 0.01/s
 
 
 def test_demo_mode_lets_loopback_read_without_a_key_but_never_write(store):

@@ -11,10 +11,12 @@ from leadscore.cli.context import CliContext, console, pass_ctx
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--demo", is_flag=True, help="Loopback clients may read without a key; prints a fresh write key.")
+@click.option("--ingest-only", is_flag=True,
+              help="Serve ingestion and keys only: none of the REST API, live scoring or dashboard installers.")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @pass_ctx
-def serve(ctx: CliContext, db: str | None, host: str, port: int, demo: bool, log_level: str) -> None:
+def serve(ctx: CliContext, db: str | None, host: str, port: int, demo: bool, ingest_only: bool, log_level: str) -> None:
     """Serve ingestion (/v1/*), the REST API (/api) and the dashboard until interrupted."""
     import uvicorn
 
@@ -25,7 +27,7 @@ def serve(ctx: CliContext, db: str | None, host: str, port: int, demo: bool, log
         ctx.db = db
     store = ctx.store()
     settings = Settings.from_env(demo=demo)
-    app = create_app(store, settings)
+    app = create_app(store, settings, installers=() if ingest_only else None)
     if demo:
         from datetime import datetime, timezone
 
