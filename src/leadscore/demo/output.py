@@ -118,7 +118,9 @@ def write_population(config: DemoConfig, out_dir: str | Path, fmt: str = "jsonl"
                 sink = None
             else:
                 writer = None
-                sink = gzip.GzipFile(tmp_events, "wb", mtime=0) if fmt == "jsonl.gz" else open(tmp_events, "wb")
+                raw = open(tmp_events, "wb")
+                # No name and no time in the gzip header: the same seed gives the same bytes.
+                sink = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if fmt == "jsonl.gz" else raw
             try:
                 for chunk in _chunks(config, workers):
                     if writer is not None:
@@ -142,6 +144,7 @@ def write_population(config: DemoConfig, out_dir: str | Path, fmt: str = "jsonl"
                     writer.close()
                 if sink is not None:
                     sink.close()
+                    raw.close()
                 if truth_writer is not None:
                     truth_writer.close()
         tmp_events.replace(events_path)
