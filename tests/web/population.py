@@ -4,8 +4,10 @@ whose numbers are known exactly (a viewer with a worked heatmap, an XSS-named le
 Everything is as of ``AS_OF``; the dashboard's clock is set to the same instant."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from leadscore.demo.catalog import VIDEOS
 from leadscore.demo.generator import DemoConfig
@@ -15,6 +17,8 @@ from leadscore.engine.models_registry import save_model
 from leadscore.engine.score import score_leads
 from leadscore.events.normalize import normalize_batch
 from leadscore.model import default_model_path, load_model
+from leadscore.service.live import LiveScorer, LiveSettings
+from leadscore.service.webhooks import WebhookWorker, add_endpoint
 from leadscore.store import open_store
 from leadscore.video.catalog import Video, import_catalog
 from leadscore.video.simulate import simulate
@@ -39,6 +43,7 @@ class Population:
     top_lead: str
     top_score: float
     tiers: dict[str, int]
+    scores: dict[str, float]
 
 
 def _msg(kind: str, user: str, ts: datetime, mid: str, **body) -> dict:
@@ -71,11 +76,24 @@ def hand_made_messages() -> list[dict]:
     return msgs
 
 
+class _Receiver(BaseHTTPRequestHandler):
+    """A webhook receiver on loopback: /ok answers 204, /gone answers 410 (the delivery dies)."""
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(204 if self.path == "/ok" else 410)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
 def build(path: str, leads: int = 300, seed: int = 7) -> Population:
     store = open_store(path)
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
     try:
         load_population(store, DemoConfig(leads=leads, seed=seed, end=DEMO_END))
-        store.ingest(normalize_batch(hand_made_messages(), AS_OF - timedelta(hours=1)))
         videos = [Video(v.id, v.title, float(v.duration), v.category, v.stage, list(v.tags)) for v in VIDEOS]
         videos.append(Video(TEST_VIDEO, "Test video: 60 seconds", float(TEST_VIDEO_SECONDS), "demo", "bottom", ["test"]))
         import_catalog(store, videos, AS_OF)
@@ -83,10 +101,22 @@ def build(path: str, leads: int = 300, seed: int = 7) -> Population:
         save_model(store, model, AS_OF - timedelta(days=30), activate=True)
         # two history points per lead: a month ago and now
         refresh_scores(store, model, AS_OF - timedelta(days=30), cause="model", cause_ref=model.model_version)
+        # The hand-made leads arrive through live scoring: alerts, outbox messages, webhook deliveries.
+        url = f"http://127.0.0.1:{receiver.server_port}"
+        add_endpoint(store, url + "/ok", now=AS_OF, allow_private=True, description="works")
+        add_endpoint(store, url + "/gone", now=AS_OF, allow_private=True, description="gone")
+        events = normalize_batch(hand_made_messages(), AS_OF - timedelta(hours=1))
+        result = store.ingest(events)
+        live = LiveScorer(store, LiveSettings(time_rescore_seconds=0), clock=lambda: AS_OF)
+        live.process(result.new_message_ids, result.leads_touched, as_of=AS_OF - timedelta(hours=1))
         refresh_scores(store, model, AS_OF, cause="time")
+        with WebhookWorker(store, allow_private=True, concurrency=1) as worker:
+            worker.run_once(AS_OF)
         frame = score_leads(store, model, AS_OF)
         top = frame.sort_values(["score", "lead_id"], ascending=[False, False]).iloc[0]
         tiers = frame["tier"].value_counts().to_dict()
-        return Population(path, len(frame), str(top["lead_id"]), float(top["score"]), {k: int(v) for k, v in tiers.items()})
+        return Population(path, len(frame), str(top["lead_id"]), float(top["score"]), {k: int(v) for k, v in tiers.items()},
+                          dict(zip(frame["lead_id"], map(float, frame["score"]))))
     finally:
+        receiver.shutdown()
         store.close()
