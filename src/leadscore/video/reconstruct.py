@@ -55,7 +55,7 @@ REJECT_REASONS = {
     "duplicate": "dropped: the same event delivered again under another messageId",
     "negative_position": "clamped to 0",
     "position_past_end": "clamped to the video's duration (more than 1 s past the end)",
-    "bad_rate": "playback_rate <= 0 or > 16: ignored, the previous rate (default 1) is used",
+    "bad_rate": "playback_rate <= 0 or > 16: ignored (the session's fastest valid rate, default 1, bounds the position check)",
     "heartbeat_gap": "segment not credited: silence longer than the heartbeat interval while playing",
     "position_jump": "segment not credited: the next position is not reachable from the last one at the playback rate",
 }
@@ -83,7 +83,7 @@ def _ctes(d: Dialect, events: str, as_of: str, catalog: str, heartbeat_s: float,
     names = list(VIDEO_EVENTS) + [CTA_EVENT]
     rank = _case_event({k: v[0] for k, v in VIDEO_EVENTS.items()})
     state = _case_event({k: v[1] for k, v in VIDEO_EVENTS.items()})
-    order = "ORDER BY ts, erank, pos, message_id"
+    order = "ORDER BY ts, erank, pos"
     sess = "PARTITION BY lead_id, session_id, video_id"
     gap_limit = float(heartbeat_s) + float(jitter_s)
     tol = float(tolerance_s)
@@ -97,55 +97,59 @@ def _ctes(d: Dialect, events: str, as_of: str, catalog: str, heartbeat_s: float,
                CAST({d.json_num(p, 'seek_position')} AS {dbl}) AS seek_raw,
                CAST({d.json_num(p, 'total_length')} AS {dbl}) AS total_raw,
                CAST({d.json_num(p, 'playback_rate')} AS {dbl}) AS rate_raw,
-               {d.json_str(p, 'cta_type')} AS cta_type,
                {rank} AS erank, {state} AS st_int
         FROM {events} lsv_e
         WHERE lsv_e.ts <= {as_of} AND lsv_e.lead_id IS NOT NULL AND lsv_e.event IN {_in_list(names)}"""))
     ctes.append(("lsv_cat", f"SELECT video_id AS cat_video_id, title AS cat_title, CAST(duration AS {dbl}) AS cat_duration, category AS cat_category, stage AS cat_stage FROM {catalog}"))
-    # 2. the session's video id, duplicate rank, whether the session ever started
+    # 2. per session: its video, whether it ever started, its fastest valid rate. Aggregates and hash
+    #    joins rather than windows: DuckDB sorts wide rows once per window spec. Duplicates (the same
+    #    event delivered under several messageIds) need no pass of their own: identical rows sort next
+    #    to each other and the segment between them is empty; the rejects query counts them.
+    ctes.append(("lsv_dedup", f"""
+        SELECT lead_id, session_id, event, ts, pos_raw, seek_raw, message_id, vid_own, total_raw, rate_raw,
+               erank, st_int
+        FROM lsv_src WHERE event <> {quote_literal(CTA_EVENT)}"""))
+    ctes.append(("lsv_sess", f"""
+        SELECT lead_id AS s_lead_id, session_id AS s_session_id, MAX(vid_own) AS s_video_id,
+               MAX(CASE WHEN event IN {_in_list(START_EVENTS)} THEN 1 ELSE 0 END) AS has_start,
+               MAX(CASE WHEN rate_raw > 0 AND rate_raw <= {MAX_RATE} THEN rate_raw END) AS max_rate
+        FROM lsv_dedup WHERE session_id IS NOT NULL GROUP BY lead_id, session_id"""))
     ctes.append(("lsv_tag", f"""
-        SELECT s.*,
-               COALESCE(vid_own, MAX(vid_own) OVER (PARTITION BY lead_id, session_id)) AS video_id,
-               ROW_NUMBER() OVER (PARTITION BY lead_id, session_id, event, ts, pos_raw, seek_raw
-                                  ORDER BY message_id) AS dup_rank,
-               MAX(CASE WHEN event IN {_in_list(START_EVENTS)} THEN 1 ELSE 0 END)
-                   OVER (PARTITION BY lead_id, session_id) AS has_start
-        FROM lsv_src s WHERE event <> {quote_literal(CTA_EVENT)}"""))
-    # 3. duration (catalog, else the longest total_length this viewer's player reported) and the verdict
-    ctes.append(("lsv_chk", f"""
-        SELECT t.*, COALESCE(c.cat_duration, t.seen_len) AS duration
-        FROM (SELECT x.*, MAX(CASE WHEN x.drop_reason IS NULL AND x.total_raw > 0 THEN x.total_raw END)
-                              OVER (PARTITION BY x.lead_id, x.video_id) AS seen_len
-              FROM (SELECT y.*,
-                           CASE WHEN y.session_id IS NULL OR y.has_start = 0 THEN 'unknown_session'
-                                WHEN y.video_id IS NULL THEN 'missing_video'
-                                WHEN y.pos_raw IS NULL OR (y.event = {quote_literal(SEEK_STARTED)} AND y.seek_raw IS NULL)
-                                     THEN 'missing_position'
-                                WHEN y.dup_rank > 1 THEN 'duplicate' END AS drop_reason
-                    FROM lsv_tag y) x) t
+        SELECT y.*, CASE WHEN y.session_id IS NULL OR COALESCE(y.has_start, 0) = 0 THEN 'unknown_session'
+                         WHEN y.video_id IS NULL THEN 'missing_video'
+                         WHEN y.pos_raw IS NULL OR (y.event = {quote_literal(SEEK_STARTED)} AND y.seek_raw IS NULL)
+                              THEN 'missing_position' END AS drop_reason
+        FROM (SELECT x.*, COALESCE(x.vid_own, s.s_video_id) AS video_id, s.has_start, s.max_rate
+              FROM lsv_dedup x LEFT JOIN lsv_sess s
+                ON s.s_lead_id = x.lead_id AND s.s_session_id = x.session_id) y"""))
+    # 3. duration: the catalog's, else the longest total_length this viewer's player reported
+    ctes.append(("lsv_len", """
+        SELECT lead_id AS l_lead_id, video_id AS l_video_id, MAX(CASE WHEN total_raw > 0 THEN total_raw END) AS seen_len
+        FROM lsv_tag WHERE drop_reason IS NULL GROUP BY lead_id, video_id"""))
+    ctes.append(("lsv_chk", """
+        SELECT t.*, COALESCE(c.cat_duration, l.seen_len) AS duration
+        FROM lsv_tag t
+        LEFT JOIN lsv_len l ON l.l_lead_id = t.lead_id AND l.l_video_id = t.video_id
         LEFT JOIN lsv_cat c ON c.cat_video_id = t.video_id"""))
-    # 4. accepted events, clamped
+    # 4. accepted events, clamped; st_key orders a session's events as one number (µs since 1970 × 32 +
+    #    the tie-break rank), so that the state in force can be carried forward by a running MAX.
     clamp = lambda col: (f"CASE WHEN {col} < 0 THEN CAST(0 AS {dbl}) "  # noqa: E731
                          f"WHEN duration IS NOT NULL AND {col} > duration THEN duration ELSE {col} END")
+    epoch_us = f"CAST(ROUND({d.seconds_between(d.ts_literal('1970-01-01 00:00:00'), 'ts')} * 1000000) AS BIGINT)"
     ctes.append(("lsv_ok", f"""
         SELECT lead_id, session_id, video_id, message_id, event, ts, erank, st_int, duration,
                {clamp('pos_raw')} AS pos, {clamp('seek_raw')} AS seek_to,
-               CASE WHEN rate_raw > 0 AND rate_raw <= {MAX_RATE} THEN rate_raw END AS rate
+               COALESCE(max_rate, CAST(1 AS {dbl})) AS eff_rate,
+               ({epoch_us} * 32 + erank) * 2 + st_int AS st_key
         FROM lsv_chk WHERE drop_reason IS NULL"""))
-    # 5. carry the playing state and the rate forward (a running count opens a group at each known value)
-    ctes.append(("lsv_grp", f"""
-        SELECT o.*,
-               COUNT(st_int) OVER ({sess} {order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS st_grp,
-               COUNT(rate) OVER ({sess} {order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS rate_grp
-        FROM lsv_ok o"""))
+    # 5. one window pass per session: the state in force (the last event that set one: Seek Completed,
+    #    rate changes and quality updates keep it) and the next event's time and position
     ctes.append(("lsv_state", f"""
-        SELECT g.*,
-               CASE WHEN event = {quote_literal(SEEK_STARTED)} THEN 0
-                    ELSE COALESCE(MAX(st_int) OVER ({sess}, st_grp), 0) END AS playing,
-               COALESCE(MAX(rate) OVER ({sess}, rate_grp), CAST(1 AS {dbl})) AS eff_rate,
+        SELECT o.*,
+               MAX(st_key) OVER ({sess} {order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS st_last,
                LEAD(ts) OVER ({sess} {order}) AS next_ts,
                LEAD(pos) OVER ({sess} {order}) AS next_pos
-        FROM lsv_grp g"""))
+        FROM lsv_ok o"""))
     # 6. the segments played between an event and the next one, and whether they are credited
     dt = d.seconds_between("ts", "next_ts")
     ctes.append(("lsv_seg", f"""
@@ -155,7 +159,8 @@ def _ctes(d: Dialect, events: str, as_of: str, catalog: str, heartbeat_s: float,
                CASE WHEN {dt} > {gap_limit} THEN 'heartbeat_gap'
                     WHEN next_pos < pos - {tol} OR next_pos > pos + eff_rate * {dt} + {tol} THEN 'position_jump'
                     END AS seg_reason
-        FROM lsv_state WHERE playing = 1 AND next_ts IS NOT NULL"""))
+        FROM lsv_state
+        WHERE next_ts IS NOT NULL AND event <> {quote_literal(SEEK_STARTED)} AND MOD(st_last, 2) = 1"""))
     ctes.append(("lsv_iv", """
         SELECT lead_id, session_id, video_id, duration, start_ts, end_ts, start_pos, end_pos
         FROM lsv_seg WHERE seg_reason IS NULL AND end_pos > start_pos"""))
@@ -238,17 +243,31 @@ def video_rejects_sql(dialect: Dialect, events: str, as_of: str, catalog: str = 
     d = dialect
     ctes = _ctes(d, events, as_of, catalog, heartbeat_s, jitter_s, tolerance_s)
     cols = "lead_id, session_id, video_id, message_id, event, ts"
+    ctes = ctes + [("lsv_keep", f"""
+        SELECT message_id AS k_message_id,
+               MIN(message_id) OVER (PARTITION BY lead_id, session_id, event, ts, pos_raw, seek_raw) AS keep_id
+        FROM lsv_src WHERE event <> {quote_literal(CTA_EVENT)}"""),
+                    ("lsv_rj", """
+        SELECT c.*, k.keep_id FROM lsv_chk c JOIN lsv_keep k ON k.k_message_id = c.message_id""")]
     body = f"""
-        SELECT {cols}, drop_reason AS reason, 'dropped' AS action FROM lsv_chk WHERE drop_reason IS NOT NULL
+        SELECT {cols}, drop_reason AS reason, 'dropped' AS action FROM lsv_rj
+            WHERE drop_reason IS NOT NULL AND message_id = keep_id
         UNION ALL
-        SELECT {cols}, 'negative_position' AS reason, 'clamped' AS action FROM lsv_chk
-            WHERE drop_reason IS NULL AND (pos_raw < 0 OR seek_raw < 0)
+        SELECT x.lead_id, x.session_id, x.video_id, x.message_id, x.event, x.ts, 'duplicate' AS reason,
+               'dropped' AS action
+        FROM lsv_rj x JOIN lsv_rj c ON c.message_id = x.keep_id AND c.drop_reason IS NULL
+        WHERE x.message_id <> x.keep_id
         UNION ALL
-        SELECT {cols}, 'position_past_end' AS reason, 'clamped' AS action FROM lsv_chk
-            WHERE drop_reason IS NULL AND duration IS NOT NULL AND (pos_raw > duration + 1 OR seek_raw > duration + 1)
+        SELECT {cols}, 'negative_position' AS reason, 'clamped' AS action FROM lsv_rj
+            WHERE drop_reason IS NULL AND message_id = keep_id AND (pos_raw < 0 OR seek_raw < 0)
         UNION ALL
-        SELECT {cols}, 'bad_rate' AS reason, 'clamped' AS action FROM lsv_chk
-            WHERE drop_reason IS NULL AND rate_raw IS NOT NULL AND NOT (rate_raw > 0 AND rate_raw <= {MAX_RATE})
+        SELECT {cols}, 'position_past_end' AS reason, 'clamped' AS action FROM lsv_rj
+            WHERE drop_reason IS NULL AND message_id = keep_id AND duration IS NOT NULL
+              AND (pos_raw > duration + 1 OR seek_raw > duration + 1)
+        UNION ALL
+        SELECT {cols}, 'bad_rate' AS reason, 'clamped' AS action FROM lsv_rj
+            WHERE drop_reason IS NULL AND message_id = keep_id AND rate_raw IS NOT NULL
+              AND NOT (rate_raw > 0 AND rate_raw <= {MAX_RATE})
         UNION ALL
         SELECT lead_id, session_id, video_id, message_id, event, start_ts AS ts, seg_reason AS reason,
                'not_credited' AS action
@@ -262,7 +281,6 @@ def video_cta_sql(dialect: Dialect, events: str, as_of: str) -> str:
     p = "lsv_e.properties"
     return f"""
         SELECT lsv_e.lead_id, {d.json_str(p, 'content_asset_id')} AS video_id, lsv_e.message_id, lsv_e.ts,
-               {d.json_str(p, 'cta_type')} AS cta_type,
                CAST({d.json_num(p, 'position')} AS {d.double()}) AS position
         FROM {events} lsv_e
         WHERE lsv_e.ts <= {as_of} AND lsv_e.lead_id IS NOT NULL AND lsv_e.event = {quote_literal(CTA_EVENT)}
