@@ -344,6 +344,13 @@ class WebhookWorker:
 
     # -- one HTTP attempt (runs in a pool thread; touches no database)
     def _attempt(self, job: _Job) -> _Outcome:
+        try:
+            return self._try(job)
+        except Exception as exc:  # whatever goes wrong is a failed attempt, recorded; never a lost lease
+            log.exception("webhook attempt %s to %s crashed", job.message_id, job.endpoint_id)
+            return _Outcome("failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _try(self, job: _Job) -> _Outcome:
         parts = urlsplit(job.url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
