@@ -15,6 +15,8 @@ from pydantic import ValidationError
 
 from leadscore.model.schema import Model
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass
 class ModelIssue:
@@ -83,8 +85,13 @@ def _alias(part: Any) -> Any:
 
 def parse_model(text: str, filename: str = "<model>") -> Model:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        # One parse (with libyaml when present) gives both the node tree (for line numbers) and the data.
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
