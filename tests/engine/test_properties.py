@@ -85,3 +85,35 @@ def test_duplicates_and_order_never_change_a_score(tmp_path_factory, items, data
     once = _score(tmp, "once", [msgs])
     again = _score(tmp, "again", [shuffled[:split], shuffled[split:], dupes])
     assert once.equals(again)
+
+
+def _live(tmp_path, name, batches):
+    """Ingest batch by batch, re-scoring the touched leads after each (as the service does)."""
+    from leadscore.engine import refresh_scores
+    store = open_store(str(tmp_path / f"{name}.duckdb"))
+    try:
+        for batch in batches:
+            res = store.ingest(normalize_batch(batch, datetime(2026, 4, 10)))
+            refresh_scores(store, CAPPED, AS_OF, leads=sorted(res.leads_touched), cause="event")
+        current = store.query("SELECT lead_id, round(score, 6), tier, stage FROM lead_scores ORDER BY lead_id")
+        last = store.query("SELECT lead_id, round(score, 6), tier, stage FROM score_history h WHERE changed_at = "
+                           "(SELECT max(changed_at) FROM score_history g WHERE g.lead_id = h.lead_id) "
+                           "AND NOT EXISTS (SELECT 1 FROM score_history g WHERE g.lead_id = h.lead_id "
+                           "AND g.changed_at = h.changed_at AND g.rowid > h.rowid) ORDER BY lead_id")
+        return current, last
+    finally:
+        store.close()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=lead_events, data=st.data())
+def test_live_scores_and_history_end_state_ignore_order_and_duplicates(tmp_path_factory, items, data):
+    msgs = _messages(items)
+    shuffled = data.draw(st.permutations(msgs + data.draw(st.lists(st.sampled_from(msgs), max_size=8))))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(shuffled)), max_size=3)))
+    batches = [shuffled[a:b] for a, b in zip([0] + cuts, cuts + [len(shuffled)])]
+    tmp = tmp_path_factory.mktemp("live")
+    ordered_current, ordered_last = _live(tmp, "ordered", [msgs])
+    current, last = _live(tmp, "shuffled", batches)
+    assert current == ordered_current
+    assert last == current  # the newest history entry of each lead is its current score
