@@ -1,0 +1,116 @@
+"""PostgreSQL unreachable for a while: ingestion answers 503 with Retry-After (so the SDKs retry)
+instead of losing or half-writing, and recovers by itself once the database is back.
+The outage is made by a TCP proxy between the service and the shared PostgreSQL server, which the
+test cuts (dropping every connection and refusing new ones) and restores."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from leadscore.service.app import create_app
+from leadscore.service.auth import create_key
+from leadscore.service.server import ServerThread
+from leadscore.service.settings import Settings
+from leadscore.store import open_store
+
+
+class CuttableProxy:
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = threading.Event()
+        self.up.set()
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up.is_set():
+                client.close()  # the database is "down": refuse
+                continue
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self):
+        self.up.clear()
+        with self.lock:
+            for s in self.conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+                except OSError:
+                    pass
+            self.conns.clear()
+
+    def restore(self):
+        self.up.set()
+
+
+def batch(n0: int, n: int) -> bytes:
+    return json.dumps({"batch": [{"type": "track", "userId": f"u{i % 5}", "event": "Page Read", "messageId": f"m-{i}",
+                                  "timestamp": "2026-11-20T10:00:00Z"} for i in range(n0, n0 + n)]}).encode()
+
+
+def test_ingestion_answers_503_during_an_outage_and_recovers(pg_url):
+    parts = urlsplit(pg_url)
+    proxy = CuttableProxy((parts.hostname, parts.port or 5432))
+    via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"))
+    store = open_store(via_proxy)
+    key = create_key(store, "write", datetime(2026, 11, 23), name="w").token
+    app = create_app(store, Settings(), installers=())
+    headers = {"Content-Type": "application/json"}
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30, auth=(key, "")) as client:
+        assert client.post("/v1/batch", content=batch(0, 10), headers=headers).status_code == 200
+        proxy.cut()
+        answers = [client.post("/v1/batch", content=batch(100 + 10 * k, 10), headers=headers) for k in range(3)]
+        for r in answers:
+            assert r.status_code == 503, r.text
+            assert int(r.headers["retry-after"]) >= 1
+            assert set(r.json()) >= {"code", "message"}
+        proxy.restore()
+        deadline = time.monotonic() + 30
+        while True:  # the service reconnects by itself; a client retrying with the same messageIds gets in
+            r = client.post("/v1/batch", content=batch(100, 10), headers=headers)
+            if r.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.status_code == 200
+        assert client.post("/v1/batch", content=batch(100, 10), headers=headers).status_code == 200  # a retry
+    check = open_store(pg_url)
+    try:
+        ids = {r[0] for r in check.query("SELECT message_id FROM events")}
+    finally:
+        check.close()
+        store.close()
+    # the acknowledged batches are stored exactly once; the refused ones left nothing behind
+    assert ids == {f"m-{i}" for i in list(range(10)) + list(range(100, 110))}
