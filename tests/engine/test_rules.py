@@ -290,3 +290,19 @@ def test_anonymous_activity_counts_once_identified(store):
     load(store, [{"type": "identify", "userId": "known", "anonymousId": "anon-9", "timestamp": "2026-04-02T00:00:00Z",
                   "traits": {"email": "k@corp.io"}, "messageId": "link"}])
     assert scores(store, m).loc["known", "rule:pricing"] == 20
+
+
+def test_explanation_of_a_fit_rule_shows_the_trait_values(store):
+    from leadscore.engine import explain_lead
+    load(store, [identify("a", seniority="vp", title="VP Sales"),
+                 {"type": "group", "userId": "a", "groupId": "acme", "traits": {"industry": "SaaS"},
+                  "timestamp": "2026-01-02T00:00:00Z", "messageId": "grp"}])
+    out = explain_lead(store, model(HEAD + """
+rules:
+  - {name: exec, group: f, trait: {any: [{seniority: vp}, {title: {prefix: VP}}]}, points: 30}
+  - {name: saas, group: f, trait: {account.industry: SaaS}, points: 5}
+"""), "a", AS_OF)
+    by_rule = {r["rule"]: r for r in out["rules"]}
+    assert by_rule["exec"]["traits"] == {"seniority": "vp", "title": "VP Sales"}
+    assert by_rule["saas"]["traits"] == {"account.industry": "SaaS"}
+    assert out["fit"] == 35

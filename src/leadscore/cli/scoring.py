@@ -216,6 +216,8 @@ def explain(ctx, lead, model_path, as_of, as_json):
         rules.add_column(c, overflow="fold")
     for r in out["rules"]:
         evs = ", ".join(f"{o['message_id']}@{(o['ts'] or '')[:16]} {o['points']:+g}" for o in r["occurrences"][:6] if o["message_id"])
+        if "traits" in r:
+            evs = ", ".join(f"{k} = {v!r}" for k, v in r["traits"].items() if v is not None)
         more = f" (+{len(r['occurrences']) - 6} more)" if len(r["occurrences"]) > 6 else ""
         rules.add_row(r["rule"], r["group"], f"{r['points']:+g}", str(r["hits"]), evs + more)
     console.print(rules)

@@ -28,6 +28,7 @@ def explain_lead(store: Store, model: Model, lead: str, as_of: datetime,
     by_rule: dict[int, list[dict]] = defaultdict(list)
     for o in occ:
         by_rule[int(o["rule_idx"])].append(o)
+    traits = _traits(store, lead)
     rules = []
     for i, rule in enumerate(model.rules):
         points = float(row[f"rule:{rule.name}"])
@@ -35,13 +36,16 @@ def explain_lead(store: Store, model: Model, lead: str, as_of: datetime,
         if hits == 0:
             continue
         events = [o for o in by_rule.get(i, [])]
-        rules.append({
+        item = {
             "rule": rule.name, "group": rule.group, "axis": model.groups[rule.group].axis, "kind": rule.kind,
             "points": points, "hits": hits, "description": rule.description,
             "events": [o["message_id"] for o in events if o["message_id"] is not None],
             "occurrences": [{"message_id": o["message_id"], "ts": o["ts"].isoformat() if o["ts"] else None,
                              "points": round(float(o["pts"]), 4)} for o in events],
-        })
+        }
+        if rule.kind == "trait":  # the values that made a fit rule fire
+            item["traits"] = {k: traits.get(k) for k in sorted(rule.trait.referenced())}
+        rules.append(item)
     score = float(row["score"])
     nxt = model.next_tier(score)
     return {
@@ -60,6 +64,15 @@ def explain_lead(store: Store, model: Model, lead: str, as_of: datetime,
         "rules": rules,
         "next_tier": _next_tier(model, row, nxt),
     }
+
+
+def _traits(store: Store, lead: str) -> dict[str, str | None]:
+    """The lead's traits, with its account's as ``account.<key>``."""
+    out = dict(store.query("SELECT key, value FROM resolved_traits WHERE lead_id = ?", (lead,)))
+    if out.get("account_id"):
+        for key, value in store.query("SELECT key, value FROM account_traits WHERE account_id = ?", (out["account_id"],)):
+            out[f"account.{key}"] = value
+    return out
 
 
 def _next_tier(model: Model, row, nxt) -> dict[str, Any] | None:
