@@ -308,3 +308,26 @@ def test_background_delivery_threads_send_on_the_wall_clock_and_stop(store, rece
         t.join(5)
     assert receiver.ids() == [m.message_id]
     assert not any(t.is_alive() for t in threads)
+
+
+def test_random_receiver_failures_never_break_order_or_lose_an_alert(store, receiver):
+    rnd = random.Random(20261123)
+    add_endpoint(store, receiver.url, now=T0, secret=receiver.secret, allow_private=True)
+    sent: dict[str, list[str]] = {lead: [] for lead in ("a", "b", "c")}
+    for i in range(4):
+        for lead in sent:
+            sent[lead].append(enqueue(store, "lead.score_jumped", {"n": i}, lead_id=lead, now=T0).message_id)
+    receiver.answers = [(500 if rnd.random() < 0.4 else 200, {}, 0.0) for _ in range(200)]
+    now = T0
+    with _worker(store) as w:
+        for _ in range(40):
+            w.run_once(now)
+            now += timedelta(hours=25)  # past any retry delay
+            if not list_deliveries(store, status="pending"):
+                break
+    assert dead_letters(store) == []
+    got: dict[str, list[str]] = {lead: [] for lead in sent}
+    for mid, body in receiver.received:
+        got[body["data"]["lead_id"]].append(mid)
+    assert got == sent
+    assert receiver.requests > 12  # some failed and were retried
