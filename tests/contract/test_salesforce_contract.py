@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import parse_qs
 
 import pytest
 from conftest import ContractViolation, FakeApi, Request, expect
@@ -26,6 +27,8 @@ class FakeSalesforce(FakeApi):
     ext_field: str | None = None
 
     def handle(self, req: Request):
+        if (req.method, req.path) == ("POST", "/services/oauth2/token"):
+            return self.oauth(req)
         auth = req.headers.get("authorization", "")
         expect(auth.startswith("Bearer "), "Authorization must be 'Bearer <access token>'")
         if auth != f"Bearer {self.token}":
@@ -56,6 +59,18 @@ class FakeSalesforce(FakeApi):
             self.leads[key].update({k: v for k, v in rec.items() if k not in ("attributes", "id")})
             results.append({"id": key, "success": True, "errors": []})
         return 200, {"Sforce-Limit-Info": "api-usage=42/15000"}, results
+
+
+    def oauth(self, req: Request):
+        expect(req.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"), "a form body")
+        form = parse_qs(req.raw.decode())
+        expect(form.get("grant_type") == ["refresh_token"], "grant_type=refresh_token")
+        expect(form.get("client_id") == ["3MVG9-client"], "client_id of the connected app")
+        if form.get("refresh_token") != ["5Aep-refresh"] or form.get("client_secret") != ["s3cret"]:
+            return 400, {}, {"error": "invalid_grant", "error_description": "expired access/refresh token"}
+        self.token = "00D-refreshed-token"
+        return 200, {}, {"access_token": self.token, "instance_url": self.url, "token_type": "Bearer",
+                         "issued_at": "1795435200000", "id": f"{self.url}/id/00D/005", "signature": "c2ln"}
 
 
 @pytest.fixture
@@ -187,3 +202,25 @@ def test_the_client_alone_refuses_an_untrusted_certificate(salesforce):
         client.close()
     assert res.results["1"].retry is True and "CERTIFICATE_VERIFY_FAILED" in res.results["1"].error
     assert salesforce.requests == []
+
+
+@pytest.mark.parametrize("refresh_token", ["5Aep-refresh", "revoked"])
+def test_oauth_refresh_token_flow_from_the_environment(store, salesforce, tls_cert, monkeypatch, refresh_token):
+    monkeypatch.setenv("LEADSCORE_CRM_SF_REFRESH_TOKEN", refresh_token)
+    monkeypatch.setenv("LEADSCORE_CRM_SF_CLIENT_SECRET", "s3cret")
+    add_crm_target(store, "sf", "salesforce", now=T0, base_url=salesforce.url, token="00D-stale",
+                   options={"ca_file": tls_cert[0], "client_id": "3MVG9-client",
+                            "token_url": salesforce.url + "/services/oauth2/token"})
+    _leads(store, salesforce, 1)
+    enqueue_crm_syncs(store, [_row("l0", 70)], now=T0)
+    with CrmSyncWorker(store) as w:
+        report = w.run_once(T0)
+    paths = [(r.method, r.path) for r in salesforce.requests]
+    if refresh_token == "revoked":
+        assert (report.synced, report.failed) == (0, 1)
+        assert paths == [("PATCH", COLLECTIONS), ("POST", "/services/oauth2/token")]
+        assert "INVALID_SESSION_ID" in list_crm_sync(store)[0]["last_error"]
+    else:
+        assert report.synced == 1
+        assert paths == [("PATCH", COLLECTIONS), ("POST", "/services/oauth2/token"), ("PATCH", COLLECTIONS)]
+        assert salesforce.requests[-1].headers["authorization"] == "Bearer 00D-refreshed-token"

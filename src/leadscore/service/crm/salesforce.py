@@ -74,7 +74,10 @@ class SalesforceClient:
     def _send(self, body: dict[str, Any]) -> httpx.Response:
         resp = self._http.patch(self.path, json=body, headers={"authorization": f"Bearer {self.token}"})
         if resp.status_code == 401 and self.refresh is not None:
-            self.token = self.refresh()  # INVALID_SESSION_ID: the access token expired
+            try:
+                self.token = self.refresh()  # INVALID_SESSION_ID: the access token expired
+            except CrmSetupError:
+                return resp  # the refresh failed too: this 401 is the answer (retried later)
             resp = self._http.patch(self.path, json=body, headers={"authorization": f"Bearer {self.token}"})
         return resp
 
@@ -112,6 +115,26 @@ class SalesforceClient:
         else:
             retry = code >= 500 or code in (401, 403, 408, 429)
         return PushResult({it.key: ItemResult(False, retry, err, code) for it in items}, limit_info=info)
+
+
+LOGIN_TOKEN_URL = "https://login.salesforce.com/services/oauth2/token"
+
+
+def oauth_refresher(client_id: str, refresh_token: str, *, client_secret: str | None = None,
+                    token_url: str = LOGIN_TOKEN_URL, verify: bool | str | ssl.SSLContext = True,
+                    timeout: float = 30.0) -> Callable[[], str]:
+    """A ``refresh`` callback: the OAuth 2.0 refresh-token flow (``grant_type=refresh_token``)."""
+    def refresh() -> str:
+        form = {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": refresh_token}
+        if client_secret:
+            form["client_secret"] = client_secret
+        with httpx.Client(timeout=timeout, verify=tls_verify(verify), trust_env=False) as http:
+            resp = http.post(token_url, data=form)
+        data = _json(resp)
+        if resp.status_code != 200 or not isinstance(data, dict) or not data.get("access_token"):
+            raise CrmSetupError(f"Salesforce token refresh failed: {error_text(resp)}")
+        return str(data["access_token"])
+    return refresh
 
 
 def _json(resp: httpx.Response) -> Any:

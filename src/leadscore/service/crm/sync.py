@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 from leadscore.service.crm.base import CrmClient, SyncItem
 from leadscore.service.crm.hubspot import BASE_URL as HUBSPOT_URL, CrmSetupError, HubSpotClient
 from leadscore.service.crm.mapping import HUBSPOT_DEFAULT, SALESFORCE_DEFAULT, FieldMapping
-from leadscore.service.crm.salesforce import SalesforceClient
+from leadscore.service.crm.salesforce import LOGIN_TOKEN_URL, SalesforceClient, oauth_refresher
 from leadscore.service.outbox import OutboxError, Sql, later, marks, retry_delay, session, utc_naive
 from leadscore.store import Store
 
@@ -31,7 +31,8 @@ KINDS = ("hubspot", "salesforce")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
 _OPTION_KEYS = {
     "hubspot": {"id_property", "email_trait", "property_group", "ca_file", "timeout"},
-    "salesforce": {"version", "sobject", "external_id_field", "id_trait", "ca_file", "timeout", "limit_pause"},
+    "salesforce": {"version", "sobject", "external_id_field", "id_trait", "ca_file", "timeout", "limit_pause",
+                   "client_id", "token_url"},
 }
 
 
@@ -59,8 +60,9 @@ class CrmTarget:
         return self.options.get("id_trait", default)
 
 
-def token_env_var(name: str) -> str:
-    return "LEADSCORE_CRM_" + re.sub(r"[^A-Z0-9]", "_", name.upper()) + "_TOKEN"
+def token_env_var(name: str, what: str = "TOKEN") -> str:
+    """$LEADSCORE_CRM_<NAME>_TOKEN (also _REFRESH_TOKEN and _CLIENT_SECRET for Salesforce OAuth)."""
+    return "LEADSCORE_CRM_" + re.sub(r"[^A-Z0-9]", "_", name.upper()) + "_" + what
 
 
 def add_crm_target(target: Any, name: str, kind: str, *, now: datetime, base_url: str | None = None,
@@ -122,6 +124,10 @@ def build_client(t: CrmTarget, *, refresh: Callable[[], str] | None = None, **ht
     if t.kind == "hubspot":
         return HubSpotClient(token, base_url=t.base_url, id_property=o.get("id_property", "email"),
                              property_group=o.get("property_group", "contactinformation"), **common)
+    refresh_token = os.environ.get(token_env_var(t.name, "REFRESH_TOKEN"))
+    if refresh is None and refresh_token and o.get("client_id"):
+        refresh = oauth_refresher(o["client_id"], refresh_token, client_secret=os.environ.get(token_env_var(t.name, "CLIENT_SECRET")),
+                                  token_url=o.get("token_url", LOGIN_TOKEN_URL), verify=common.get("verify", True))
     return SalesforceClient(t.base_url, token, version=str(o.get("version", "60.0")), sobject=o.get("sobject", "Lead"),
                             external_id_field=o.get("external_id_field"), refresh=refresh,
                             limit_pause=float(o.get("limit_pause", 3600.0)), **common)
