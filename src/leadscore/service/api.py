@@ -76,9 +76,17 @@ def _check_id(value: str, field: str) -> str:
     return value
 
 
+async def no_nul(request: Request) -> None:
+    """Refuse NUL characters in path and query parameters (PostgreSQL text cannot hold them; refusing
+    them on both stores keeps them alike)."""
+    for name, value in list(request.path_params.items()) + list(request.query_params.multi_items()):
+        if isinstance(value, str) and "\x00" in value:
+            raise invalid(name, "contains a NUL character")
+
+
 # ------------------------------------------------------------------------------------------ read
 def build_read_router() -> APIRouter:
-    router = APIRouter(prefix="/api", dependencies=[Depends(require("read"))], responses=ERROR_RESPONSES)
+    router = APIRouter(prefix="/api", dependencies=[Depends(require("read")), Depends(no_nul)], responses=ERROR_RESPONSES)
 
     @router.get("/leads", response_model=LeadPage, tags=["leads"], summary="Leads ranked and filtered, cursor-paged")
     def leads(request: Request,

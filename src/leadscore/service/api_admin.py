@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from leadscore.engine.models_registry import get_model, list_models, save_model
 from leadscore.model import ModelError, parse_model
 from leadscore.service import api_privacy, outbox, queries, webhooks
-from leadscore.service.api import _check_id, as_of_or_now, call, invalid, not_found, now_utc
+from leadscore.service.api import _check_id, as_of_or_now, call, invalid, no_nul, not_found, now_utc
 from leadscore.service.api_schemas import (
     ERROR_RESPONSES, NOT_FOUND, Activation, Delivery, DryRunRequest, DryRunResult, ErrorBody, Erased, LeadExport,
     ModelSaved, ModelSummary, ModelUpload, ModelVersion, RescoreRequest, RescoreResult, ReplayRequest, ReplayResult,
@@ -41,6 +41,15 @@ def _iso(v: Any) -> str | None:
 
 
 async def _upload(request: Request) -> ModelUpload:
+    from pydantic import ValidationError
+    try:
+        return await _read_upload(request)
+    except ValidationError as exc:
+        errs = [{"loc": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in exc.errors()]
+        raise ApiError(422, "invalid_request", "; ".join(f"{e['loc']}: {e['message']}" for e in errs), errors=errs) from None
+
+
+async def _read_upload(request: Request) -> ModelUpload:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = await request.body()
     if len(raw) > MAX_MODEL_BYTES * 2:
@@ -58,12 +67,7 @@ async def _upload(request: Request) -> ModelUpload:
         data = json.loads(raw or b"null")
     except ValueError as exc:
         raise invalid("body", f"not JSON: {exc}") from None
-    from pydantic import ValidationError
-    try:
-        return ModelUpload.model_validate(data)
-    except ValidationError as exc:
-        errs = [{"loc": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in exc.errors()]
-        raise ApiError(422, "invalid_request", "; ".join(f"{e['loc']}: {e['message']}" for e in errs), errors=errs) from None
+    return ModelUpload.model_validate(data)
 
 
 def _parse(source: str, filename: str):
@@ -97,8 +101,8 @@ def _outbox_error(exc: outbox.OutboxError) -> ApiError:
 
 def build_admin_router() -> APIRouter:
     router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
-    read = [Depends(require("read"))]
-    admin = [Depends(require("admin"))]
+    read = [Depends(require("read")), Depends(no_nul)]
+    admin = [Depends(require("admin")), Depends(no_nul)]
 
     # ---- models
     @router.get("/models", response_model=list[ModelVersion], dependencies=read, tags=["models"],

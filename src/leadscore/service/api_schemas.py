@@ -4,7 +4,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from typing_extensions import Annotated
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refusing it everywhere keeps both stores alike.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 class _Out(BaseModel):
@@ -200,8 +211,8 @@ class ModelVersion(_Out):
 
 
 class ModelUpload(BaseModel):
-    source: str = Field(description="the model file's YAML text", max_length=1_000_000)
-    filename: str = Field("model.yaml", max_length=200, description="named in validation errors")
+    source: Text = Field(description="the model file's YAML text", max_length=1_000_000)
+    filename: Text = Field("model.yaml", max_length=200, description="named in validation errors")
     activate: bool = Field(False, description="activate at once (re-scores everyone)")
 
 
@@ -215,9 +226,9 @@ class ModelSaved(_Out):
 
 
 class DryRunRequest(BaseModel):
-    source: str | None = Field(None, max_length=1_000_000, description="a model file's YAML text")
-    filename: str = Field("model.yaml", max_length=200)
-    version: str | None = Field(None, max_length=200, description="or a stored version")
+    source: Text | None = Field(None, max_length=1_000_000, description="a model file's YAML text")
+    filename: Text = Field("model.yaml", max_length=200)
+    version: Text | None = Field(None, max_length=200, description="or a stored version")
     as_of: datetime | None = None
 
 
@@ -286,8 +297,8 @@ class Delivery(_Out):
 
 
 class ReplayRequest(BaseModel):
-    message_ids: list[str] | None = Field(None, max_length=1000)
-    endpoint_id: str | None = Field(None, max_length=200)
+    message_ids: list[Text] | None = Field(None, max_length=1000)
+    endpoint_id: Text | None = Field(None, max_length=200)
     all_dead: bool = False
     include_delivered: bool = False
 
@@ -297,11 +308,11 @@ class ReplayResult(_Out):
 
 
 class WhatIfRequest(BaseModel):
-    thresholds: dict[str, float | None] = Field(description="tier name → minimum score (the lowest tier: null)")
+    thresholds: dict[Text, float | None] = Field(description="tier name → minimum score (the lowest tier: null)")
 
 
 class WhatIfResult(_Out):
-    thresholds: dict[str, float | None]
+    thresholds: dict[Text, float | None]
     current: dict[str, int]
     proposed: dict[str, int]
     moves: list[dict[str, Any]]
@@ -347,9 +358,9 @@ class LeadExport(_Out):
 
 
 class WebhookIn(BaseModel):
-    url: str = Field(max_length=2000)
-    event_types: list[str] | None = Field(None, max_length=50)
-    description: str | None = Field(None, max_length=500)
+    url: Text = Field(max_length=2000)
+    event_types: list[Text] | None = Field(None, max_length=50)
+    description: Text | None = Field(None, max_length=500)
     allow_private: bool = Field(False, description="allow loopback/private addresses (tests, on-premise receivers)")
 
 
@@ -400,6 +411,7 @@ class ErrorBody(_Out):
 
 #: Error answers every /api route may give (documented so clients and schema checks know them).
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the body is not JSON"},
     401: {"model": ErrorBody, "description": "no key, or an unknown/revoked key"},
     403: {"model": ErrorBody, "description": "the key's role may not do this"},
     422: {"model": ErrorBody, "description": "a bad parameter or body; `errors[].loc` names the field"},
