@@ -174,7 +174,8 @@ def test_demo_mode_opens_reading_to_loopback_only(population, tmp_path):
             r = httpx.get(srv.url + "/leads")
             assert r.status_code == 200 and "demo (read only)" in r.text
             # the demo viewer may read but not change anything
-            r = httpx.post(srv.url + "/model/activate", data={"csrf": "x"}, cookies={"ls_csrf": "x" * 24})
+            token = "t" * 24
+            r = httpx.post(srv.url + "/model/activate", data={"csrf": token}, cookies={"ls_csrf": token})
             assert r.status_code == 403 and "admin key" in r.text
     finally:
         store.close()
@@ -253,7 +254,9 @@ def test_lead_page_explains_the_score_and_draws_the_heatmap(reader, population, 
     cta = strip.locator("g.cta")
     assert cta.count() == 1 and float(cta.get_attribute("data-position")) == CTA_POSITION
     # history chart with causes, timeline, fit attributes, alerts
-    assert page.locator("svg.history circle.mark").count() >= 2
+    marks = page.locator("svg.history circle.mark")
+    assert marks.count() == page.locator("#history tbody tr").count() >= 1
+    assert marks.first.get_attribute("data-cause") == "event"   # it arrived through live scoring
     assert page.locator("#timeline li").count() > 5
     assert "VP Marketing" in page.locator("#fit-attributes").inner_text()
     assert "became_hot" in page.inner_text("body")
@@ -262,6 +265,8 @@ def test_lead_page_explains_the_score_and_draws_the_heatmap(reader, population, 
     # the top lead has capped groups: the cap lines keep the sum equal to the score
     reader.goto(f"/leads/{population.top_lead}")
     assert _breakdown_sums_to_score(page) == pytest.approx(population.top_score, abs=1e-6)
+    assert page.locator("#breakdown tr.adjust").count() >= 1
+    assert page.locator("svg.history circle.mark").count() == 2     # model a month ago, time now
     reader.shot("lead-top")
 
 
@@ -348,7 +353,7 @@ def test_model_page_what_if_and_activation(browser, server, population):
         assert page.locator("#activate-form").count() == 0           # read key: no activation
         # moving the hot threshold re-counts the tiers (fetch as you type)
         page.fill("#n_hot", "200")
-        page.wait_for_function("document.getElementById('whatif-changed').dataset.ready === '1'")
+        page.wait_for_selector("#whatif-changed[data-ready='1']")
         hot = sum(1 for s in population.scores.values() if s >= 200)
         assert page.locator("#whatif-table tr[data-tier=hot] td.proposed").inner_text().replace(",", "") == str(hot)
         reader.shot("model")
@@ -364,7 +369,7 @@ def test_model_page_what_if_and_activation(browser, server, population):
         r = admin.context.request.post(srv.url + "/model/activate", form={"t_hot": "200"}, max_redirects=0)
         assert r.status == 403
         page.fill("#n_hot", "200")
-        page.wait_for_function("document.getElementById('whatif-changed').dataset.ready === '1'")
+        page.wait_for_selector("#whatif-changed[data-ready='1']")
         page.click("#activate-form button")
         page.wait_for_url(re.compile(r".*/model\?(activating|done)=.*"))
         deadline = time.monotonic() + 300
