@@ -32,7 +32,8 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
     for name, seed in (("a", 11), ("b", 11), ("c", 12)):
         write_population(DemoConfig(leads=120, seed=seed), tmp_path / name, "jsonl")
         write_population(DemoConfig(leads=120, seed=seed), tmp_path / name, "parquet")
-    for f in ("events.jsonl", "events.parquet", "truth.csv", "videos.yaml"):
+        write_population(DemoConfig(leads=120, seed=seed), tmp_path / name, "jsonl.gz")
+    for f in ("events.jsonl", "events.jsonl.gz", "events.parquet", "truth.csv", "videos.yaml"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
     assert (tmp_path / "a" / "events.jsonl").read_bytes() != (tmp_path / "c" / "events.jsonl").read_bytes()
     assert (tmp_path / "a" / "truth.csv").read_bytes() != (tmp_path / "c" / "truth.csv").read_bytes()

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Callable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from leadscore.demo.generator import DemoChunk, DemoConfig, generate_chunks
 from leadscore.events import Event
@@ -52,7 +53,7 @@ def chunk_events(chunk: DemoChunk) -> list[Event]:
                     props, ctx, col["anonymous_id"]))
 
 
-def iter_event_batches(config: DemoConfig, batch_leads: int = 1000) -> Iterator[tuple[int, list[Event]]]:
+def iter_event_batches(config: DemoConfig, batch_leads: int = 2000) -> Iterator[tuple[int, list[Event]]]:
     """(leads in the batch, their events) for the whole population, ``batch_leads`` leads at a time."""
     for chunk in generate_chunks(config):
         lead_ids = chunk.events.column("lead_id")
@@ -69,14 +70,13 @@ def iter_event_batches(config: DemoConfig, batch_leads: int = 1000) -> Iterator[
 
 
 def _bisect(column: pa.ChunkedArray, value: str, left: bool) -> int:
-    import pyarrow.compute as pc
     # Lead ids are zero-padded to one width within a chunk, so text order is lead order.
     flags = pc.less(column, value) if left else pc.less_equal(column, value)
     return int(pc.sum(flags).as_py() or 0)
 
 
 def load_population(store: Store, config: DemoConfig, progress: Progress | None = None,
-                    batch_leads: int = 1000) -> tuple[int, int]:
+                    batch_leads: int = 2000) -> tuple[int, int]:
     """Generate the population into ``store``; returns (leads, events stored).
 
     Each batch is one transaction. The identify call that links a lead's anonymousId is handed to
