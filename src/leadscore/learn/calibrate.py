@@ -2,7 +2,7 @@
 
 Each rule becomes one feature: the points it gave a lead divided by its reference points (so 1 = fired
 once at full value, 2 = twice, 0.5 = decayed by half); a rule worth 0 points counts as fired / not
-fired. A regularised logistic regression (L2, strength chosen by cross-validated AUC) on the training
+fired. A regularised logistic regression (L2, strength chosen by cross-validated log-loss) on the training
 part of the leads gives each rule a weight in log-odds; scorecard scaling turns weights into points:
 ``points = weight × PDO / ln 2`` (PDO points double the odds). Every number of a rule (points,
 additional, band points, cap) is scaled by the same factor and rounded to an integer, so a rule keeps
@@ -95,10 +95,11 @@ def holdout(y: np.ndarray, dates: pd.Series | None, test_size: float, seed: int)
 
 
 def fit_points(X: pd.DataFrame, y: np.ndarray, pdo: float, seed: int = 0) -> tuple[np.ndarray, float]:
-    """Log-odds weights per feature (L2 logistic regression, C by 5-fold CV AUC) and the intercept."""
+    """Log-odds weights per feature (L2 logistic regression, C by 5-fold CV log-loss) and the intercept.
+    Log-loss, not AUC, picks C: AUC ignores the weights' size, which is exactly what becomes points."""
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore", category=FutureWarning)
-        lr = LogisticRegressionCV(Cs=[0.001, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 100], cv=5, scoring="roc_auc",
+        lr = LogisticRegressionCV(Cs=[0.001, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 100], cv=5, scoring="neg_log_loss",
                                   max_iter=5000, random_state=seed).fit(X.to_numpy(), y)
     return lr.coef_[0], float(lr.intercept_[0])
 
