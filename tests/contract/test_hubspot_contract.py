@@ -233,3 +233,15 @@ def test_leads_without_email_are_skipped_with_a_reason(store, hubspot):
     [row] = list_crm_sync(store)
     assert (row["status"], row["last_error"]) == ("skipped", "lead anon has no email trait")
     assert upserts(hubspot) == []
+
+
+def test_a_late_older_score_never_overwrites_a_newer_synced_one(store, hubspot):
+    add_crm_target(store, "hubspot", "hubspot", now=T0, base_url=hubspot.url, token=TOKEN)
+    _leads(store, 1)
+    enqueue_crm_syncs(store, [_row("l0", 80, T0 + timedelta(hours=2), tier="hot")], now=T0)
+    with _worker(store) as w:
+        assert w.run_once(T0).synced == 1
+        enqueue_crm_syncs(store, [_row("l0", 40, T0 + timedelta(hours=1))], now=T0)  # arrives late
+        report = w.run_once(T0 + timedelta(minutes=1))
+    assert (report.synced, report.superseded) == (0, 1)
+    assert len(upserts(hubspot)) == 1 and hubspot.contacts["l0@example.com"]["leadscore_score"] == "80"

@@ -257,7 +257,7 @@ class CrmSyncWorker:
                         chunk = seqs[start:start + 500]
                         db.run("UPDATE crm_sync SET status = 'synced', attempts = attempts + 1, last_status = ?, last_error = NULL, "
                                "last_attempt_at = ?, synced_at = ?, next_attempt_at = NULL, lease_until = NULL "
-                               f"WHERE seq IN ({marks(len(chunk))})", [status, now, now, *chunk])
+                               f"WHERE status = 'pending' AND seq IN ({marks(len(chunk))})", [status, now, now, *chunk])
                 for it in items:
                     seq = int(it.key)
                     r = res.results.get(it.key)
@@ -271,7 +271,7 @@ class CrmSyncWorker:
                     else:
                         report.failed += 1
                     db.run("UPDATE crm_sync SET status = ?, attempts = ?, last_status = ?, last_error = ?, last_attempt_at = ?, "
-                           "next_attempt_at = ?, lease_until = NULL WHERE seq = ?",
+                           "next_attempt_at = ?, lease_until = NULL WHERE seq = ? AND status = 'pending'",
                            ("dead" if delay is None else "pending", n, r.http_status, r.error, now,
                             None if delay is None else later(now, delay), seq))
                 paused = later(now, res.pause_seconds) if res.pause_seconds is not None else None
@@ -282,34 +282,30 @@ class CrmSyncWorker:
                 return
 
     def _claim(self, t: CrmTarget, now: datetime, report: CrmReport) -> list[tuple]:
-        """The newest pending item of each lead, if due and not leased; older pending items are superseded."""
-        sql = """
-        SELECT seq, lead_id, score_values FROM (
-            SELECT seq, lead_id, score_values, next_attempt_at, lease_until,
-                   row_number() OVER (PARTITION BY lead_id ORDER BY as_of DESC, seq DESC) AS rn
-            FROM crm_sync WHERE target = ? AND status = 'pending') x
-        WHERE rn = 1 AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)
-        ORDER BY seq LIMIT ?"""
+        """Lease the due pending items of this target, one per lead: the newest. Older pending items (and
+        any older than what was already synced) become ``superseded`` first: the latest score wins."""
+        newer = """EXISTS (SELECT 1 FROM crm_sync n WHERE n.target = crm_sync.target AND n.lead_id = crm_sync.lead_id
+                     AND ((n.status = 'pending' AND (n.as_of > crm_sync.as_of OR (n.as_of = crm_sync.as_of AND n.seq > crm_sync.seq)))
+                          OR (n.status = 'synced' AND n.as_of > crm_sync.as_of)))"""
         until = later(now, self.lease_seconds)
-        out = []
         with session(self.store) as db:
-            rows = db.rows(sql, (t.name, now, now, self.claim_size))
-            for start in range(0, len(rows), 500):
-                chunk = rows[start:start + 500]
-                leads = [r[1] for r in chunk]
-                keep = [r[0] for r in chunk]
-                cond = f"target = ? AND status = 'pending' AND lead_id IN ({marks(len(leads))}) AND seq NOT IN ({marks(len(keep))})"
-                n = db.rows(f"SELECT count(*) FROM crm_sync WHERE {cond}", [t.name, *leads, *keep])[0][0]
-                if n:
-                    db.run(f"UPDATE crm_sync SET status = 'superseded', lease_until = NULL WHERE {cond}", [t.name, *leads, *keep])
-                    report.superseded += int(n)
-            for start in range(0, len(rows), 500):
-                chunk = rows[start:start + 500]
-                got = {r[0] for r in db.rows(
-                    f"UPDATE crm_sync SET lease_until = ? WHERE seq IN ({marks(len(chunk))}) AND status = 'pending' "
-                    "AND (lease_until IS NULL OR lease_until <= ?) RETURNING seq", [until, *[r[0] for r in chunk], now])}
-                out += [r for r in chunk if r[0] in got]
-        return out
+            gone = db.rows(f"UPDATE crm_sync SET status = 'superseded', lease_until = NULL "
+                           f"WHERE target = ? AND status = 'pending' AND {newer} RETURNING seq", (t.name,))
+            report.superseded += len(gone)
+            rows = db.rows("UPDATE crm_sync SET lease_until = ? WHERE seq IN ("
+                           "SELECT seq FROM crm_sync WHERE target = ? AND status = 'pending' AND next_attempt_at <= ? "
+                           "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY seq LIMIT ?) "
+                           "RETURNING seq, lead_id, as_of, score_values", (until, t.name, now, now, self.claim_size))
+            # A row enqueued between the two statements could give a lead two rows: keep its newest.
+            newest: dict[str, tuple] = {}
+            for row in rows:
+                if row[1] not in newest or (row[2], row[0]) > (newest[row[1]][2], newest[row[1]][0]):
+                    newest[row[1]] = row
+            extra = [r[0] for r in rows if newest[r[1]][0] != r[0]]
+            if extra:
+                db.run(f"UPDATE crm_sync SET status = 'superseded', lease_until = NULL WHERE seq IN ({marks(len(extra))})", extra)
+                report.superseded += len(extra)
+        return sorted(((r[0], r[1], r[3]) for r in newest.values()), key=lambda r: r[0])
 
     def _identities(self, lead_ids: list[str], trait: str) -> dict[str, str]:
         if trait == "lead_id":
