@@ -116,7 +116,8 @@ def create_app(store: Store, settings: Settings | None = None, *, routers: Seque
 
     @app.get("/healthz", tags=["service"], summary="Liveness and write-queue depth")
     def healthz() -> dict:
-        return {"status": "ok", "pending_events": writer.pending_events, "commits": writer.commits}
+        return {"status": "ok", "pending_events": writer.pending_events, "commits": writer.commits,
+                "committed_events": writer.committed_events, "writer_busy_seconds": round(writer.busy_seconds, 3)}
 
     for router in routers:
         app.include_router(router)

@@ -252,8 +252,13 @@ def check_value(value: Any, prefix: str, max_depth: int, check_strings: bool, er
             return
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # built once: json.dumps(**kw) builds one per call
+
+
 def _message_size(msg: Any) -> int:
-    return len(json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    """The message's size as Segment counts it: its compact JSON encoding, in UTF-8 bytes."""
+    text = _COMPACT.encode(msg)
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _raise_errors(status: int, code: str, errors: list[dict]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -71,6 +72,7 @@ class GroupCommitWriter:
         self._hook_thread = threading.Thread(target=self._run_hooks, name="leadscore-after-ingest", daemon=True)
         self.commits = 0          # transactions committed (for benchmarks and tests)
         self.committed_events = 0
+        self.busy_seconds = 0.0   # wall time spent inside store.ingest
 
     # ---- lifecycle
     def start(self) -> "GroupCommitWriter":
@@ -138,6 +140,7 @@ class GroupCommitWriter:
 
     def _commit(self, group: list[_Pending]) -> None:
         events = [ev for item in group for ev in item.events]
+        started = time.perf_counter()
         try:
             result = self.store.ingest(events)
         except StoreUnavailable as exc:
@@ -152,6 +155,7 @@ class GroupCommitWriter:
             for item in group:
                 self._commit([item])
             return
+        self.busy_seconds += time.perf_counter() - started
         self.commits += 1
         self.committed_events += len(events)
         self._finish(group, result=result)
