@@ -22,6 +22,11 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Open(BaseModel):
+    """Parts of the engine's explanation object: new keys the engine adds pass through."""
+    model_config = ConfigDict(extra="allow")
+
+
 class ScoreRow(_Out):
     lead_id: str
     score: float
@@ -52,13 +57,14 @@ class LeadPage(_Out):
     total: int = Field(description="leads matching the filters")
 
 
-class Occurrence(_Out):
+class Occurrence(_Open):
     message_id: str | None
     ts: str | None
     points: float
 
 
-class RuleHit(_Out):
+class RuleHit(_Open):
+    """One rule that fired; trait rules also carry ``traits`` (the values that made them fire)."""
     rule: str
     group: str
     axis: str
@@ -70,14 +76,14 @@ class RuleHit(_Out):
     occurrences: list[Occurrence]
 
 
-class Suggestion(_Out):
+class Suggestion(_Open):
     rule: str
     group: str
     points: float
     description: str | None
 
 
-class NextTier(_Out):
+class NextTier(_Open):
     tier: str
     at: float
     missing: float
@@ -144,7 +150,7 @@ class AccountDetail(AccountRow):
     lead_items: list[AccountLead]
 
 
-class LeadDetail(_Out):
+class LeadDetail(_Open):
     """The explanation object (exactly the keys of ``leadscore explain --json``) plus what the lead page shows."""
     lead: str
     as_of: str
