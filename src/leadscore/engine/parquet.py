@@ -1,0 +1,268 @@
+"""Scoring a Parquet event log with DuckDB, through the same compiled SQL the store runs.
+
+The event log is read where it lies (``read_parquet``): the columns of ``EVENT_COLUMNS`` plus
+``lead_id`` (when the file has no ``lead_id``, a message's lead is its ``user_id``, else its
+``anonymous_id``). What the store keeps in tables at ingestion is derived here from the log itself,
+as of the scoring instant, by the views of :func:`log_views` (shared with the Spark engine):
+
+* traits: the ``identify`` events' traits, flattened two levels (``company.industry``), the newest
+  ``(ts, message_id)`` winning per lead and key (deeper objects stay JSON text); ``account_id`` from
+  the ``group_id`` of group/identify/track/page events; ``browser`` from ``context.userAgent``
+  (the maintained uap-core rules, applied in Python to the few distinct user agents);
+* account traits: the ``group`` events' traits, flattened the same way, per ``group_id``;
+* the population: every lead id in the log.
+
+Only messages with ``ts <= as_of`` count, traits included (the store keeps the newest trait
+whatever its time, so the two agree for an as-of instant after the last identify).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+import pyarrow as pa
+
+from leadscore.engine.compile import Sources, compile_model
+from leadscore.engine.score import _frame, to_naive_utc
+from leadscore.events import EVENT_COLUMNS
+from leadscore.model.schema import Model
+from leadscore.store.dialect import DUCKDB, Dialect, quote_literal
+
+# Relation names the compiled query reads when scoring an event log (registered per run).
+LOG_SOURCES = Sources(events="ls_events", traits="ls_traits", account_traits="ls_account_traits",
+                      population="ls_population", catalog="video_catalog", predictions="lead_predictions")
+CATALOG_SCHEMA = pa.schema([("video_id", pa.string()), ("title", pa.string()), ("duration", pa.float64()),
+                            ("category", pa.string()), ("stage", pa.string())])
+PREDICTIONS_SCHEMA = pa.schema([("lead_id", pa.string()), ("probability", pa.float64())])
+UA_SCHEMA = pa.schema([("ua", pa.string()), ("browser", pa.string())])
+TRAIT_TYPES = ("group", "identify", "track", "page")   # messages whose group_id sets the lead's account_id
+
+
+class EventLogError(ValueError):
+    """The Parquet event log cannot be scored (missing file or columns); the message says which."""
+
+
+def model_trait_keys(model: Model) -> set[str]:
+    """Every trait key the model reads (rules and stage conditions), plus account_id."""
+    keys = {"account_id"}
+    for rule in model.rules:
+        if rule.kind == "trait" and rule.trait is not None:
+            keys |= rule.trait.referenced()
+    for stage in model.stages:
+        if stage.when is not None and stage.when.trait is not None:
+            keys |= stage.when.trait.referenced()
+    return keys
+
+
+def parquet_files(path: str | Path) -> list[str]:
+    """The Parquet files of a log given as a file or a folder (searched recursively)."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(str(f) for f in p.rglob("*.parquet"))
+        if not files:
+            raise EventLogError(f"{path}: no .parquet files in this folder")
+        return files
+    if not p.exists():
+        raise EventLogError(f"{path}: no such event log (a Parquet file or a folder of them)")
+    return [str(p)]
+
+
+def check_columns(path: str | Path, names: Iterable[str]) -> bool:
+    """Raise when event-log columns are missing; True when the log carries its own lead_id."""
+    names = set(names)
+    missing = [c for c in ("message_id", "type", "event", "user_id", "anonymous_id", "group_id", "ts",
+                           "properties", "context") if c not in names]
+    if missing:
+        raise EventLogError(f"{path}: the event log lacks the column(s) {', '.join(missing)} "
+                            f"(expected {', '.join(EVENT_COLUMNS)} and optionally lead_id)")
+    return "lead_id" in names
+
+
+@dataclass
+class LogViews:
+    """View definitions (name, SELECT) in dependency order, over a relation of raw events."""
+
+    views: list[tuple[str, str]]
+
+
+def _flatten_sql(d: Dialect, src: str, owner: str) -> str:
+    """(owner, key, value, ts, message_id) for every trait of ``src``'s messages, two levels flattened.
+
+    JSON access by dialect: DuckDB's json_each gives each member with its JSON type; Spark's
+    from_json as map<string,string> gives strings unquoted and nested objects as JSON text."""
+    if d.name == "spark":
+        lvl1 = (f"SELECT s.{owner} AS owner, s.ts, s.message_id, kv.key AS key, kv.value AS value, "
+                f"(kv.value LIKE '{{%' AND from_json(kv.value, 'map<string,string>') IS NOT NULL) AS is_obj "
+                f"FROM {src} s LATERAL VIEW explode(from_json(s.properties, 'map<string,string>')) kv AS key, value")
+        lvl2 = ("SELECT l.owner, l.ts, l.message_id, concat(l.key, '.', kv.key) AS key, kv.value AS value "
+                "FROM lvl1 l LATERAL VIEW explode(from_json(l.value, 'map<string,string>')) kv AS key, value "
+                "WHERE l.is_obj")
+    else:
+        lvl1 = (f"SELECT s.{owner} AS owner, s.ts, s.message_id, j.key AS key, j.value ->> '$' AS value, "
+                f"j.type = 'OBJECT' AS is_obj, j.value AS raw "
+                f"FROM {src} s, json_each(s.properties) j")
+        lvl2 = ("SELECT l.owner, l.ts, l.message_id, l.key || '.' || j.key AS key, j.value ->> '$' AS value "
+                "FROM lvl1 l, json_each(l.raw) j WHERE l.is_obj")
+    return (f"SELECT owner, key, value, ts, message_id FROM ("
+            f"WITH lvl1 AS ({lvl1}), lvl2 AS ({lvl2}) "
+            f"SELECT owner, key, value, ts, message_id FROM lvl1 WHERE NOT is_obj "
+            f"UNION ALL SELECT owner, key, value, ts, message_id FROM lvl2) f")
+
+
+def _newest(rel: str, owner: str, keys: set[str] | None) -> str:
+    key_filter = f" WHERE key IN ({', '.join(quote_literal(k) for k in sorted(keys))})" if keys else ""
+    # Hand-written row_number rather than arg_max: a newest NULL must win too (the store keeps it),
+    # and the shape must run unchanged on Spark; trait rows are few (identify/group messages only).
+    return (f"SELECT owner AS {owner}, key, value, CAST(NULL AS DOUBLE) AS num FROM ("
+            f"SELECT owner, key, value, row_number() OVER (PARTITION BY owner, key ORDER BY ts DESC, message_id DESC) AS rn "
+            f"FROM {rel}{key_filter}) t WHERE rn = 1")
+
+
+def log_views(d: Dialect, raw: str, as_of_sql: str, has_lead_id: bool, trait_keys: set[str] | None,
+              lead_ua: str | None) -> LogViews:
+    """The sources the compiled query reads, as views over ``raw`` (the event log as stored).
+
+    ``trait_keys`` restricts the lead traits derived to those the model reads (None: all);
+    ``lead_ua``: a relation (lead_id, ua_ts, ua_mid, browser) with each lead's newest user agent's
+    browser up to as_of, or None when the model does not read ``browser``."""
+    lead = "lead_id" if has_lead_id else "COALESCE(user_id, anonymous_id)"
+    cols = ", ".join(c for c in EVENT_COLUMNS if c != "lead_id")
+    views = [("ls_events", f"SELECT {cols}, {lead} AS lead_id FROM {raw}")]
+    views.append(("ls_id_msgs", f"SELECT lead_id, ts, message_id, properties FROM ls_events "
+                                f"WHERE type = 'identify' AND lead_id IS NOT NULL AND ts <= {as_of_sql}"))
+    views.append(("ls_group_msgs", f"SELECT group_id, ts, message_id, properties FROM ls_events "
+                                   f"WHERE type = 'group' AND group_id IS NOT NULL AND ts <= {as_of_sql}"))
+    parts = [_flatten_sql(d, "ls_id_msgs", "lead_id")]
+    parts.append(f"SELECT lead_id AS owner, 'account_id' AS key, group_id AS value, ts, message_id FROM ls_events "
+                 f"WHERE group_id IS NOT NULL AND lead_id IS NOT NULL AND ts <= {as_of_sql} "
+                 f"AND type IN ({', '.join(quote_literal(t) for t in TRAIT_TYPES)})")
+    if lead_ua is not None:
+        parts.append(f"SELECT lead_id AS owner, 'browser' AS key, browser AS value, ua_ts AS ts, ua_mid AS message_id "
+                     f"FROM {lead_ua}")
+    views.append(("ls_trait_rows", " UNION ALL ".join(parts)))
+    views.append(("ls_traits", _newest("ls_trait_rows", "lead_id", trait_keys)))
+    views.append(("ls_account_traits", _newest(f"({_flatten_sql(d, 'ls_group_msgs', 'group_id')})", "account_id", None)))
+    views.append(("ls_population", "SELECT DISTINCT lead_id FROM ls_events WHERE lead_id IS NOT NULL"))
+    return LogViews(views)
+
+
+def lead_ua_sql(d: Dialect, as_of_sql: str) -> str:
+    """Each lead's newest non-empty context.userAgent up to as_of: (lead_id, ua, ua_ts, ua_mid).
+
+    A LIKE on the raw JSON text skips the messages that cannot carry one before any JSON is parsed."""
+    ua = d.json_str("context", "userAgent")
+    return (f"SELECT lead_id, ua, ts AS ua_ts, message_id AS ua_mid FROM ("
+            f"SELECT lead_id, ua, ts, message_id, row_number() OVER (PARTITION BY lead_id ORDER BY ts DESC, message_id DESC) AS rn "
+            f"FROM (SELECT lead_id, ts, message_id, {ua} AS ua FROM ls_events "
+            f"WHERE lead_id IS NOT NULL AND ts <= {as_of_sql} AND context LIKE '%userAgent%') u "
+            f"WHERE ua IS NOT NULL AND ua <> '') r WHERE rn = 1")
+
+
+def browser_table(user_agents: Iterable[str]) -> pa.Table:
+    """ua → browser family, by the store's own rule (leadscore.store.traits.browser_of)."""
+    from leadscore.store.traits import browser_of
+    uas = sorted({u for u in user_agents if u})
+    return pa.table({"ua": pa.array(uas, pa.string()), "browser": pa.array([browser_of(u) for u in uas], pa.string())})
+
+
+def catalog_table(events_path: str | Path, catalog: str | Path | None) -> pa.Table:
+    """The video catalog: the given YAML/CSV file, else ``videos.yaml`` beside the log, else empty."""
+    if catalog is None:
+        beside = Path(events_path)
+        beside = (beside if beside.is_dir() else beside.parent) / "videos.yaml"
+        catalog = beside if beside.exists() else None
+    if catalog is None:
+        return CATALOG_SCHEMA.empty_table()
+    from leadscore.video.catalog import load_catalog
+    videos = load_catalog(catalog)
+    return pa.table({"video_id": [v.video_id for v in videos], "title": [v.title for v in videos],
+                     "duration": [float(v.duration) if v.duration is not None else None for v in videos],
+                     "category": [v.category for v in videos], "stage": [v.stage for v in videos]},
+                    schema=CATALOG_SCHEMA)
+
+
+def disposable_table() -> pa.Table:
+    from disposable_email_domains import blocklist
+    return pa.table({"domain": pa.array(sorted(blocklist), pa.string())})
+
+
+def _read_parquet(files: list[str]) -> str:
+    return f"read_parquet([{', '.join(quote_literal(f) for f in files)}])"
+
+
+def _run(conn, sql: str) -> list[tuple]:
+    """Run one statement to completion (DuckDB refuses new work while a result is unfetched)."""
+    return conn.execute(sql).fetchall()
+
+
+def open_duckdb(memory_limit: str | None = None, threads: int | None = None, temp_dir: str | None = None):
+    """An in-memory DuckDB connection; with memory_limit, work beyond it spills to temp_dir."""
+    import duckdb
+    conn = duckdb.connect()
+    if memory_limit:
+        _run(conn, f"SET memory_limit = {quote_literal(memory_limit)}")
+    if threads:
+        _run(conn, f"SET threads = {int(threads)}")
+    if temp_dir:
+        os.makedirs(temp_dir, exist_ok=True)
+        _run(conn, f"SET temp_directory = {quote_literal(temp_dir)}")
+    _run(conn, "SET preserve_insertion_order = false")
+    return conn
+
+
+def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
+                 catalog: str | Path | None = None) -> Sources:
+    """Create (or replace) the views over the Parquet log on a DuckDB connection; returns the Sources."""
+    as_of = to_naive_utc(as_of)
+    d = DUCKDB
+    files = parquet_files(events_path)
+    raw = _read_parquet(files)
+    names = [r[0] for r in conn.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall()]
+    has_lead = check_columns(events_path, names)
+    as_of_sql = d.ts_literal(as_of.strftime("%Y-%m-%d %H:%M:%S.%f"))
+    keys = model_trait_keys(model)
+    conn.register("ls_catalog_arrow", catalog_table(events_path, catalog))
+    _run(conn, "CREATE OR REPLACE TEMP TABLE video_catalog AS SELECT * FROM ls_catalog_arrow")
+    conn.unregister("ls_catalog_arrow")
+    if not _run(conn, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ref_disposable_domains'")[0][0]:
+        conn.register("ls_domains_arrow", disposable_table())
+        _run(conn, "CREATE TEMP TABLE ref_disposable_domains AS SELECT * FROM ls_domains_arrow")
+        conn.unregister("ls_domains_arrow")
+    conn.register("ls_pred_arrow", PREDICTIONS_SCHEMA.empty_table())
+    _run(conn, "CREATE OR REPLACE TEMP TABLE lead_predictions AS SELECT * FROM ls_pred_arrow")
+    conn.unregister("ls_pred_arrow")
+    views = log_views(d, raw, as_of_sql, has_lead, keys, "ls_lead_browser" if "browser" in keys else None)
+    _run(conn, f"CREATE OR REPLACE TEMP VIEW ls_events AS {views.views[0][1]}")
+    if "browser" in keys:
+        # One pass over the contexts; the few distinct user agents are named in Python (uap-core).
+        _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_lead_ua AS {lead_ua_sql(d, as_of_sql)}")
+        uas = [r[0] for r in conn.execute("SELECT DISTINCT ua FROM ls_lead_ua").fetchall()]
+        conn.register("ls_ua_arrow", browser_table(uas))
+        _run(conn, "CREATE OR REPLACE TEMP TABLE ls_ua AS SELECT * FROM ls_ua_arrow")
+        conn.unregister("ls_ua_arrow")
+        _run(conn, "CREATE OR REPLACE TEMP VIEW ls_lead_browser AS SELECT l.lead_id, l.ua_ts, l.ua_mid, u.browser "
+                     "FROM ls_lead_ua l JOIN ls_ua u ON u.ua = l.ua")
+    for name, sql in views.views[1:]:
+        _run(conn, f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+    return LOG_SOURCES
+
+
+def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads: list[str] | None = None,
+                  catalog: str | Path | None = None, conn=None, memory_limit: str | None = None,
+                  threads: int | None = None, temp_dir: str | None = None) -> pd.DataFrame:
+    """Score the leads of a Parquet event log as of an instant with DuckDB: the same frame as
+    :func:`leadscore.engine.score.score_leads` (one row per lead, ordered by score then lead_id)."""
+    as_of = to_naive_utc(as_of)
+    own = conn is None
+    conn = conn or open_duckdb(memory_limit, threads, temp_dir)
+    try:
+        sources = register_log(conn, model, events_path, as_of, catalog)
+        compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=sources)
+        return _frame(model, conn.sql(compiled.sql).to_arrow_table())
+    finally:
+        if own:
+            conn.close()
