@@ -13,7 +13,7 @@ from leadscore.cli.main import main
 from leadscore.service.crm import add_crm_target
 from leadscore.service.crm.mapping import FieldMapping, HUBSPOT_DEFAULT
 from leadscore.service.outbox import (MAX_ATTEMPTS, SCHEDULE, Alert, OutboxError, enqueue, enqueue_alerts,
-                                      enqueue_crm_sync, enqueue_crm_syncs, list_crm_sync, retry_delay)
+                                      enqueue_crm_sync, enqueue_crm_syncs, list_crm_sync, purge, retry_delay)
 from leadscore.service.webhooks import add_endpoint, generate_secret
 
 T0 = datetime(2026, 11, 23, 12, 0, 0)
@@ -109,3 +109,17 @@ def test_cli_registers_lists_and_replays(tmp_path):
     assert out.exit_code == 0 and "LEADSCORE_CRM_HS_TOKEN" in out.output
     stats = json.loads(runner.invoke(main, ["--db", db, "deliveries", "stats"]).output)
     assert stats == {"webhooks": {}, "crm": {}}
+
+
+def test_purge_drops_finished_items_and_keeps_pending_work(store):
+    add_endpoint(store, "https://hooks.example.com/x", now=T0)
+    old = enqueue(store, "lead.became_hot", {}, lead_id="u1", now=T0)
+    keep = enqueue(store, "lead.became_hot", {}, lead_id="u2", now=T0)
+    store.execute("UPDATE webhook_deliveries SET status = 'delivered', delivered_at = ? WHERE message_seq = ?", (T0, old.seq))
+    add_crm_target(store, "hs", "hubspot", now=T0, token="t")
+    enqueue_crm_syncs(store, [{"lead_id": "u1", "as_of": T0, "score": 1.0}, {"lead_id": "u2", "as_of": T0, "score": 2.0}], now=T0)
+    store.execute("UPDATE crm_sync SET status = 'synced', synced_at = ? WHERE lead_id = 'u1'", (T0,))
+    assert purge(store, before=T0 + timedelta(days=30)) == {"deliveries": 1, "messages": 1, "crm_sync": 1}
+    assert store.query("SELECT message_id FROM outbox_messages") == [(keep.message_id,)]
+    assert store.query("SELECT lead_id, status FROM crm_sync") == [("u2", "pending")]
+    assert purge(store, before=T0 + timedelta(days=30)) == {"deliveries": 0, "messages": 0, "crm_sync": 0}

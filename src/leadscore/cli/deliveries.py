@@ -197,6 +197,14 @@ def deliveries_stats(ctx) -> None:
     _print_json(outbox.outbox_stats(ctx.store()))
 
 
+@deliveries.command("purge")
+@click.option("--before", type=AS_OF, required=True, help="Delete finished items older than this instant.")
+@pass_ctx
+def deliveries_purge(ctx, before) -> None:
+    """Retention: drop delivered/dead webhook deliveries and finished CRM items older than --before."""
+    _print_json(outbox.purge(ctx.store(), before=before))
+
+
 @deliveries.command("run")
 @click.option("--loop", is_flag=True, help="Keep running (Ctrl-C to stop); otherwise one pass.")
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between passes when idle.")

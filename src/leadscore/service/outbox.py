@@ -400,6 +400,27 @@ def erase_lead(target: Any, lead_id: str) -> dict[str, int]:
     return {"messages": len(seqs), "crm_sync": int(crm)}
 
 
+def purge(target: Any, *, before: datetime) -> dict[str, int]:
+    """Retention: delete finished items older than ``before`` (delivered / dead webhook deliveries with
+    their attempts and messages no longer referenced; synced / superseded / skipped / dead CRM items).
+    Pending work is never touched. Returns counts."""
+    before = utc_naive(before, "before")
+    with session(target) as db:
+        done = db.rows("SELECT message_seq, endpoint_id FROM webhook_deliveries WHERE status IN ('delivered', 'dead') "
+                       "AND COALESCE(delivered_at, last_attempt_at, created_at) < ?", (before,))
+        for endpoint_id in sorted({e for _, e in done}):
+            seqs = [m for m, e in done if e == endpoint_id]
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start:start + 500]
+                for table in ("webhook_attempts", "webhook_deliveries"):
+                    db.run(f"DELETE FROM {table} WHERE endpoint_id = ? AND message_seq IN ({marks(len(chunk))})", [endpoint_id, *chunk])
+        msgs = db.rows("DELETE FROM outbox_messages WHERE created_at < ? AND NOT EXISTS "
+                       "(SELECT 1 FROM webhook_deliveries d WHERE d.message_seq = outbox_messages.seq) RETURNING seq", (before,))
+        crm = db.rows("DELETE FROM crm_sync WHERE status IN ('synced', 'superseded', 'skipped', 'dead') "
+                      "AND COALESCE(synced_at, last_attempt_at, created_at) < ? RETURNING seq", (before,))
+    return {"deliveries": len(done), "messages": len(msgs), "crm_sync": len(crm)}
+
+
 def outbox_stats(store: Any) -> dict[str, dict[str, int]]:
     """Counts by status: {"webhooks": {...}, "crm": {...}}."""
     with session(store) as db:

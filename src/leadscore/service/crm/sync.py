@@ -284,13 +284,17 @@ class CrmSyncWorker:
     def _claim(self, t: CrmTarget, now: datetime, report: CrmReport) -> list[tuple]:
         """Lease the due pending items of this target, one per lead: the newest. Older pending items (and
         any older than what was already synced) become ``superseded`` first: the latest score wins."""
-        newer = """EXISTS (SELECT 1 FROM crm_sync n WHERE n.target = crm_sync.target AND n.lead_id = crm_sync.lead_id
-                     AND ((n.status = 'pending' AND (n.as_of > crm_sync.as_of OR (n.as_of = crm_sync.as_of AND n.seq > crm_sync.seq)))
-                          OR (n.status = 'synced' AND n.as_of > crm_sync.as_of)))"""
+        stale = """
+            SELECT p.seq FROM (
+                SELECT seq, lead_id, as_of,
+                       row_number() OVER (PARTITION BY lead_id ORDER BY as_of DESC, seq DESC) AS rn
+                FROM crm_sync WHERE target = ? AND status = 'pending') p
+            WHERE p.rn > 1 OR EXISTS (SELECT 1 FROM crm_sync s WHERE s.target = ? AND s.status = 'synced'
+                                      AND s.lead_id = p.lead_id AND s.as_of > p.as_of)"""
         until = later(now, self.lease_seconds)
         with session(self.store) as db:
-            gone = db.rows(f"UPDATE crm_sync SET status = 'superseded', lease_until = NULL "
-                           f"WHERE target = ? AND status = 'pending' AND {newer} RETURNING seq", (t.name,))
+            gone = db.rows(f"UPDATE crm_sync SET status = 'superseded', lease_until = NULL WHERE seq IN ({stale}) RETURNING seq",
+                           (t.name, t.name))
             report.superseded += len(gone)
             rows = db.rows("UPDATE crm_sync SET lease_until = ? WHERE seq IN ("
                            "SELECT seq FROM crm_sync WHERE target = ? AND status = 'pending' AND next_attempt_at <= ? "
