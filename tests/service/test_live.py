@@ -1,0 +1,141 @@
+"""Live scoring (leadscore.service.live) on DuckDB and PostgreSQL: the LiveScorer on a real store, and
+through a real loopback server where acknowledgement and start-up behaviour matter."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import httpx
+
+from leadscore.engine import explain_lead
+from leadscore.engine.models_registry import save_model
+from leadscore.events import normalize_batch
+from leadscore.model import parse_model
+from leadscore.service.app import create_app
+from leadscore.service.auth import create_key
+from leadscore.service.crm.sync import add_crm_target
+from leadscore.service.live import LiveScorer, LiveSettings
+from leadscore.service.server import ServerThread
+from leadscore.service.settings import Settings
+from tests.service.test_api import INSTALLERS, TINY, TINY2, iso, utcnow, wait_for
+
+T0 = datetime(2026, 4, 1, 10)
+
+
+def scorer(store, **settings) -> LiveScorer:
+    save_model(store, parse_model(TINY, "tiny.yaml"), T0, activate=True)
+    return LiveScorer(store, LiveSettings(time_rescore_seconds=0, **settings))
+
+
+def ingest(store, live, messages, received):
+    result = store.ingest(normalize_batch(messages, received))
+    return live.process(result.new_message_ids, result.leads_touched)
+
+
+def msg(kind, user, mid, ts, **fields):
+    return {"type": kind, "userId": user, "messageId": mid, "timestamp": ts.isoformat() + "Z", **fields}
+
+
+def test_batches_move_scores_with_per_lead_causes_and_crm_items(store):
+    live = scorer(store)
+    add_crm_target(store, "hub", "hubspot", now=T0, base_url="http://127.0.0.1:9", token="t")
+    report = ingest(store, live, [
+        msg("identify", "ann", "a1", T0, traits={"seniority": "vp"}),
+        msg("page", "ann", "a2", T0, properties={"path": "/pricing"}),
+        msg("page", "bob", "b1", T0, properties={"path": "/pricing"}),
+    ], T0 + timedelta(minutes=1))
+    # as of the receive time: ann 30 + 40 = 70, bob 30
+    assert sorted((c.lead_id, c.score, c.cause, c.cause_ref) for c in report.changes) == [
+        ("ann", 70.0, "event", "a1,a2"), ("bob", 30.0, "event", "b1")]
+    assert report.as_of == T0 + timedelta(minutes=1)
+    rows = store.query("SELECT lead_id, status, score_values FROM crm_sync ORDER BY lead_id")
+    assert [(r[0], r[1], json.loads(r[2])["score"]) for r in rows] == [("ann", "pending", 70.0), ("bob", "pending", 30.0)]
+    # a retried batch (same messageIds) stores nothing new and changes nothing
+    again = ingest(store, live, [msg("page", "bob", "b1", T0, properties={"path": "/pricing"})], T0 + timedelta(minutes=2))
+    assert again is None or again.changes == []
+    assert store.query("SELECT count(*) FROM score_history")[0][0] == 2
+
+
+def test_time_rescore_writes_only_changes_and_scores_never_go_back_in_time(store):
+    live = scorer(store, chunk_leads=1)  # one lead per transaction: the chunking path
+    ingest(store, live, [msg("page", "ann", "a1", T0, properties={"path": "/pricing"}),
+                         msg("track", "bob", "b1", T0, event="Demo Requested")], T0)
+    # day 8: ann's pricing view left the 7-day window (30 → 0); bob's demo request has no window
+    report = live.rescore_time(T0 + timedelta(days=8))
+    assert [(c.lead_id, c.score, c.prev_score, c.cause) for c in report.changes] == [("ann", 0.0, 30.0, "time")]
+    # a batch received "earlier" than the last re-score is scored as of the later instant
+    late = ingest(store, live, [msg("page", "cy", "c1", T0, properties={"path": "/pricing"})], T0 + timedelta(days=1))
+    assert late.as_of == T0 + timedelta(days=8)
+    assert [(c.lead_id, c.score) for c in late.changes] == [("cy", 0.0)]
+
+
+def test_activation_rescores_everyone_with_progress_and_history_notes_the_model(store):
+    live = scorer(store, chunk_leads=2)
+    ingest(store, live, [msg("track", u, f"m{u}", T0, event="Demo Requested") for u in ("a", "b", "c")], T0)
+    save_model(store, parse_model(TINY2, "tiny2.yaml"), T0)
+    report = live.activate("tiny-2", T0 + timedelta(hours=1))  # two chunks: 2 leads, then 1
+    state = live.activation
+    assert (state["state"], state["done"], state["total"], state["changed"]) == ("done", 3, 3, 3)
+    assert {(c.score, c.cause, c.cause_ref) for c in report.changes} == {(10.0, "model", "tiny-2")}
+    assert store.query("SELECT DISTINCT model_version FROM lead_scores") == [("tiny-2",)]
+
+
+def test_alerts_are_stored_with_their_webhooks_in_the_outbox(store):
+    live = scorer(store)
+    ingest(store, live, [msg("identify", "ann", "a1", T0, traits={"seniority": "vp"}),
+                         msg("page", "ann", "a2", T0, properties={"path": "/pricing"})], T0)
+    report = ingest(store, live, [msg("track", "ann", "a3", T0 + timedelta(minutes=5), event="Demo Requested")],
+                    T0 + timedelta(minutes=5))
+    assert report.alerts == 2
+    rows = store.query("SELECT a.name, a.type, m.type, m.lead_id FROM alerts a JOIN outbox_messages m "
+                       "ON m.message_id = a.alert_id ORDER BY a.name")
+    assert rows == [("became_hot", "lead.became_hot", "lead.became_hot", "ann"),
+                    ("intent", "lead.high_intent", "lead.high_intent", "ann")]
+    # processing the same messages again raises nothing twice
+    again = live.process(["a3"], ["ann"], as_of=T0 + timedelta(minutes=5))
+    assert again.alerts == 0 and store.query("SELECT count(*) FROM alerts")[0][0] == 2
+
+
+def _server(store, **live_settings):
+    now = utcnow()
+    keys = {role: create_key(store, role, now).token for role in ("admin", "read", "write")}
+    app = create_app(store, Settings(), installers=INSTALLERS)
+    app.state.live.settings = LiveSettings(time_rescore_seconds=0, **live_settings)
+    return app, keys
+
+
+def test_acknowledgements_do_not_wait_for_scoring(store):
+    save_model(store, parse_model(TINY, "tiny.yaml"), utcnow(), activate=True)
+    app, keys = _server(store)
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+        live = app.state.live
+        t = utcnow() - timedelta(minutes=5)
+        with live.lock:  # a long re-score holds the scorer: ingestion must still acknowledge
+            r = client.post("/v1/batch", auth=(keys["write"], ""), json={"batch": [
+                msg("page", "ann", "a1", t, properties={"path": "/pricing"})]})
+            assert r.status_code == 200
+            assert store.query("SELECT count(*) FROM events WHERE message_id = 'a1'")[0][0] == 1
+            assert store.query("SELECT count(*) FROM lead_scores")[0][0] == 0
+        headers = {"Authorization": f"Bearer {keys['read']}"}
+        lead = wait_for(lambda: client.get("/api/leads/ann", headers=headers).json().get("current"))
+        assert lead["score"] == 30.0
+
+
+def test_startup_scores_a_store_that_has_no_live_scores_and_the_lead_endpoint_is_the_explanation(store):
+    save_model(store, parse_model(TINY, "tiny.yaml"), utcnow(), activate=True)
+    t = utcnow() - timedelta(hours=1)
+    store.ingest(normalize_batch([msg("identify", "ann", "a1", t, traits={"seniority": "vp"}),
+                                  msg("page", "ann", "a2", t, properties={"path": "/pricing"})], t))
+    app, keys = _server(store)
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+        headers = {"Authorization": f"Bearer {keys['read']}"}
+        state = wait_for(lambda: (a := client.get("/api/models/activation", headers=headers).json())["state"] == "done" and a)
+        assert (state["done"], state["total"], state["reason"]) == (1, 1, "start-up catch-up")
+        hist = client.get("/api/leads/ann/history", headers=headers).json()
+        assert [(h["cause"], h["cause_ref"], h["score"]) for h in hist] == [("model", "tiny-1", 70.0)]
+        at = (t + timedelta(minutes=1)).replace(microsecond=0)
+        lead = client.get("/api/leads/ann", headers=headers, params={"as_of": iso(at)}).json()
+        cli = explain_lead(store, parse_model(TINY, "tiny.yaml"), "ann", at)
+        extras = {"traits", "account", "current", "history", "timeline", "videos"}
+        assert set(lead) - extras == set(cli)
+        assert {k: lead[k] for k in cli} == json.loads(json.dumps(cli, default=str))
