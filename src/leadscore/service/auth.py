@@ -238,6 +238,27 @@ def iter_roles(value: str | Iterable[str]) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------- FastAPI
+def admit(ring: KeyRing, token: str, action: str, unknown: str, denied: str) -> ApiKey:
+    """The key of ``token`` if it may ``action`` now, else an ApiError: 401 ``unknown``, 403 ``denied``
+    (``{role}`` is filled in), 429 + Retry-After over its rate, 503 + Retry-After without a store."""
+    from leadscore.service.errors import ApiError, unavailable
+
+    try:
+        key = ring.authenticate(token)
+    except StoreUnavailable as exc:
+        raise unavailable(f"the store is unavailable: {exc}", ring.settings.retry_after_seconds) from None
+    if key is None:
+        raise ApiError(401, "unauthorized", unknown)
+    if not key.may(action):
+        raise ApiError(403, "forbidden", denied.format(role=key.role))
+    wait = ring.wait_for(key)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise ApiError(429, "rate_limited", f"key {key.key_id} is over its rate limit; retry in {seconds} s",
+                       headers={"Retry-After": str(seconds)})
+    return key
+
+
 def require(action: str):
     """A FastAPI dependency admitting keys allowed to ``action`` ("read", "write" or "admin").
 
@@ -246,7 +267,7 @@ def require(action: str):
     on a "read" route). Tokens come from ``Authorization: Bearer``/``Basic`` or ``X-API-Key``.
     Answers 401 (missing/unknown/revoked), 403 (role), 429 + Retry-After (rate), 503 (store down).
     """
-    from leadscore.service.errors import ApiError, unavailable
+    from leadscore.service.errors import ApiError
 
     if action not in ("read", "write", "admin"):
         raise ValueError(f"action must be read, write or admin, not {action!r}")
@@ -263,20 +284,8 @@ def require(action: str):
                 return None
             raise ApiError(401, "unauthorized", f"an API key with {action} access is required "
                            "(Authorization: Bearer <key>)")
-        try:
-            key = state.keys.authenticate(token)
-        except StoreUnavailable as exc:
-            raise unavailable(f"the store is unavailable: {exc}", state.settings.retry_after_seconds) from None
-        if key is None:
-            raise ApiError(401, "unauthorized", "unknown or revoked API key")
-        if not key.may(action):
-            raise ApiError(403, "forbidden", f"a {key.role} key cannot do this; it needs {action} access")
-        wait = state.keys.wait_for(key)
-        if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise ApiError(429, "rate_limited", f"key {key.key_id} is over its rate limit; retry in {seconds} s",
-                           headers={"Retry-After": str(seconds)})
-        return key
+        return admit(state.keys, token, action, "unknown or revoked API key",
+                     f"a {{role}} key cannot do this; it needs {action} access")
 
     dependency.__name__ = f"require_{action}"
     return dependency

@@ -34,7 +34,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from leadscore.events import Event, MessageErrors, normalize_batch, normalize_message
-from leadscore.service.auth import ApiKey, tokens_from_headers
+from leadscore.service.auth import ApiKey, admit, tokens_from_headers
 from leadscore.service.errors import ApiError, unavailable
 from leadscore.service.settings import Settings
 from leadscore.service.writer import QueueFull, WriterStopped
@@ -377,21 +377,8 @@ def _header_token(request: Request) -> str | None:
 
 def authorize(request: Request, token: str) -> ApiKey:
     """The write-capable key of ``token`` after its rate limit, or an ApiError (401/403/429/503)."""
-    state = request.app.state
-    try:
-        key = state.keys.authenticate(token)
-    except StoreUnavailable as exc:
-        raise unavailable(f"the store is unavailable: {exc}", state.settings.retry_after_seconds) from None
-    if key is None:
-        raise ApiError(401, "unauthorized", "unknown or revoked write key")
-    if not key.may("write"):
-        raise ApiError(403, "forbidden", f"a {key.role} key cannot send events; use a write key")
-    wait = state.keys.wait_for(key)
-    if wait > 0:
-        seconds = max(1, math.ceil(wait))
-        raise ApiError(429, "rate_limited", f"key {key.key_id} is over its rate limit; retry in {seconds} s",
-                       headers={"Retry-After": str(seconds)})
-    return key
+    return admit(request.app.state.keys, token, "write", "unknown or revoked write key",
+                 "a {role} key cannot send events; use a write key")
 
 
 # ---------------------------------------------------------------- the endpoint

@@ -60,22 +60,27 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
         """``LEADSCORE_MAX_PENDING_EVENTS=50000`` etc. override the defaults; keyword overrides win."""
-        env = os.environ if environ is None else environ
-        values = {}
-        for f in fields(cls):
-            raw = env.get(f"LEADSCORE_{f.name.upper()}")
-            if raw is None:
-                continue
-            default = getattr(cls, f.name)
-            if isinstance(default, bool):
-                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-            elif isinstance(default, (int, float)):
-                values[f.name] = type(default)(raw)
-            elif isinstance(default, Path):
-                values[f.name] = Path(raw)
-            elif isinstance(default, tuple):
-                values[f.name] = tuple(x.strip() for x in raw.split(",") if x.strip())
-            else:
-                values[f.name] = raw
-        values.update(overrides)
-        return cls(**values)
+        return cls(**{**env_overrides(cls, environ), **overrides})
+
+
+def env_overrides(cls, environ: dict[str, str] | None = None, prefix: str = "LEADSCORE_") -> dict:
+    """Values for a settings dataclass from ``{prefix}{FIELD_NAME}`` variables, typed by the defaults
+    (bool: 1/true/yes/on; int, float, Path; tuple: comma-separated)."""
+    env = os.environ if environ is None else environ
+    values = {}
+    for f in fields(cls):
+        raw = env.get(f"{prefix}{f.name.upper()}")
+        if raw is None:
+            continue
+        default = getattr(cls, f.name)
+        if isinstance(default, bool):
+            values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, (int, float)):
+            values[f.name] = type(default)(raw)
+        elif isinstance(default, Path):
+            values[f.name] = Path(raw)
+        elif isinstance(default, tuple):
+            values[f.name] = tuple(x.strip() for x in raw.split(",") if x.strip())
+        else:
+            values[f.name] = raw
+    return values
