@@ -22,6 +22,7 @@ from leadscore.service.server import ServerThread
 from leadscore.service.settings import Settings
 from leadscore.store import open_store
 from leadscore.video import read
+from leadscore.video.picture import runs
 
 pytestmark = pytest.mark.browser
 
@@ -131,16 +132,6 @@ def _wait_for(store, event: str, timeout: float = 15.0) -> None:
     raise AssertionError(f"{event!r} never reached the store")
 
 
-def _runs(counts):
-    out = []
-    for k, c in enumerate(counts):
-        if out and out[-1][2] == c:
-            out[-1][1] = k + 1
-        else:
-            out.append([k, k + 1, c])
-    return out
-
-
 def test_tracker_events_make_the_expected_heatmap(service, page_server, browser):
     store, _, _ = service
     page = browser.new_page()
@@ -169,10 +160,10 @@ def test_tracker_events_make_the_expected_heatmap(service, page_server, browser)
     assert len(maps) == 1
     counts = maps[0].counts
     assert len(counts) == 60
-    runs = _runs(counts)
-    assert [r[2] for r in runs] == [1, 2, 1, 0, 1], runs          # green, yellow, green, grey, green
-    for (start, end, _), (want_start, want_end) in zip(runs, [(0, 5), (5, 15), (15, 20), (20, 40), (40, 60)]):
-        assert abs(start - want_start) <= 1 and abs(end - want_end) <= 1, runs
+    got = runs(counts)
+    assert [r[2] for r in got] == [1, 2, 1, 0, 1], got            # green, yellow, green, grey, green
+    for (start, end, _), (want_start, want_end) in zip(got, [(0, 5), (5, 15), (15, 20), (20, 40), (40, 60)]):
+        assert abs(start - want_start) <= 1 and abs(end - want_end) <= 1, got
     assert read.reject_counts(store, as_of) == {}
 
     facts = read.views(store, as_of, lead_id=LEAD)[0]
@@ -196,5 +187,5 @@ def test_leaving_the_page_sends_exited_with_a_beacon(service, page_server, brows
     _wait_for(store, "Video Playback Exited")
     page.close()
     as_of = datetime.utcnow() + timedelta(hours=1)
-    runs = _runs(read.heatmaps(store, VIDEO, as_of, lead_id=LEAD)[0].counts)
-    assert runs[0][2] == 1 and abs(runs[0][1] - 3) <= 1 and runs[1][2] == 0, runs
+    got = runs(read.heatmaps(store, VIDEO, as_of, lead_id=LEAD)[0].counts)
+    assert got[0][2] == 1 and abs(got[0][1] - 3) <= 1 and got[1][2] == 0, got

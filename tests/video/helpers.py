@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from leadscore.events.normalize import normalize_batch
 from leadscore.video import read
+from leadscore.video.picture import runs  # noqa: F401  (runs of equal counts, grey included)
 
 T0 = datetime(2026, 11, 2, 9, 0, 0)
 AS_OF = datetime(2026, 11, 20)
@@ -44,17 +45,6 @@ def counts(store, video: str, lead: str, duration: float | None = None, as_of: d
         return []
     assert len(maps) == 1
     return maps[0].counts
-
-
-def runs(cnts: list[int]) -> list[tuple[int, int, int]]:
-    """[(start, end, plays)] of equal counts, grey (0) included: easier to read in assertions."""
-    out = []
-    for k, c in enumerate(cnts):
-        if out and out[-1][2] == c and out[-1][1] == k:
-            out[-1] = (out[-1][0], k + 1, c)
-        else:
-            out.append((k, k + 1, c))
-    return out
 
 
 def facts(store, lead: str, video: str, as_of: datetime = AS_OF) -> dict:
