@@ -28,7 +28,8 @@ from leadscore.store.dialect import quote_literal
 from leadscore.video.catalog import STAGES
 from leadscore.video.facts import video_views_sql
 from leadscore.video.read import as_of_sql
-from leadscore.video.reconstruct import _ctes, _heatmap_ctes, _with
+from leadscore.video.reconstruct import (DEFAULT_HEARTBEAT_S, DEFAULT_JITTER_S, DEFAULT_TOLERANCE_S, _ctes,
+                                         _heatmap_ctes, _with)
 from leadscore.video.simulate import cells
 
 SHOWN_EVENT = "Video Player Shown"
@@ -67,7 +68,8 @@ def _impressions_sql(store, as_of: str) -> str:
 
 def _engagement_sql(store, as_of: str) -> str:
     """Per video, runs of seconds with (viewers who watched them, total plays): a sweep over runs."""
-    ctes = _ctes(store.dialect, viewer_events(), as_of, "video_catalog", 10.0, 1.0, 2.0) + _heatmap_ctes()
+    ctes = _ctes(store.dialect, viewer_events(), as_of, "video_catalog", DEFAULT_HEARTBEAT_S, DEFAULT_JITTER_S,
+                 DEFAULT_TOLERANCE_S) + _heatmap_ctes()
     ctes += [
         ("lsa_pts", """
             SELECT video_id, sec, SUM(dv) AS dv, SUM(dp) AS dp FROM (

@@ -14,8 +14,10 @@ returns to the state before the seek; a rate change or quality update keeps the 
 event that leaves the player playing and the next event of the session, the viewer played from the
 first position to the next event's position (for Seek Started: its ``position``, the *from*), provided
 that the wall-clock gap is at most ``heartbeat_s + jitter_s`` (a missing heartbeat is bridged, a longer
-silence is not) and that the next position is consistent with the playback rate (otherwise an
-unrecorded jump happened and the segment is not credited; the reason is recorded).
+silence is not) and that the next position is reachable at the playback rate (the session's fastest
+valid ``playback_rate``, default 1, plus ``tolerance_s``; otherwise an unrecorded jump happened and the
+segment is not credited; the reason is recorded). Duplicated events (the same event resent under
+another messageId) sort next to each other and add nothing.
 
 A second ``k`` of the video (the cell ``[k, k+1)``) counts as played by an interval ``[a, b)`` when
 ``a <= k + 0.5 < b``: midpoint rounding, so a boundary is never off by more than half a second.
