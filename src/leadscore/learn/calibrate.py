@@ -84,9 +84,15 @@ def rule_features(frame: pd.DataFrame, model: Any) -> tuple[pd.DataFrame, dict[s
     return pd.DataFrame(cols, index=frame.index), refs
 
 
-def holdout(y: np.ndarray, dates: pd.Series | None, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+def holdout(y: np.ndarray, dates: pd.Series | None, test_size: float, seed: int,
+            split: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
+    """``auto``: time-ordered when leads have varied dates, else stratified random; or force ``time`` / ``random``."""
     idx = np.arange(len(y))
-    if dates is not None and dates.notna().all() and dates.nunique() > 10:
+    if split not in ("auto", "time", "random"):
+        raise ValueError(f"split is auto, time or random, not {split!r}")
+    if split == "time" and (dates is None or dates.isna().any() or dates.nunique() <= 10):
+        raise ValueError("a time-ordered split needs a creation date for every lead, and varied dates")
+    if split != "random" and dates is not None and dates.notna().all() and dates.nunique() > 10:
         order = idx[np.argsort(dates.to_numpy(), kind="stable")]
         cut = int(round(len(order) * (1 - test_size)))
         return order[:cut], order[cut:], f"time-ordered: trained on the earliest {cut} leads, tested on the {len(order) - cut} after"
@@ -106,7 +112,8 @@ def fit_points(X: pd.DataFrame, y: np.ndarray, pdo: float, seed: int = 0) -> tup
 
 def calibrate_frame(frame: pd.DataFrame, model: Any, model_text: str, *, pdo: float = 20.0, test_size: float = 0.3,
                     seed: int = 0, dates: pd.Series | None = None, label: str = "label",
-                    hot_share: float = 0.5, warm_share: float = 0.85, set_tiers: bool = True) -> tuple[Calibration, np.ndarray]:
+                    hot_share: float = 0.5, warm_share: float = 0.85, set_tiers: bool = True,
+                    split: str = "auto") -> tuple[Calibration, np.ndarray]:
     """Learn points on a training split of ``frame`` (engine scores + label), evaluate on the rest.
     Returns the calibration (with the new model text) and the test rows' indices."""
     frame = frame.reset_index(drop=True)
@@ -116,7 +123,7 @@ def calibrate_frame(frame: pd.DataFrame, model: Any, model_text: str, *, pdo: fl
     X, refs = rule_features(frame, model)
     if X.shape[1] == 0:
         raise ValueError("the model has no rules to calibrate")
-    tr, te, split = holdout(y, dates, test_size, seed)
+    tr, te, split = holdout(y, dates, test_size, seed, split)
     notes = []
     if min(y[tr].sum(), len(tr) - y[tr].sum()) < 30:
         notes.append(f"only {int(y[tr].sum())} converted / {int(len(tr) - y[tr].sum())} other training leads: points are rough")
@@ -143,6 +150,10 @@ def calibrate_frame(frame: pd.DataFrame, model: Any, model_text: str, *, pdo: fl
         tiers = {"warm": th["warm"]["threshold"], "hot": th["hot"]["threshold"]}
         if tiers["warm"] is not None and tiers["hot"] is not None and tiers["hot"] <= tiers["warm"]:
             tiers["hot"] = tiers["warm"] + 1
+    if auc_orig is not None and auc_cal is not None and auc_cal < auc_orig:
+        notes.append(f"the learned points order the held-out leads worse than the current ones (AUC {auc_cal:.3f} < "
+                     f"{auc_orig:.3f}): with {int(y[tr].sum())} converted training leads for {X.shape[1]} rules the data "
+                     f"is too thin to beat them; keep the current model")
     cal = Calibration(pdo, intercept, weights, len(tr), len(te), split, auc_orig, auc_cal, notes=notes, tiers=tiers)
     cal.new_text = rewrite_model_text(model_text, model, weights, tiers if set_tiers else {}, header=(
         f"# Points calibrated by `leadscore calibrate` from {model.model_version}: L2 logistic regression on "
@@ -212,7 +223,8 @@ def rewrite_model_text(text: str, model: Any, weights: list[RuleWeight], tiers: 
 
 
 def calibrate(store: Any, model: Any, model_text: str, as_of: datetime, outcome: str = "converted", *,
-              pdo: float = 20.0, test_size: float = 0.3, seed: int = 0, set_tiers: bool = True) -> Calibration:
+              pdo: float = 20.0, test_size: float = 0.3, seed: int = 0, set_tiers: bool = True,
+              split: str = "auto") -> Calibration:
     """Score the labelled leads as of ``as_of`` with the engine, calibrate, then re-score the held-out
     leads with the new model file through the engine (caps and all) for its AUC."""
     from leadscore.engine import score_leads
@@ -228,7 +240,7 @@ def calibrate(store: Any, model: Any, model_text: str, as_of: datetime, outcome:
         raise ValueError("none of the labelled leads is in the scored population (do the lead ids match?)")
     dates = frame["lead_id"].map(lead_dates(store))
     cal, te = calibrate_frame(frame, model, model_text, pdo=pdo, test_size=test_size, seed=seed, dates=dates,
-                              set_tiers=set_tiers)
+                              set_tiers=set_tiers, split=split)
     new_model = parse_model(cal.new_text, "calibrated model")
     test_ids = frame["lead_id"].iloc[te].tolist()
     rescored = score_leads(store, new_model, as_of).merge(frame[["lead_id", "label"]].iloc[te], on="lead_id")

@@ -2,7 +2,8 @@
 
 Labels are read *after a cut-off*: a lead whose outcome was decided at or before ``as_of`` is left out,
 because its score as of that instant could already reflect the decision (sales touched it). Outcomes
-without a date are kept (the caller chose the cut-off knowing that).
+without a date are kept (the caller chose the cut-off knowing that). Leads created after the cut-off
+are left out too: they had nothing to be scored on yet.
 
 How rows become a label for the outcome ``target``:
 - ``outcomes`` rows whose ``outcome`` is ``target``: value > 0 (or NULL) → 1, value 0 → 0;
@@ -48,6 +49,10 @@ def load_labels(store: Store, target: str = "converted", as_of: datetime | None 
     frame = frame.sort_values(["lead_id", "label", "ts"], ascending=[True, False, True], na_position="last")
     frame = frame.drop_duplicates("lead_id", keep="first").reset_index(drop=True)
     if as_of is not None:
-        frame = frame[frame["ts"].isna() | (frame["ts"] > pd.Timestamp(as_of))].reset_index(drop=True)
+        frame = frame[frame["ts"].isna() | (frame["ts"] > pd.Timestamp(as_of))]
+        # a lead that did not exist yet at the cut-off has nothing to be scored on
+        created = dict(store.query("SELECT lead_id, created_at FROM leads"))
+        born = frame["lead_id"].map(created)
+        frame = frame[born.isna() | (pd.to_datetime(born) <= pd.Timestamp(as_of))].reset_index(drop=True)
     frame["label"] = frame["label"].astype("int64")
     return frame
