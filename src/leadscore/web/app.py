@@ -14,6 +14,7 @@ test or an embedding sets another), read once per request and passed down as an 
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -183,9 +184,12 @@ def install(app: FastAPI) -> None:
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
+        started = time.perf_counter()
         response = await call_next(request)
         if request.url.path.startswith(PAGE_PREFIXES) or request.url.path == "/":
             _security_headers(response)
+            # server time of the page (bench/dashboard_bench.py reads it)
+            response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         return response
 
     @app.get("/", include_in_schema=False)

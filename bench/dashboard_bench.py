@@ -1,0 +1,116 @@
+"""Dashboard speed: the Leads page's first page (and a filtered page) with a large scored population.
+
+Figures: server time of GET /leads (the page's Server-Timing header: query + render) over a real
+uvicorn server on loopback, median of repeated requests, for the first page, a tier filter, a search
+and page 2. Baseline, measured in the same run: the straightforward way, ranking in Python (every
+live score row fetched, sorted, the first 50 enriched) — what a dashboard without keyset paging and
+top-N queries would do.
+
+    .venv/bin/python bench/dashboard_bench.py [--leads 100000] [--db bench/out/dashboard-100k.duckdb]
+
+The population is generated once (demo generator, seed 42, scored as of 2026-11-02) and reused.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+AS_OF = datetime(2026, 11, 2, 12, 0, 0)
+
+
+def build(path: Path, leads: int) -> None:
+    from leadscore.demo.generator import DemoConfig
+    from leadscore.demo.load import load_population
+    from leadscore.engine.current import refresh_scores
+    from leadscore.engine.models_registry import save_model
+    from leadscore.model import default_model_path, load_model
+    from leadscore.store import open_store
+
+    store = open_store(str(path))
+    try:
+        t = time.perf_counter()
+        load_population(store, DemoConfig(leads=leads, seed=42, end=datetime(2026, 11, 1)))
+        print(f"loaded {leads:,} leads in {time.perf_counter() - t:.0f} s", flush=True)
+        model = load_model(default_model_path())
+        save_model(store, model, AS_OF - timedelta(days=30), activate=True)
+        t = time.perf_counter()
+        refresh_scores(store, model, AS_OF - timedelta(days=30), cause="model", cause_ref=model.model_version)
+        refresh_scores(store, model, AS_OF, cause="time")
+        print(f"scored twice in {time.perf_counter() - t:.0f} s", flush=True)
+    finally:
+        store.close()
+
+
+def server_ms(client: httpx.Client, url: str, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        r = client.get(url)
+        r.raise_for_status()
+        times.append(float(r.headers["server-timing"].split("dur=")[1]))
+    return statistics.median(times)
+
+
+def baseline_ms(store, repeat: int) -> float:
+    """Rank in Python: fetch every live score, sort, enrich the top 50 (same enrichment as the page)."""
+    from leadscore.service import queries
+
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        rows = store.query_dicts("SELECT * FROM lead_scores")
+        rows.sort(key=lambda r: (-r["score"], r["lead_id"]))
+        queries.enrich(store, [queries._score_row(r) for r in rows[:50]], AS_OF)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--leads", type=int, default=100_000)
+    ap.add_argument("--db", default=None)
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+    db = Path(args.db or ROOT / "bench" / "out" / f"dashboard-{args.leads // 1000}k.duckdb")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    if not db.exists():
+        build(db, args.leads)
+
+    os.environ["LEADSCORE_TIME_RESCORE_SECONDS"] = "0"
+    from leadscore.service.app import create_app
+    from leadscore.service.server import ServerThread
+    from leadscore.service.settings import Settings
+    from leadscore.store import open_store
+
+    store = open_store(str(db))
+    try:
+        n = store.query("SELECT COUNT(*) FROM lead_scores")[0][0]
+        app = create_app(store, Settings(demo=True), installers=("leadscore.web.app",))
+        app.state.web_clock = lambda: AS_OF
+        with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as client:
+            client.get("/leads")  # warm-up (model parse, templates)
+            cases = {"first page": "/leads", "tier=hot": "/leads?tier=hot", "search 'smith'": "/leads?q=smith",
+                     "active within 7 days": "/leads?active=7"}
+            first = client.get("/leads").text
+            import re
+            cursor = re.search(r'id="next-page" href="/leads\?([^"]+)"', first).group(1).replace("&amp;", "&")
+            cases["page 2 (cursor)"] = "/leads?" + cursor
+            figures = {name: server_ms(client, url, args.repeat) for name, url in cases.items()}
+        base = baseline_ms(store, args.repeat)
+    finally:
+        store.close()
+    print(f"dashboard Leads page, {n:,} scored leads, median of {args.repeat} (server time, ms)")
+    for name, ms in figures.items():
+        print(f"  {name:<24} {ms:8.1f} ms")
+    print(f"  baseline: rank in Python   {base:8.1f} ms   (first page ratio baseline/page = {base / figures['first page']:.1f}x)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
