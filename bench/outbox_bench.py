@@ -30,7 +30,7 @@ import psycopg
 
 from leadscore.service.crm import CrmSyncWorker, add_crm_target
 from leadscore.service.outbox import Alert, enqueue_alerts, enqueue_crm_syncs
-from leadscore.service.webhooks import WebhookWorker, add_endpoint, generate_secret, sign_headers
+from leadscore.service.webhooks import WebhookWorker, add_endpoint, sign_headers
 from leadscore.store import open_store
 
 T0 = datetime(2026, 11, 23, 12, 0, 0)

@@ -5,7 +5,6 @@ again on the same port to play "down for minutes").
 """
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time

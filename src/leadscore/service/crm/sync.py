@@ -22,7 +22,7 @@ from leadscore.service.crm.base import CrmClient, SyncItem
 from leadscore.service.crm.hubspot import BASE_URL as HUBSPOT_URL, CrmSetupError, HubSpotClient
 from leadscore.service.crm.mapping import HUBSPOT_DEFAULT, SALESFORCE_DEFAULT, FieldMapping
 from leadscore.service.crm.salesforce import LOGIN_TOKEN_URL, SalesforceClient, oauth_refresher
-from leadscore.service.outbox import OutboxError, Sql, later, marks, retry_delay, session, utc_naive
+from leadscore.service.outbox import OutboxError, later, marks, retry_delay, session, utc_naive
 from leadscore.store import Store
 
 log = logging.getLogger("leadscore.crm")
