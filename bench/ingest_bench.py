@@ -42,9 +42,19 @@ def _request(path: str, body: bytes, auth: str) -> bytes:
     return head.encode() + body
 
 
+class Closed(Exception):
+    """The server closed the connection (or it broke) before answering."""
+
+
 async def _exchange(reader, writer, data: bytes) -> int:
-    writer.write(data)
-    status = int((await reader.readline()).split()[1])
+    try:
+        writer.write(data)
+        line = await reader.readline()
+    except OSError as exc:
+        raise Closed(str(exc)) from None
+    if not line:
+        raise Closed("connection closed")
+    status = int(line.split()[1])
     length = 0
     while True:
         line = await reader.readline()
@@ -83,7 +93,11 @@ async def _closed_loop_batches(port, auth, seconds, conns, size, run, anon):
         while time.perf_counter() < stop_at:
             data = _request("/v1/batch", _batch_body(next(counter), size, run, anon), auth)
             t0 = time.perf_counter()
-            status = await _exchange(reader, writer, data)
+            try:
+                status = await _exchange(reader, writer, data)
+            except Closed:
+                status = 0
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
             lat.append(time.perf_counter() - t0)
             statuses[status] = statuses.get(status, 0) + 1
             if status == 200:
@@ -111,6 +125,8 @@ async def _open_loop_track(port, auth, seconds, rate, conns, run):
         for _ in range(conns):
             queue.put_nowait(None)
 
+    give_up = time.perf_counter() + 3 * seconds   # an overloaded server is not waited for forever
+
     async def worker():
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         while True:
@@ -118,7 +134,14 @@ async def _open_loop_track(port, auth, seconds, rate, conns, run):
             if item is None:
                 break
             i, due = item
-            status = await _exchange(reader, writer, _request("/v1/track", _track_body(i, run), auth))
+            if time.perf_counter() > give_up:
+                statuses["not sent"] = statuses.get("not sent", 0) + 1
+                continue
+            try:
+                status = await _exchange(reader, writer, _request("/v1/track", _track_body(i, run), auth))
+            except Closed:
+                status = 0
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
             lat.append(time.perf_counter() - due)
             statuses[status] = statuses.get(status, 0) + 1
         writer.close()
@@ -131,10 +154,13 @@ async def _open_loop_track(port, auth, seconds, rate, conns, run):
 def _generator(kind, port, token, seconds, out, anon):
     auth = base64.b64encode(f"{token}:".encode()).decode()
     run = uuid.uuid4().hex[:8]
-    if kind == "batch":
-        res = asyncio.run(_closed_loop_batches(port, auth, seconds, conns=8, size=500, run=run, anon=anon))
-    else:
-        res = asyncio.run(_open_loop_track(port, auth, seconds, rate=1000, conns=64, run=run))
+    try:
+        if kind == "batch":
+            res = asyncio.run(_closed_loop_batches(port, auth, seconds, conns=8, size=500, run=run, anon=anon))
+        else:
+            res = asyncio.run(_open_loop_track(port, auth, seconds, rate=1000, conns=64, run=run))
+    except Exception as exc:  # noqa: BLE001 - report to the parent instead of leaving it waiting
+        res = {"error": repr(exc)}
     out.put(res)
 
 
@@ -206,6 +232,8 @@ def _run(backend: str, kind: str, group_commit: bool, seconds: float, tmp: Path,
         gen.start()
         res = out.get(timeout=seconds + 300)
         gen.join()
+        if "error" in res:
+            raise RuntimeError(f"the load generator failed: {res['error']}")
         res["server_cpu"] = _cpu_seconds(proc.pid) - cpu0
         stats = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
         res["commits"] = stats["commits"]

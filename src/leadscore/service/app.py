@@ -119,11 +119,11 @@ def create_app(store: Store, settings: Settings | None = None, *, routers: Seque
         return {"status": "ok", "pending_events": writer.pending_events, "commits": writer.commits,
                 "committed_events": writer.committed_events, "writer_busy_seconds": round(writer.busy_seconds, 3)}
 
+    # Before any extension: routes match in order, and a dashboard mounted at "/" would hide it.
+    app.mount("/tracker", StaticFiles(directory=settings.tracker_dir, check_dir=False), name="tracker")
     for router in routers:
         app.include_router(router)
     _install(app, INSTALLERS if installers is None else installers)
-    # Static last: a mount matches its whole prefix.
-    app.mount("/tracker", StaticFiles(directory=settings.tracker_dir, check_dir=False), name="tracker")
     _openapi_extras(app)
     return app
 
