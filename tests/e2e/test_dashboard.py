@@ -340,6 +340,19 @@ def test_alerts_page_shows_deliveries_and_replay_needs_admin_and_csrf(reader, se
     # a read key may not replay, even with the right token
     r = reader.context.request.post(srv.url + "/alerts/replay", form={"csrf": csrf}, max_redirects=0)
     assert r.status == 403 and "admin key" in r.text()
+    assert page.locator("text=Enable again").count() == 0
+
+    # an admin re-enables the endpoint that answered 410 through the page's (CSRF-protected) form
+    admin = Session(reader.context.browser, srv.url, keys["admin"])
+    try:
+        admin.goto("/alerts")
+        admin.page.click("text=Enable again")
+        admin.page.wait_for_url(re.compile(r".*/alerts\?done=.*"))
+        assert "enabled again" in admin.page.locator("#done").inner_text()
+        assert admin.page.locator("text=Enable again").count() == 0
+        assert "disabled" not in admin.page.locator("#deliveries-table").inner_text()
+    finally:
+        admin.close()
 
 
 # ------------------------------------------------------------------------------------------ model (last: it activates)

@@ -72,6 +72,8 @@ def describe_event(row: dict[str, Any]) -> str:
         name = "Page " + str(props.get("path") or props.get("url") or row.get("name") or "")
         if props.get("title"):
             bits.append(str(props["title"]))
+    if props.get("asset_id") == props.get("content_asset_id"):
+        props = {k: v for k, v in props.items() if k != "asset_id"}
     for key in ("campaign_type", "email_id", "content_asset_id", "asset_id", "position", "cta_type", "feature",
                 "resource_type", "network", "action", "time_on_page"):
         if key in props and props[key] not in (None, ""):

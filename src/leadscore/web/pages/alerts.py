@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse
 
 from leadscore.service import outbox, queries
-from leadscore.service.webhooks import list_endpoints
+from leadscore.service.webhooks import list_endpoints, set_endpoint_enabled
 from leadscore.web.app import now, page_errors, viewer_dep, web
 from leadscore.web.session import PageError, Viewer, check_csrf, require_admin
 
@@ -66,3 +66,15 @@ async def replay_crm(request: Request, viewer: Viewer = Depends(viewer_dep)):
     n = outbox.replay_crm(request.app.state.store, now=now(request), target_name=form.get("target") or None,
                           lead_ids=[lead] if lead else None)
     return _back(f"{n} CRM sync item{'' if n == 1 else 's'} queued again")
+
+
+@router.post("/alerts/endpoint-enable")
+async def enable_endpoint(request: Request, viewer: Viewer = Depends(viewer_dep)):
+    """Re-enable a webhook endpoint that was disabled (e.g. after a 410): its pending deliveries resume."""
+    form = await _admin_form(request, viewer)
+    endpoint_id = form.get("endpoint_id") or ""
+    try:
+        set_endpoint_enabled(request.app.state.store, endpoint_id, True)
+    except (KeyError, outbox.OutboxError) as exc:
+        raise PageError(404, f"no webhook endpoint {endpoint_id!r}: {exc}") from None
+    return _back(f"endpoint {endpoint_id} enabled again")
