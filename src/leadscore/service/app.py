@@ -39,7 +39,7 @@ log = logging.getLogger("leadscore.service")
 INSTALLERS: tuple[str, ...] = (
     "leadscore.service.api",        # REST API under /api
     "leadscore.service.live",       # live scoring: appends to app.state.after_ingest, starts schedulers
-    "leadscore.service.outbox",     # alerts, webhooks, CRM sync
+    "leadscore.service.delivery",   # webhook and CRM sync delivery workers (outbox → the world)
     "leadscore.web.app",            # dashboard at /
 )
 

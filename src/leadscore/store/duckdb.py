@@ -96,9 +96,7 @@ class DuckDBStore(Store):
 
     def query_arrow(self, sql, params=None):
         with self.transaction() as conn:
-            if params:
-                return conn.execute(sql, params).to_arrow_table()
-            return conn.sql(sql).to_arrow_table()
+            return conn.sql(sql, params=list(params) if params else None).to_arrow_table()
 
     def close(self) -> None:
         self._root.close()
