@@ -23,8 +23,11 @@ DEMO_AS_OF = datetime(2026, 11, 2)   # after the demo year's last message
 
 
 def write_log(path, messages: list[dict]) -> str:
-    """Segment messages → a Parquet event log (EVENT_COLUMNS + lead_id = userId)."""
+    """Segment messages → a Parquet event log (EVENT_COLUMNS + lead_id = userId); like the demo's log,
+    each message was received when it happened."""
     events = normalize_batch(messages, datetime(2026, 11, 1))
+    for e in events:
+        e.received_at = e.ts
     cols = list(zip(*[e.row() + (e.user_id or e.anonymous_id,) for e in events]))
     table = pa.table({f.name: pa.array(list(c), f.type) for f, c in zip(EVENT_SCHEMA, cols)}, schema=EVENT_SCHEMA)
     pq.write_table(table, path)
