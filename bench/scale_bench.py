@@ -1,0 +1,274 @@
+"""Batch scoring at scale: the engine (compiled SQL on DuckDB over Parquet) against the floor (a
+hand-written DuckDB query of the same rules) and a vectorised pandas version, in the same run.
+
+    .venv/bin/python -m bench.scale_bench [--leads 20000] [--data /tmp/leadscore-bench]
+        [--memory-limit 3GB] [--threads 2] [--sample 10000] [--pandas-max-events 20000000]
+        [--growth 20000,60000,100000] [--skip-default]
+
+1. The demo population of --leads leads is generated once as Parquet (DATA/leads-N/events.parquet;
+   reused when present). 1,000,000 leads make ~48,000,000 events.
+2. Agreement: on a sample of --sample leads the engine, the floor and pandas must give the same
+   score, fit, engagement, tier and stage on every lead (to 1e-6), or the benchmark fails.
+   The three-way comparison uses bench/playbook.yaml: the default model's playbook rules without
+   its per-second video reconstruction (which a hand-written or pandas version could not reasonably
+   repeat); the default model itself is timed too, engine only.
+3. Full re-score of every lead, each implementation in a process of its own: wall time, events/s and
+   the process's peak RSS (DuckDB runs with memory_limit = --memory-limit and spills to a temp
+   folder beyond it). pandas runs on a lead sample when the log has more than --pandas-max-events
+   events; its time is then scaled to the whole log and labelled so.
+4. Incremental: a full run as of t1, then re-scoring as of t2 (one hour later) only the changed
+   leads, against a full run as of t2 (bench/playbook.yaml with its half-lives written as decay
+   steps: an exponential decay changes every visitor's points every hour). Checked equal.
+5. --growth: the engine's time at several population sizes (linear growth check).
+Figures print as a table and as JSON (the last line).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOK = ROOT / "bench" / "playbook.yaml"
+DEFAULT = ROOT / "models" / "default.yaml"
+AS_OF = datetime(2026, 11, 1)          # the demo year's end: every generated event is at or before it
+
+
+# ----------------------------------------------------------------------------- children (one per figure)
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _stepped_playbook():
+    import yaml
+
+    from leadscore.model import parse_model
+    raw = yaml.safe_load(PLAYBOOK.read_text())
+    for rule in raw["rules"]:
+        decay = rule.get("decay") or {}
+        if "half_life" in decay:
+            days = int(decay["half_life"].rstrip("d"))
+            rule["decay"] = {"steps": [{"after": f"{days * k}d", "keep": 0.5 ** k} for k in (1, 2, 3, 4)]}
+    raw["name"] = "playbook_stepped"
+    return parse_model(yaml.safe_dump(raw), "playbook_stepped.yaml")
+
+
+def child(kind: str, a: dict) -> dict:
+    from leadscore.engine.parquet import open_duckdb
+    files, as_of = a["files"], datetime.fromisoformat(a["as_of"])
+    tmp = a.get("temp_dir")
+    if kind == "engine":
+        from leadscore.engine.parquet import score_parquet
+        from leadscore.model import load_model
+        m = load_model(a["model"])
+        t = time.perf_counter()
+        frame = score_parquet(m, files[0] if len(files) == 1 else Path(files[0]).parent, as_of,
+                              memory_limit=a["memory_limit"], threads=a["threads"], temp_dir=tmp)
+        return {"seconds": time.perf_counter() - t, "leads": len(frame), "peak_mb": _peak_mb()}
+    if kind == "floor":
+        from bench.scale_floor import floor_sql
+        conn = open_duckdb(a["memory_limit"], a["threads"], tmp)
+        t = time.perf_counter()
+        n = len(conn.sql(floor_sql(files, as_of)).fetchall())
+        return {"seconds": time.perf_counter() - t, "leads": n, "peak_mb": _peak_mb()}
+    if kind == "pandas":
+        from bench.scale_pandas import pandas_scores
+        leads = set(a["leads"]) if a.get("leads") else None
+        t = time.perf_counter()
+        n = len(pandas_scores(files, as_of, leads))
+        return {"seconds": time.perf_counter() - t, "leads": n, "peak_mb": _peak_mb()}
+    if kind == "incremental":
+        from leadscore.engine.incremental import LastRun, rescore_parquet
+        from leadscore.engine.parquet import score_parquet
+        m = _stepped_playbook()
+        t2 = as_of
+        t1 = t2 - timedelta(hours=float(a["hours"]))
+        opts = dict(memory_limit=a["memory_limit"], threads=a["threads"], temp_dir=tmp)
+        first = score_parquet(m, files[0], t1, **opts)
+        t = time.perf_counter()
+        full = score_parquet(m, files[0], t2, **opts)
+        full_s = time.perf_counter() - t
+        t = time.perf_counter()
+        inc = rescore_parquet(m, files[0], LastRun(t1, m.model_version, first), t2, **opts)
+        inc_s = time.perf_counter() - t
+        same = _compare(full, inc.frame, all_columns=True)
+        return {"full_seconds": full_s, "seconds": inc_s, "rescored": len(inc.rescored), "leads": len(full),
+                "identical": not same, "mismatch": same[:5], "peak_mb": _peak_mb()}
+    if kind == "agree":
+        import duckdb
+        import pandas as pd
+
+        from bench.scale_floor import floor_sql
+        from bench.scale_pandas import pandas_scores
+        from leadscore.engine.parquet import score_parquet
+        from leadscore.model import load_model
+        sample = sorted(a["leads"])
+        engine = score_parquet(load_model(PLAYBOOK), files[0], as_of, leads=sample)
+        conn = duckdb.connect()
+        conn.register("sample_leads", pd.DataFrame({"lead_id": sample}))
+        floor = conn.sql(floor_sql(files, as_of, leads="sample_leads")).df()
+        pandas = pandas_scores(files, as_of, set(sample))
+        return {"leads": len(engine), "floor": _compare(engine, floor), "pandas": _compare(engine, pandas),
+                "scored": int((engine["score"] != 0).sum()), "peak_mb": _peak_mb()}
+    raise SystemExit(f"unknown child {kind!r}")
+
+
+def _compare(a, b, all_columns: bool = False) -> list[str]:
+    """Differences between two score frames (lead by lead); empty when they agree."""
+    import numpy as np
+    a = a.sort_values("lead_id").reset_index(drop=True)
+    b = b.sort_values("lead_id").reset_index(drop=True)
+    if list(a["lead_id"]) != list(b["lead_id"]):
+        return [f"lead sets differ: {len(a)} vs {len(b)} leads"]
+    cols = list(a.columns) if all_columns else ["score", "fit", "engagement", "tier", "stage"]
+    out = []
+    for col in cols:
+        x, y = a[col], b[col]
+        if x.dtype.kind == "f":
+            bad = ~np.isclose(x.to_numpy(float), y.to_numpy(float), atol=1e-6, rtol=0, equal_nan=True)
+        else:
+            bad = (x.astype(str) != y.astype(str)).to_numpy()
+        if bad.any():
+            out.append(f"{col}: {int(bad.sum())} leads differ, e.g. "
+                       f"{list(zip(a['lead_id'][bad][:3], x[bad][:3], y[bad][:3]))}")
+    return out
+
+
+# ----------------------------------------------------------------------------- parent
+def _run_child(kind: str, args: dict) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:   # lead samples: too long for argv
+        json.dump(args, f)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bench.scale_bench", "--child", kind, "--args", f.name],
+                              cwd=ROOT, capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def ensure_population(data: Path, leads: int) -> Path:
+    from leadscore.demo import DemoConfig, write_population
+    out = data / f"leads-{leads}"
+    path = out / "events.parquet"
+    if not path.exists():
+        t = time.perf_counter()
+        w = write_population(DemoConfig(leads), out, "parquet", workers=2)
+        print(f"generated {w.leads:,} leads / {w.events:,} events in {time.perf_counter() - t:.0f} s → {path}", flush=True)
+    return path
+
+
+def _events(path: Path) -> int:
+    import pyarrow.parquet as pq
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _sample(path: Path, n: int) -> list[str]:
+    """n lead ids spread over the log (ordered by a hash, so the same sample every run)."""
+    import duckdb
+    rows = duckdb.connect().sql(
+        f"SELECT lead_id FROM (SELECT DISTINCT lead_id FROM read_parquet('{path}') WHERE lead_id IS NOT NULL) "
+        f"ORDER BY hash(lead_id), lead_id LIMIT {int(n)}").fetchall()
+    return [r[0] for r in rows]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--leads", type=int, default=20_000)
+    p.add_argument("--events", type=int, default=None,
+                   help="target events instead of --leads (the demo makes ~48 events per lead)")
+    p.add_argument("--data", default=os.environ.get("LEADSCORE_BENCH_DATA", str(Path(tempfile.gettempdir()) / "leadscore-bench")))
+    p.add_argument("--memory-limit", default="3GB")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sample", type=int, default=10_000)
+    p.add_argument("--pandas-max-events", type=int, default=20_000_000)
+    p.add_argument("--incremental-hours", type=float, default=1.0)
+    p.add_argument("--growth", default="", help="comma-separated lead counts for the linear-growth points")
+    p.add_argument("--skip-default", action="store_true", help="do not time the default model (video rules)")
+    p.add_argument("--child")
+    p.add_argument("--args", help="(internal) the child's arguments, a JSON file")
+    ns = p.parse_args(argv)
+    if ns.child:
+        print(json.dumps(child(ns.child, json.loads(Path(ns.args).read_text())), default=str))
+        return 0
+
+    leads = ns.leads if ns.events is None else max(1, round(ns.events / 48))
+    data = Path(ns.data)
+    temp = str(data / "spill")
+    path = ensure_population(data, leads)
+    n_events = _events(path)
+    common = {"files": [str(path)], "as_of": AS_OF.isoformat(), "memory_limit": ns.memory_limit,
+              "threads": ns.threads, "temp_dir": temp}
+    print(f"log: {path} — {leads:,} leads, {n_events:,} events; DuckDB memory_limit {ns.memory_limit}, "
+          f"{ns.threads} threads; as of {AS_OF:%Y-%m-%d}", flush=True)
+
+    sample = _sample(path, min(ns.sample, leads))
+    agree = _run_child("agree", {**common, "leads": sample})
+    ok = not agree["floor"] and not agree["pandas"]
+    print(f"agreement on {agree['leads']:,} sampled leads ({agree['scored']:,} with a non-zero score): "
+          f"engine = floor: {'yes' if not agree['floor'] else agree['floor']}; "
+          f"engine = pandas: {'yes' if not agree['pandas'] else agree['pandas']}", flush=True)
+    if not ok:
+        print("FAILED: the three implementations disagree")
+        return 1
+
+    rows = []
+
+    def record(label: str, res: dict, events: int, note: str = "") -> dict:
+        row = {"implementation": label, "seconds": round(res["seconds"], 2),
+               "events_per_s": round(events / res["seconds"]), "peak_mb": round(res["peak_mb"]), "note": note}
+        rows.append(row)
+        print(f"  {label:<38} {row['seconds']:>9.2f} s {row['events_per_s']:>12,} ev/s {row['peak_mb']:>7,} MB  {note}",
+              flush=True)
+        return row
+
+    floor = record("floor: hand-written DuckDB (playbook)", _run_child("floor", common), n_events)
+    engine = record("engine: compiled SQL (playbook)", _run_child("engine", {**common, "model": str(PLAYBOOK)}), n_events)
+    if not ns.skip_default:
+        record("engine: compiled SQL (default model)", _run_child("engine", {**common, "model": str(DEFAULT)}), n_events,
+               "with the video reconstruction rules")
+    if n_events > ns.pandas_max_events:
+        share = ns.pandas_max_events / n_events
+        pl = _sample(path, max(1, int(leads * share)))
+        res = _run_child("pandas", {**common, "leads": pl})
+        scale = leads / len(pl)
+        scaled = {"seconds": res["seconds"] * scale, "peak_mb": res["peak_mb"] * scale}
+        pd_row = record("pandas, vectorised (playbook)", scaled, n_events,
+                        f"SCALED ×{scale:.1f} from a {len(pl):,}-lead sample ({res['seconds']:.1f} s, {res['peak_mb']:.0f} MB measured)")
+    else:
+        pd_row = record("pandas, vectorised (playbook)", _run_child("pandas", common), n_events)
+    inc = _run_child("incremental", {**common, "hours": ns.incremental_hours})
+    print(f"  incremental ({ns.incremental_hours:g} h later): re-scored {inc['rescored']:,} of {inc['leads']:,} leads "
+          f"({100 * inc['rescored'] / inc['leads']:.2f}%) in {inc['seconds']:.2f} s vs a full run {inc['full_seconds']:.2f} s "
+          f"= {100 * inc['seconds'] / inc['full_seconds']:.1f}% of it; identical to the full run: {inc['identical']}"
+          + ("" if inc["identical"] else f" {inc['mismatch']}"), flush=True)
+    growth = []
+    for g in [int(x) for x in ns.growth.split(",") if x.strip()]:
+        gp = ensure_population(data, g)
+        ge = _events(gp)
+        res = _run_child("engine", {**common, "files": [str(gp)], "model": str(PLAYBOOK)})
+        growth.append({"leads": g, "events": ge, "seconds": round(res["seconds"], 2), "peak_mb": round(res["peak_mb"]),
+                       "us_per_event": round(1e6 * res["seconds"] / ge, 3)})
+        print(f"  growth: {ge:>12,} events {res['seconds']:>9.2f} s  {1e6 * res['seconds'] / ge:.3f} µs/event  "
+              f"{res['peak_mb']:,.0f} MB", flush=True)
+    ratios = {"engine_vs_floor": round(engine["seconds"] / floor["seconds"], 2),
+              "pandas_vs_engine": round(pd_row["seconds"] / engine["seconds"], 2),
+              "incremental_share": round(inc["seconds"] / inc["full_seconds"], 4)}
+    print(f"engine / floor = {ratios['engine_vs_floor']}× (target ≤ 1.5×); pandas / engine = "
+          f"{ratios['pandas_vs_engine']}× (target ≥ 5×); incremental = {100 * ratios['incremental_share']:.1f}% of a "
+          f"full run (target ≤ 5%)", flush=True)
+    print(json.dumps({"leads": leads, "events": n_events, "rows": rows, "incremental": inc, "growth": growth,
+                      "ratios": ratios, "agreement_sample": agree["leads"]}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
