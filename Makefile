@@ -6,6 +6,7 @@ STAMP   := $(VENV)/.installed
 DEMO_DB ?= demo.duckdb
 DEMO_N  ?= 2000
 PORT    ?= 8000
+BENCH_ARGS ?=
 
 .PHONY: env sysdeps demo test bench lock clean
 
@@ -28,8 +29,10 @@ demo: env
 test: env sysdeps
 	bash scripts/run_tests.sh
 
+# The scale benchmark (BENCH_ARGS, e.g. "--leads 1000000"; see bench/scale_bench.py), then the others if collected.
 bench: env
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.scale_bench $(BENCH_ARGS)
+	test ! -f bench/run_all.py || $(BIN)/python -m bench.run_all
 
 # Regenerate the lock file after changing dependencies in pyproject.toml.
 lock:
