@@ -96,6 +96,7 @@ def main() -> int:
         runs = {
             # the screen flags 6 sales-filled columns and Lead Number; Lead Profile it does not catch
             "honest": TrainConfig(exclude=("trait:lead_profile",)),
+            "honest_traits_only": TrainConfig(exclude=("trait:lead_profile",)),   # without the engine's columns
             "honest_no_last_activity": TrainConfig(exclude=("trait:lead_profile", "trait:last_activity",
                                                             "trait:last_notable_activity", "rule:email_opened_last",
                                                             "hits:email_opened_last", "rule:sms_last", "hits:sms_last",
@@ -104,9 +105,10 @@ def main() -> int:
             "screen_only": TrainConfig(),
             "leaky": TrainConfig(keep_leaky=True, exclude=("trait:lead_number",)),
         }
+        traits_only = frame[["lead_id", "label"] + [c for c in frame.columns if c.startswith("trait:")]]
         for name, cfg in runs.items():
             t = time.perf_counter()
-            res = train(frame, cfg, cv_only=True)
+            res = train(traits_only if name == "honest_traits_only" else frame, cfg, cv_only=True)
             out[name] = {k: (v["mean"], v["std"]) for k, v in res.cv.items()}
             out[name + "_excluded"] = res.excluded
             best = max(out[name].values())
