@@ -3,7 +3,7 @@ and the conversion rate by score band (when outcomes are known)."""
 from __future__ import annotations
 
 import difflib
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import yaml

@@ -8,11 +8,10 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Request
 
 from leadscore.service import outbox, queries
-from leadscore.video import read as video_read
 from leadscore.web import breakdown
 from leadscore.web.app import now, page_errors, viewer_dep, web
 from leadscore.web.session import PageError, Viewer
-from leadscore.web.video_ctas import video_ctas
+from leadscore.web.video_ctas import lead_heatmaps, video_ctas
 
 router = APIRouter(include_in_schema=False)
 
@@ -56,11 +55,10 @@ def lead_page(lead_id: str, request: Request, viewer: Viewer = Depends(viewer_de
     for item in detail["timeline"]:
         item["label"] = breakdown.describe_event(item)
     ctas = video_ctas(store, as_of, lead_id=lead)
+    heat = lead_heatmaps(store, lead, as_of, {v["video_id"]: v["duration"] for v in detail["videos"]})
     videos = []
     for v in sorted(detail["videos"], key=lambda v: v.get("last_ts") or "", reverse=True):
-        maps = video_read.heatmaps(store, v["video_id"], as_of, lead_id=lead)
-        counts = maps[0].counts if maps else []
-        videos.append({**v, "counts": counts, "ctas": [c for c in ctas if c["video_id"] == v["video_id"]]})
+        videos.append({**v, "counts": heat.get(v["video_id"], []), "ctas": [c for c in ctas if c["video_id"] == v["video_id"]]})
     traits = detail["traits"]
     fit = [(k, traits[k]) for k in FIT_FIRST if k in traits] + sorted(
         (k, v) for k, v in traits.items() if k not in FIT_FIRST)

@@ -2,7 +2,7 @@
 distribution, a what-if on the tier thresholds (and activating it), conversion by score band."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse, RedirectResponse
 
 from leadscore.engine.current import refresh_scores
