@@ -121,13 +121,16 @@ def _time_x(ts: datetime, t0: datetime, t1: datetime, x0: float, x1: float) -> f
     return x0 + (ts - t0).total_seconds() / span * (x1 - x0)
 
 
-def _nice_max(v: float) -> float:
-    if v <= 10:
-        return 10.0
-    for step in (10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000):
-        if v <= step * 5:
-            return float(-(-v // step) * step)
-    return float(v)
+def _nice_step(raw: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 × 10^k at least ``raw`` (axis ticks at round numbers)."""
+    import math
+    if raw <= 0:
+        return 1.0
+    base = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 2.5, 5, 10):
+        if m * base >= raw:
+            return m * base
+    return 10 * base
 
 
 def history_chart(points: Sequence[dict[str, Any]], tiers: Sequence[dict[str, Any]], until: datetime,
@@ -144,7 +147,9 @@ def history_chart(points: Sequence[dict[str, Any]], tiers: Sequence[dict[str, An
     t1 = max(until, points[-1]["at"])
     lo = min(0.0, min(float(p["score"]) for p in points))
     thresholds = [float(t["min"]) for t in tiers if t.get("min") is not None]
-    hi = _nice_max(max([float(p["score"]) for p in points] + thresholds) * 1.05)
+    top = max([float(p["score"]) for p in points] + thresholds) * 1.05
+    step = _nice_step((top - lo) / 4)
+    hi = lo + 4 * step
 
     def y(v: float) -> float:
         return y0 - (v - lo) / ((hi - lo) or 1) * (y0 - y1)
