@@ -37,12 +37,12 @@ class Recorder:
 
 def _segment(key, url, on_error, **kw):
     from segment.analytics import Client
-    return Client(key, host=url, on_error=on_error, upload_interval=0.05, max_retries=5, **kw)
+    return Client(key, host=url, on_error=on_error, **{"upload_interval": 0.05, "max_retries": 5, **kw})
 
 
 def _rudder(key, url, on_error, **kw):
     from rudderstack.analytics import Client  # runs load_dotenv() at import; harmless here
-    return Client(key, host=url, on_error=on_error, upload_interval=0.05, max_retries=5, **kw)
+    return Client(key, host=url, on_error=on_error, **{"upload_interval": 0.05, "max_retries": 5, **kw})
 
 
 SDKS = {"segment": _segment, "rudder": _rudder}
@@ -130,3 +130,19 @@ def test_a_503_with_retry_after_is_retried_and_stored_once(server, store, sdk):
     assert filler["r"].status_code == 200
     assert app.statuses[0] == 503 and app.statuses[-1] == 200
     assert [r[0] for r in _events(store)] == ["f-1", "s-1", "s-2"]
+
+
+def test_a_rudderstack_batch_just_over_4_mib_is_accepted_whole(server, store):
+    """The Rudder SDK closes a batch once it holds 4 MiB, so a batch runs over by one message."""
+    srv, app, token = server
+    errors = []
+    # a long interval and a large upload_size: only the 4 MiB limit closes a batch
+    client = _rudder(token, srv.url, lambda e, batch: errors.append(e), upload_size=1000, upload_interval=5.0)
+    blob = "x" * 30_000
+    for i in range(145):            # 145 × ~30 KB ≈ 4.15 MiB
+        client.track("u1", "Resource Downloaded", {"blob": blob}, message_id=f"big-{i:03d}")
+    client.flush()
+    client.shutdown()
+    assert errors == []
+    assert set(app.statuses) == {200} and len(app.statuses) == 2   # one batch of 4 MiB + 1 message, then the rest
+    assert store.query("SELECT count(*) FROM events")[0][0] == 145

@@ -74,9 +74,9 @@ CASES = [
     ("truncated-gzip", "/v1/batch", gzip.compress(_batch(OK))[:-12], {**JSON, "Content-Encoding": "gzip"}, "write",
      400, "invalid_encoding", "the gzip stream is truncated"),
     ("gzip-bomb", "/v1/batch", _bomb(256 << 20), {**JSON, "Content-Encoding": "gzip"}, "write",
-     413, "request_too_large", "the request body exceeds 4194304 bytes after inflation"),
-    ("over-4mib", "/v1/batch", b'{"batch": [' + b" " * (4 << 20) + b"]}", None, "write",
-     413, "request_too_large", "the request body (4194317 bytes) exceeds 4194304 bytes"),
+     413, "request_too_large", "the request body exceeds 4259840 bytes after inflation"),
+    ("over-4mib", "/v1/batch", b'{"batch": [' + b" " * (4 << 20) + b" " * (64 << 10) + b"]}", None, "write",
+     413, "request_too_large", "the request body (4259853 bytes) exceeds 4259840 bytes"),
     ("get-method", "GET /v1/track", b"", None, "write", 405, "method_not_allowed", "Method Not Allowed"),
     # ---- keys
     ("no-key", "/v1/track", _j(OK), None, None,

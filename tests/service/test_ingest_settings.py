@@ -6,7 +6,7 @@ from leadscore.service.settings import Settings
 
 def test_defaults_follow_the_ingest_spec():
     s = Settings()
-    assert (s.max_message_bytes, s.max_request_bytes, s.strict_fields) == (32 * 1024, 4 * 1024 * 1024, True)
+    assert (s.max_message_bytes, s.max_request_bytes, s.strict_fields) == (32 * 1024, 4 * 1024 * 1024 + 64 * 1024, True)
     assert s.rate_for("write") == (5000.0, 10000.0)
 
 
