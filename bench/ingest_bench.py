@@ -171,7 +171,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -181,7 +181,8 @@ def _load() -> str:
     return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def _fresh_store(backend: str, tmp: Path) -> tuple[str, callable]:
+def fresh_store(backend: str, tmp: Path) -> tuple[str, callable]:
+    """A new store URL (a DuckDB file, or a fresh PostgreSQL schema) and a function that drops it."""
     if backend == "duckdb":
         path = tmp / f"bench-{uuid.uuid4().hex[:6]}.duckdb"
         return str(path), lambda: None
@@ -198,13 +199,34 @@ def _fresh_store(backend: str, tmp: Path) -> tuple[str, callable]:
     return f"{PG}{sep}options={quote(f'-csearch_path={schema}')}", drop
 
 
+def start_server(url: str, port: int, env: dict | None = None, *args: str) -> subprocess.Popen:
+    """`leadscore serve` on 127.0.0.1:port as a process, returned once /healthz answers."""
+    import httpx
+
+    exe = str(Path(sys.executable).parent / "leadscore")
+    proc = subprocess.Popen([exe, "--db", url, "serve", "--port", str(port), *args], env=env or dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.1)
+
+
 def _run(backend: str, kind: str, group_commit: bool, seconds: float, tmp: Path, anon: bool = False) -> dict:
+    import httpx
+
     sys.path.insert(0, str(ROOT / "src"))
     from leadscore.service.auth import create_key
     from leadscore.store import open_store
     from datetime import datetime
 
-    url, drop = _fresh_store(backend, tmp)
+    url, drop = fresh_store(backend, tmp)
     store = open_store(url)
     token = create_key(store, "write", datetime(2026, 11, 23), name="bench").token
     store.close()
@@ -212,21 +234,9 @@ def _run(backend: str, kind: str, group_commit: bool, seconds: float, tmp: Path,
     env = {**os.environ, "LEADSCORE_WRITE_RATE": "1000000", "LEADSCORE_WRITE_BURST": "1000000"}
     if not group_commit:
         env["LEADSCORE_MAX_GROUP_EVENTS"] = "1"   # every request its own transaction
-    exe = str(Path(sys.executable).parent / "leadscore")
-    proc = subprocess.Popen([exe, "--db", url, "serve", "--port", str(port), "--ingest-only"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start_server(url, port, env, "--ingest-only")
     try:
-        import httpx
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
-                time.sleep(0.1)
-        cpu0 = _cpu_seconds(proc.pid)
+        cpu0 = cpu_seconds(proc.pid)
         out: mp.Queue = mp.Queue()
         gen = mp.Process(target=_generator, args=(kind, port, token, seconds, out, anon))
         gen.start()
@@ -234,7 +244,7 @@ def _run(backend: str, kind: str, group_commit: bool, seconds: float, tmp: Path,
         gen.join()
         if "error" in res:
             raise RuntimeError(f"the load generator failed: {res['error']}")
-        res["server_cpu"] = _cpu_seconds(proc.pid) - cpu0
+        res["server_cpu"] = cpu_seconds(proc.pid) - cpu0
         stats = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
         res["commits"] = stats["commits"]
         res["writer_busy"] = stats["writer_busy_seconds"]
