@@ -149,29 +149,33 @@ class PredictiveModel:
         """Per lead and feature: how much the feature's value moves the log-odds against a typical lead's
         value (median / most common). Computed by occlusion (re-predicting with one column set to its
         reference) because scikit-learn has no per-row attributions for boosted trees and the shap
-        package would pull in numba; it works the same for both candidates."""
-        X = self._input(frame)
+        package would pull in numba; it works the same for every candidate. The occluded copies are
+        predicted in large batches: one call per batch, not one per column."""
+        X = self._input(frame).reset_index(drop=True)
+        cols = self.numeric + self.categorical
         base = _logit(self.explainer.predict_proba(X)[:, 1])
-        out = {}
-        for c in self.numeric + self.categorical:
-            Xc = X.copy()
-            Xc[c] = self.reference.get(c)
-            if c in self.numeric:
-                Xc[c] = Xc[c].astype(float)
-            out[c] = base - _logit(self.explainer.predict_proba(Xc)[:, 1])
-        return pd.DataFrame(out, index=frame.index)
+        out = np.empty((len(X), len(cols)))
+        per_batch = max(1, 250_000 // max(len(X), 1))
+        for start in range(0, len(cols), per_batch):
+            part = cols[start:start + per_batch]
+            copies = []
+            for c in part:
+                Xc = X.copy()
+                Xc[c] = float(self.reference.get(c)) if c in self.numeric else self.reference.get(c)
+                copies.append(Xc)
+            p = self.explainer.predict_proba(pd.concat(copies, ignore_index=True))[:, 1]
+            out[:, start:start + len(part)] = base[:, None] - _logit(p).reshape(len(part), len(X)).T
+        return pd.DataFrame(out, columns=cols, index=frame.index)
 
     def reasons(self, frame: pd.DataFrame, top: int = 3) -> list[list[dict]]:
         """The ``top`` features pushing each lead's probability up (value and log-odds contribution)."""
         contrib = self.contributions(frame)
-        X = self._input(frame)
-        out = []
-        for i in range(len(frame)):
-            row = contrib.iloc[i]
-            best = row[row > 1e-9].sort_values(ascending=False).head(top)
-            out.append([{"feature": c, "value": _plain(X.iloc[i][c]), "log_odds": round(float(v), 4)}
-                        for c, v in best.items()])
-        return out
+        values = self._input(frame)[list(contrib.columns)].to_numpy(dtype=object)
+        C = contrib.to_numpy()
+        order = np.argsort(-C, axis=1)[:, :top]
+        names = list(contrib.columns)
+        return [[{"feature": names[j], "value": _plain(values[i, j]), "log_odds": round(float(C[i, j]), 4)}
+                 for j in order[i] if C[i, j] > 1e-9] for i in range(len(C))]
 
     def save(self, directory: str | Path) -> Path:
         """``<directory>/<version>/model.joblib`` + ``metadata.json``; returns that folder."""
