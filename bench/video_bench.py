@@ -224,6 +224,7 @@ def phase_baseline(path: str, sample: int) -> dict:
     counts, facts, unique, watched = baseline_loop(rows, durations)
     t_loop = time.perf_counter() - t
     cpu = time.process_time() - c0
+    loop_peak = _peak_mib()     # before the SQL check below, which runs in this process too
     # the same sample through the SQL, to check both agree
     from leadscore.store.dialect import DUCKDB
     from leadscore.video.facts import video_views_sql
@@ -235,7 +236,7 @@ def phase_baseline(path: str, sample: int) -> dict:
     return {"sessions": sample, "events": len(rows), "seconds_fetch": t_fetch, "seconds_loop": t_loop,
             "seconds": t_fetch + t_loop, "cpu_seconds": cpu, "unique_seconds": unique, "watch_seconds": watched,
             "sql_unique_seconds": int(check[0] or 0), "sql_watch_seconds": int(check[1] or 0),
-            "sql_seconds_same_sample": t_sql_sample, "peak_rss_mib": _peak_mib()}
+            "sql_seconds_same_sample": t_sql_sample, "peak_rss_mib": loop_peak}
 
 
 def _run_phase(*args: str) -> dict:
