@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pytest
-from fakeapi import ContractViolation, FakeApi, Request, expect
+from tests.contract.fakeapi import ContractViolation, FakeApi, Request, expect
 
 from leadscore.service.crm import CrmSyncWorker, add_crm_target, list_crm_targets
 from leadscore.service.outbox import enqueue_crm_syncs, list_crm_sync

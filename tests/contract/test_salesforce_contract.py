@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qs
 
 import pytest
-from fakeapi import FakeApi, Request, expect
+from tests.contract.fakeapi import FakeApi, Request, expect
 
 from leadscore.service.crm import CrmSyncWorker, SalesforceClient, add_crm_target, list_crm_targets
 from leadscore.service.crm.mapping import FieldMapping

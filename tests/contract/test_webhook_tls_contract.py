@@ -6,7 +6,7 @@ import random
 from datetime import datetime
 
 import pytest
-from fakeapi import FakeApi, Request, expect
+from tests.contract.fakeapi import FakeApi, Request, expect
 from standardwebhooks import Webhook
 
 from leadscore.service.outbox import enqueue, list_deliveries
