@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from types import MappingProxyType
 from typing import Callable, Iterator
 
 import pyarrow as pa
@@ -15,6 +15,7 @@ from leadscore.events import Event
 from leadscore.store import Store
 
 Progress = Callable[[int, int], None]   # (leads done, events done) so far
+_EMPTY = MappingProxyType({})
 
 
 @dataclass
@@ -41,12 +42,14 @@ def chunk_events(chunk: DemoChunk) -> list[Event]:
     t = chunk.events
     col = {name: t.column(name).to_pylist() for name in
            ("message_id", "type", "event", "name", "user_id", "anonymous_id", "group_id",
-            "properties", "context", "ts")}
+            "properties", "context")}
     kinds, props, ctx = col["type"], col["properties"], col["context"]
-    prop_dicts = [json.loads(p) if k in ("identify", "group") else {} for k, p in zip(kinds, props)]
-    ctx_dicts = [json.loads(c) if k == "identify" else {} for k, c in zip(kinds, ctx)]
+    # Rows whose dicts the store never reads share one read-only empty mapping.
+    prop_dicts = [json.loads(p) if k in ("identify", "group") else _EMPTY for k, p in zip(kinds, props)]
+    ctx_dicts = [json.loads(c) if k == "identify" else _EMPTY for k, c in zip(kinds, ctx)]
     nones = [None] * len(kinds)
-    ts = col["ts"]
+    # numpy makes the datetime objects an order of magnitude faster than Arrow's to_pylist.
+    ts = t.column("ts").combine_chunks().to_numpy().astype("datetime64[us]").astype(object).tolist()
     # Positional construction through map(): no Python-level loop body per event.
     return list(map(DemoEvent, col["message_id"], kinds, col["event"], col["name"], col["user_id"],
                     col["anonymous_id"], col["group_id"], nones, ts, ts, nones, ts, prop_dicts, ctx_dicts,
