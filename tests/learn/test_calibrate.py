@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from leadscore.learn.calibrate import RuleWeight, calibrate_frame, fit_points, rewrite_model_text
+from leadscore.learn.report import calibration_report
 from leadscore.model import parse_model
 
 MODEL = """\
@@ -84,3 +85,5 @@ def test_calibrate_frame_on_rule_columns():
     assert cal.auc_calibrated > cal.auc_original + 0.1
     assert len(test_rows) == 900 and cal.train_leads == 2100
     assert parse_model(cal.new_text).rule("pricing").points == by["pricing"].new_points
+    html = calibration_report(cal.to_dict(), "tiny").html()
+    assert "<svg" in html and "pricing" in html and f"{cal.auc_calibrated:.3f}" in html

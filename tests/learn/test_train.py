@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from leadscore.learn.leakage import screen
+from leadscore.learn.report import to_json, training_report
 from leadscore.learn.train import TooFewOutcomes, TrainConfig, load_artifact, train
 
 
@@ -49,6 +50,9 @@ def test_train_excludes_leaks_unless_kept_and_saves_a_versioned_artifact(tmp_pat
     assert 0.7 < honest < 0.95
     leaky = train(f, TrainConfig(folds=3, min_per_class=20, keep_leaky=True), cv_only=True)
     assert max(v["mean"] for v in leaky.cv.values()) > 0.97
+    html = training_report(res.to_dict()).html()
+    assert "Leakage candidates" in html and "trait:sales_status" in html and "<svg" in html
+    assert '"chosen"' in to_json(res.to_dict())
     folder = res.model.save(tmp_path)
     again = load_artifact(folder)
     assert again.version == res.model.version and folder.name == res.model.version

@@ -109,9 +109,12 @@ def evaluate(ctx, model_path, challenger_path, as_of, outcome, capture, html_pat
 @click.option("--pdo", default=20.0, show_default=True, help="Points that double the odds of converting.")
 @click.option("--test-size", default=0.3, show_default=True, help="Share of leads held out to compare AUCs.")
 @click.option("--keep-tiers", is_flag=True, help="Leave tier mins as they are (default: set warm/hot from the data).")
+@click.option("--split", type=click.Choice(["auto", "time", "random"]), default="auto", show_default=True,
+              help="Holdout: time-ordered by lead creation when dates vary (auto), or forced.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Write an HTML report.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures as JSON.")
 @pass_ctx
-def calibrate(ctx, model_path, out_path, as_of, outcome, pdo, test_size, keep_tiers, json_path):
+def calibrate(ctx, model_path, out_path, as_of, outcome, pdo, test_size, keep_tiers, split, html_path, json_path):
     """Learn integer points from outcomes (scorecard scaling) and write a new model file."""
     from leadscore.learn.calibrate import calibrate as run
     from leadscore.model import ModelError, load_model
@@ -121,7 +124,7 @@ def calibrate(ctx, model_path, out_path, as_of, outcome, pdo, test_size, keep_ti
         _fail(exc, 2)
     try:
         cal = run(ctx.store(), model, Path(model_path).read_text(), as_of, outcome, pdo=pdo, test_size=test_size,
-                  set_tiers=not keep_tiers)
+                  set_tiers=not keep_tiers, split=split)
     except ValueError as exc:
         _fail(exc)
     Path(out_path).write_text(cal.new_text)
@@ -136,8 +139,8 @@ def calibrate(ctx, model_path, out_path, as_of, outcome, pdo, test_size, keep_ti
     for note in cal.notes:
         console.print(f"note: {note}", style="yellow", highlight=False)
     console.print(f"wrote {out_path}: diff it against {model_path}, then activate it", highlight=False)
-    if json_path:
-        Path(json_path).write_text(json.dumps(cal.to_dict(), indent=2))
+    from leadscore.learn.report import calibration_report
+    _write(calibration_report(cal.to_dict(), model.model_version), cal.to_dict(), html_path, json_path)
 
 
 @click.command()
@@ -154,10 +157,11 @@ def calibrate(ctx, model_path, out_path, as_of, outcome, pdo, test_size, keep_ti
 @click.option("--cv-only", is_flag=True, help="Only cross-validate; save nothing.")
 @click.option("--predict/--no-predict", default=True, show_default=True,
               help="Write every lead's probability and reasons to the store (lead_predictions).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Write an HTML report.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures as JSON.")
 @pass_ctx
 def train(ctx, model_path, as_of, outcome, out_dir, exclude, keep_leaky, min_per_class, folds, cv_only, predict,
-          json_path):
+          html_path, json_path):
     """Train a predictive model of conversion (cross-validated, calibrated, leakage-screened)."""
     from leadscore.learn.features import feature_table, lead_dates
     from leadscore.learn.labels import load_labels
@@ -196,8 +200,8 @@ def train(ctx, model_path, as_of, outcome, out_dir, exclude, keep_leaky, min_per
         if predict:
             n = write_predictions(store, res.model, feature_table(store, model, as_of), as_of)
             console.print(f"wrote probabilities and reasons for {n} leads to lead_predictions", highlight=False)
-    if json_path:
-        Path(json_path).write_text(json.dumps(res.to_dict(), indent=2, default=str))
+    from leadscore.learn.report import training_report
+    _write(training_report(res.to_dict()), res.to_dict(), html_path, json_path)
 
 
 @click.command()

@@ -182,3 +182,39 @@ def evaluation_report(ev: dict) -> Report:
                 table=Table(["rule", "group", "points", "fired", "rate fired", "95 % CI", "rate not fired", "lift",
                              "odds ratio", "implied points", "suggestion", "why"], rows)))
     return rep
+
+
+def calibration_report(cal: dict, model_name: str) -> Report:
+    """The `calibrate` report from ``Calibration.to_dict()``."""
+    rep = Report(f"Calibrated points: {model_name}",
+                 f"{cal['pdo']:g} points double the odds; {cal['split']}.", list(cal.get("notes", [])))
+    rep.sections.append(Section("Held-out ROC AUC", kpis=[
+        ("current points", num(cal["auc_original"])), ("calibrated points", num(cal["auc_calibrated"])),
+        ("calibrated, re-scored by the engine", num(cal["auc_calibrated_engine"]))],
+        text=[f"Fitted on {cal['train_leads']} leads, compared on {cal['test_leads']} held out."]))
+    rows = [[r["rule"], num(r["old_points"], 0), r["new_points"], num(r["weight"], 3), r["fired"]]
+            for r in sorted(cal["rules"], key=lambda r: -abs(r["new_points"]))]
+    rep.sections.append(Section("Points per rule", table=Table(["rule", "current", "calibrated", "log-odds", "fired (training)"], rows),
+                                svg=plots.importance([(r[0], float(r[2])) for r in rows], "calibrated points")))
+    if cal.get("tiers"):
+        rep.sections.append(Section("Tier thresholds", text=[f"{k}: score ≥ {v:g}" for k, v in cal["tiers"].items() if v is not None]))
+    return rep
+
+
+def training_report(res: dict) -> Report:
+    """The `train` report from ``TrainResult.to_dict()``."""
+    meta = res.get("metadata") or {}
+    rep = Report(f"Predictive model: {meta.get('version', res['chosen'])}", f"Cross-validation: {res['split']}.",
+                 list(res.get("warnings", [])))
+    rows = [[k + (" (chosen)" if k == res["chosen"] else ""), num(v["mean"], 4), num(v["std"], 4),
+             ", ".join(f"{x:.3f}" for x in v["folds"])] for k, v in res["cv"].items()]
+    rep.sections.append(Section("Cross-validated ROC AUC", table=Table(["candidate", "mean", "std", "folds"], rows)))
+    if res["leakage"]:
+        rep.sections.append(Section("Leakage candidates", text=["Excluded from training unless --keep-leaky."],
+                                    table=Table(["column", "check", "why", "AUC alone"],
+                                                [[f["column"], f["reason"], f["detail"], num(f["auc"])] for f in res["leakage"]])))
+    single = sorted(res["single_column_auc"].items(), key=lambda kv: -kv[1])[:30]
+    rep.sections.append(Section("Each column alone (out-of-fold AUC)",
+                                svg=plots.importance([(k, v) for k, v in single], "single-column AUC")))
+    rep.sections.append(Section("Features used", text=[", ".join(res["features"])]))
+    return rep
