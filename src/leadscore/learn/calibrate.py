@@ -2,8 +2,8 @@
 
 Each rule becomes one feature: the points it gave a lead divided by its reference points (so 1 = fired
 once at full value, 2 = twice, 0.5 = decayed by half); a rule worth 0 points counts as fired / not
-fired. A regularised logistic regression (L2, strength chosen by cross-validated log-loss) on the training
-part of the leads gives each rule a weight in log-odds; scorecard scaling turns weights into points:
+fired. A regularised logistic regression (L2, strength chosen by cross-validated log-loss, shrinking toward
+the current points rescaled rather than toward zero) on the training part of the leads gives each rule a weight in log-odds; scorecard scaling turns weights into points:
 ``points = weight × PDO / ln 2`` (PDO points double the odds). Every number of a rule (points,
 additional, band points, cap) is scaled by the same factor and rounded to an integer, so a rule keeps
 its shape and only its size changes. Disqualifying rules are left alone.
@@ -100,20 +100,37 @@ def holdout(y: np.ndarray, dates: pd.Series | None, test_size: float, seed: int,
     return tr, te, f"stratified random {100 - round(test_size * 100)}/{round(test_size * 100)} split (random_state {seed})"
 
 
-def fit_points(X: pd.DataFrame, y: np.ndarray, pdo: float, seed: int = 0) -> tuple[np.ndarray, float]:
+def fit_points(X: pd.DataFrame, y: np.ndarray, pdo: float, seed: int = 0,
+               prior: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Log-odds weights per feature (L2 logistic regression, C by 5-fold CV log-loss) and the intercept.
-    Log-loss, not AUC, picks C: AUC ignores the weights' size, which is exactly what becomes points."""
+    Log-loss, not AUC, picks C: AUC ignores the weights' size, which is exactly what becomes points.
+
+    With ``prior`` (the current points per unit of each feature) the weights shrink toward the current
+    points, rescaled, instead of toward zero: the current total enters as one more feature whose
+    coefficient is all but unpenalised (scaled to 10× the spread), so thin data gives back the current
+    model and plenty of data overrides it. scikit-learn's LogisticRegression has no prior mean or offset;
+    this keeps to it rather than a hand-written optimiser."""
+    A = X.to_numpy(dtype=float)
+    k = None
+    if prior is not None and np.any(prior):
+        total = A @ prior
+        spread = float(np.std(total)) or 1.0
+        k = 10.0 / spread
+        A = np.column_stack([A, total * k])
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore", category=FutureWarning)
         lr = LogisticRegressionCV(Cs=[0.001, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 100], cv=5, scoring="neg_log_loss",
-                                  max_iter=5000, random_state=seed).fit(X.to_numpy(), y)
-    return lr.coef_[0], float(lr.intercept_[0])
+                                  max_iter=5000, random_state=seed).fit(A, y)
+    coef = lr.coef_[0]
+    if k is not None:
+        return coef[:-1] + coef[-1] * k * prior, float(lr.intercept_[0])
+    return coef, float(lr.intercept_[0])
 
 
 def calibrate_frame(frame: pd.DataFrame, model: Any, model_text: str, *, pdo: float = 20.0, test_size: float = 0.3,
                     seed: int = 0, dates: pd.Series | None = None, label: str = "label",
                     hot_share: float = 0.5, warm_share: float = 0.85, set_tiers: bool = True,
-                    split: str = "auto") -> tuple[Calibration, np.ndarray]:
+                    split: str = "auto", shrink_to_current: bool = True) -> tuple[Calibration, np.ndarray]:
     """Learn points on a training split of ``frame`` (engine scores + label), evaluate on the rest.
     Returns the calibration (with the new model text) and the test rows' indices."""
     frame = frame.reset_index(drop=True)
@@ -127,7 +144,8 @@ def calibrate_frame(frame: pd.DataFrame, model: Any, model_text: str, *, pdo: fl
     notes = []
     if min(y[tr].sum(), len(tr) - y[tr].sum()) < 30:
         notes.append(f"only {int(y[tr].sum())} converted / {int(len(tr) - y[tr].sum())} other training leads: points are rough")
-    w, intercept = fit_points(X.iloc[tr], y[tr], pdo, seed)
+    prior = np.array([refs[name] or 0.0 for name in X.columns]) if shrink_to_current else None
+    w, intercept = fit_points(X.iloc[tr], y[tr], pdo, seed, prior)
     factor = pdo / math.log(2)
     weights = []
     for (name, ref), wj in zip(refs.items(), w):
