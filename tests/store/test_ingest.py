@@ -67,3 +67,22 @@ def test_clock_skew_is_corrected_from_sent_at():
     # The device clock ran an hour fast: event time = received − (sentAt − timestamp) = 09:00.
     assert ev.ts == datetime(2026, 3, 1, 9, 0, 0)
     assert ev.original_ts == datetime(2026, 3, 1, 10, 0, 0)
+
+
+def test_identity_links_in_bulk_keep_the_earliest_and_stay_one_hop(store):
+    msgs = [
+        # x was first seen as anon of u1; a later identify claiming it for u2 does not steal it
+        {"type": "identify", "userId": "u1", "anonymousId": "x", "messageId": "1", "timestamp": "2026-03-01T00:00:00Z"},
+        {"type": "identify", "userId": "u2", "anonymousId": "x", "messageId": "2", "timestamp": "2026-03-02T00:00:00Z"},
+        # u1 is later aliased into u3: x must follow (one hop: x → u3)
+        {"type": "alias", "previousId": "u1", "userId": "u3", "messageId": "3", "timestamp": "2026-03-03T00:00:00Z"},
+        # a link closing a cycle (u3 → u1) is dropped
+        {"type": "alias", "previousId": "u3", "userId": "u1", "messageId": "4", "timestamp": "2026-03-04T00:00:00Z"},
+    ] + [{"type": "track", "userId": f"p{i}", "anonymousId": f"anon{i}", "event": "E", "messageId": f"t{i}",
+          "timestamp": "2026-03-05T00:00:00Z"} for i in range(300)]
+    store.ingest(normalize_batch(msgs[:2], RECEIVED))
+    store.ingest(normalize_batch(msgs[2:], RECEIVED))
+    ids = dict(store.query("SELECT alias_id, lead_id FROM identities"))
+    assert ids["x"] == "u3" and ids["u1"] == "u3" and "u3" not in ids
+    assert all(ids[f"anon{i}"] == f"p{i}" for i in range(300))
+    assert store.query("SELECT count(*) FROM identities") == [(302,)]

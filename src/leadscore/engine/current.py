@@ -51,12 +51,7 @@ def _previous(store: Store, conn, leads: list[str] | None) -> dict[str, tuple]:
     sql = "SELECT lead_id, score, tier, stage, model_version FROM lead_scores"
     if leads is None:
         return {r[0]: r[1:] for r in store._fetchall(conn, sql)}
-    out = {}
-    for start in range(0, len(leads), 1000):
-        chunk = leads[start:start + 1000]
-        rows = store._fetchall(conn, sql + f" WHERE lead_id IN ({','.join('?' * len(chunk))})", chunk)
-        out.update({r[0]: r[1:] for r in rows})
-    return out
+    return {r[0]: r[1:] for r in store._fetch_in(conn, sql + " WHERE lead_id IN {ids}", leads)}
 
 
 def refresh_scores(store: Store, model: Model, as_of: datetime, leads: list[str] | None = None,
@@ -96,10 +91,7 @@ def refresh_scores(store: Store, model: Model, as_of: datetime, leads: list[str]
                                 ch.prev_score, ch.prev_tier, ch.prev_stage, cause, cause_ref))
         for start in range(0, len(upserts), 50_000):
             part = upserts[start:start + 50_000]
-            keys = [u[0] for u in part]
-            for k in range(0, len(keys), 1000):
-                sub = keys[k:k + 1000]
-                store._execute(conn, f"DELETE FROM lead_scores WHERE lead_id IN ({','.join('?' * len(sub))})", sub)
+            store._fetch_in(conn, "DELETE FROM lead_scores WHERE lead_id IN {ids} RETURNING lead_id", [u[0] for u in part])
             store._bulk_insert(conn, "lead_scores", _COLS, part, conflict="plain")
         for start in range(0, len(history), 50_000):
             store._bulk_insert(conn, "score_history", ("lead_id", "changed_at", "model_version", "score", "fit", "engagement",

@@ -49,6 +49,10 @@ class Store(ABC):
     def _bulk_insert(self, conn: Any, table: str, columns: Sequence[str], rows: list[tuple],
                      conflict: str = "ignore", returning: str | None = None) -> list[tuple]: ...
 
+    @abstractmethod
+    def _fetch_in(self, conn: Any, sql: str, ids: Sequence[str]) -> list[tuple]:
+        """Run ``sql`` where ``{ids}`` stands for a relation of the given strings (one column)."""
+
     @contextmanager
     @abstractmethod
     def transaction(self) -> Iterator[Any]: ...
@@ -163,8 +167,7 @@ class Store(ABC):
 
         if lead_rows:
             self._bulk_insert(conn, "leads", ("lead_id", "created_at"), sorted(lead_rows.items()), conflict="ignore")
-        for alias_id, lead_id, ts in links:
-            self._link(conn, alias_id, lead_id, ts)
+        self._link_many(conn, links)
         if traits:
             self._upsert_newest(conn, "lead_traits", "lead_id", list(traits.values()))
         if acct:
@@ -174,22 +177,47 @@ class Store(ABC):
         touched.update(owner for owner, _ in traits)
         return self.resolve_leads(conn, touched)
 
-    def _link(self, conn: Any, alias_id: str, lead_id: str, ts: datetime) -> None:
-        """alias_id now means lead_id; follow lead_id's own link so chains stay one hop."""
-        target = self._fetchall(conn, "SELECT lead_id FROM identities WHERE alias_id = ?", (lead_id,))
-        final = target[0][0] if target else lead_id
-        if final == alias_id:
-            return  # a cycle: the newer link would undo an older one; keep the first
-        existing = self._fetchall(conn, "SELECT lead_id, ts FROM identities WHERE alias_id = ?", (alias_id,))
-        if existing:
-            if existing[0][0] == final:
-                return
-            if existing[0][1] <= ts:  # an id belongs to the lead it was first linked to
-                return
-            self._execute(conn, "UPDATE identities SET lead_id = ?, ts = ? WHERE alias_id = ?", (final, ts, alias_id))
-        else:
-            self._execute(conn, "INSERT INTO identities VALUES (?, ?, ?)", (alias_id, final, ts))
-        self._execute(conn, "UPDATE identities SET lead_id = ? WHERE lead_id = ?", (final, alias_id))
+    def _link_many(self, conn: Any, links: list[tuple[str, str, datetime]]) -> None:
+        """Record that each alias_id means lead_id, for a whole batch in a few set-based statements.
+
+        An id belongs to the lead it was first linked to (the earliest link wins); chains are kept one
+        hop deep (a → b, b → c gives a → c and b → c); a link that would close a cycle is dropped.
+        """
+        if not links:
+            return
+        earliest: dict[str, tuple[datetime, str]] = {}
+        for alias_id, lead_id, ts in links:
+            if alias_id != lead_id and (alias_id not in earliest or (ts, lead_id) < earliest[alias_id]):
+                earliest[alias_id] = (ts, lead_id)
+        ids = sorted(set(earliest) | {lead for _, lead in earliest.values()})
+        mapping: dict[str, tuple[str, datetime]] = {}   # alias → (lead, ts): stored rows, then this batch's
+        for alias_id, lead_id, ts in self._fetch_in(
+                conn, "SELECT alias_id, lead_id, ts FROM identities WHERE alias_id IN {ids} OR lead_id IN {ids}", ids):
+            mapping[alias_id] = (lead_id, ts)
+        before = dict(mapping)
+
+        def final(x: str) -> str:
+            seen = {x}
+            while x in mapping:
+                x = mapping[x][0]
+                if x in seen:
+                    break
+                seen.add(x)
+            return x
+
+        for alias_id, (ts, lead_id) in sorted(earliest.items(), key=lambda kv: (kv[1][0], kv[0])):
+            old = mapping.get(alias_id)
+            if old is not None and old[1] <= ts:
+                continue  # linked earlier to someone: that link stands
+            if final(lead_id) == alias_id:
+                continue  # would close a cycle
+            mapping[alias_id] = (lead_id, ts)
+        flat = {a: (final(a), ts) for a, (_, ts) in mapping.items()}
+        changed = [(a, lead, ts) for a, (lead, ts) in flat.items() if before.get(a) != (lead, ts) and a != lead]
+        if not changed:
+            return
+        self._fetch_in(conn, "DELETE FROM identities WHERE alias_id IN {ids} RETURNING alias_id", [a for a, _, _ in changed])
+        self._bulk_insert(conn, "identities", ("alias_id", "lead_id", "ts"), changed, conflict="plain")
 
     def _upsert_newest(self, conn: Any, table: str, owner_col: str, rows: list[tuple]) -> None:
         cols = (owner_col, "key", "value", "num", "ts", "message_id")
@@ -199,13 +227,8 @@ class Store(ABC):
         ids = [i for i in ids if i]
         if not ids:
             return set()
-        out = set()
-        for chunk_start in range(0, len(ids), 500):
-            chunk = ids[chunk_start:chunk_start + 500]
-            marks = ",".join("?" * len(chunk))
-            mapped = dict(self._fetchall(conn, f"SELECT alias_id, lead_id FROM identities WHERE alias_id IN ({marks})", chunk))
-            out.update(mapped.get(i, i) for i in chunk)
-        return out
+        mapped = dict(self._fetch_in(conn, "SELECT alias_id, lead_id FROM identities WHERE alias_id IN {ids}", ids))
+        return {mapped.get(i, i) for i in ids}
 
     def add_leads(self, rows: list[tuple[str, dict[str, Any], datetime]], source: str = "import") -> int:
         """Create or update leads from an import (CSV export of a CRM): (lead_id, traits, as of)."""

@@ -51,6 +51,10 @@ class PostgresStore(Store):
     def _fetchall(self, conn, sql, params=None):
         return conn.execute(_pg(sql), params or None).fetchall()
 
+    def _fetch_in(self, conn, sql, ids):
+        # One array parameter instead of one parameter per id.
+        return conn.execute(sql.replace("{ids}", "(SELECT unnest(%(ids)s::text[]))"), {"ids": list(ids)}).fetchall()
+
     @contextmanager
     def transaction(self) -> Iterator[Any]:
         conn = self.conn
