@@ -49,13 +49,9 @@ def _peak_mb() -> float:
 def _stepped_playbook():
     import yaml
 
+    from leadscore.engine.incremental import half_lives_as_steps
     from leadscore.model import parse_model
-    raw = yaml.safe_load(PLAYBOOK.read_text())
-    for rule in raw["rules"]:
-        decay = rule.get("decay") or {}
-        if "half_life" in decay:
-            days = int(decay["half_life"].rstrip("d"))
-            rule["decay"] = {"steps": [{"after": f"{days * k}d", "keep": 0.5 ** k} for k in (1, 2, 3, 4)]}
+    raw = half_lives_as_steps(yaml.safe_load(PLAYBOOK.read_text()))
     raw["name"] = "playbook_stepped"
     return parse_model(yaml.safe_dump(raw), "playbook_stepped.yaml")
 

@@ -8,7 +8,7 @@ from datetime import datetime
 import yaml
 
 from leadscore.demo import DemoConfig, write_population
-from leadscore.engine.incremental import LastRun, rescore_parquet
+from leadscore.engine.incremental import LastRun, half_lives_as_steps, rescore_parquet
 from leadscore.engine.parquet import score_parquet
 from leadscore.model import load_model, parse_model
 from tests.engine.helpers import identify, model, page, track
@@ -73,12 +73,7 @@ def test_another_model_or_an_earlier_instant_means_a_full_run(tmp_path):
 
 def _stepped_default():
     """The default model with each half-life decay written as halving steps (incremental-friendly)."""
-    raw = yaml.safe_load(open("models/default.yaml"))
-    for rule in raw["rules"]:
-        decay = rule.get("decay") or {}
-        if "half_life" in decay:
-            days = int(decay["half_life"].rstrip("d"))
-            rule["decay"] = {"steps": [{"after": f"{days * k}d", "keep": 0.5 ** k} for k in (1, 2, 3, 4)]}
+    raw = half_lives_as_steps(yaml.safe_load(open("models/default.yaml")))
     raw["name"] = "stepped"
     return parse_model(yaml.safe_dump(raw), "stepped.yaml")
 

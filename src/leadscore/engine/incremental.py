@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from leadscore.engine.compile import ENGAGEMENT_TYPES, compile_model
+from leadscore.engine.compile import _prefilter, compile_model
 from leadscore.engine.score import _frame, to_naive_utc
 from leadscore.model.schema import Model, Rule
 from leadscore.store.dialect import DUCKDB, Dialect, quote_literal
@@ -53,17 +53,18 @@ def _match(rule: Rule) -> str | None:
     if rule.video:
         from leadscore.video.reconstruct import CTA_EVENT, VIDEO_EVENTS
         return f"(type = 'track' AND event IN ({', '.join(quote_literal(e) for e in [*VIDEO_EVENTS, CTA_EVENT])}))"
-    parts = []
-    if rule.event_names:
-        parts.append(f"event IN ({', '.join(quote_literal(e) for e in rule.event_names)})")
-    if rule.type is not None:
-        types = [rule.type] if isinstance(rule.type, str) else rule.type
-        parts.append(f"type IN ({', '.join(quote_literal(t) for t in types)})")
-    if rule.page is not None:
-        parts.append("type = 'page'")
-    if not parts:
-        parts.append(f"type IN ({', '.join(quote_literal(t) for t in ENGAGEMENT_TYPES)})")
-    return "(" + " AND ".join(parts) + ")"
+    return _prefilter(rule)
+
+
+def half_lives_as_steps(raw: dict, halvings: int = 4) -> dict:
+    """A model file's dict with each ``half_life: Nd`` decay written as halving steps (after N, 2N, ...
+    days keep 1/2, 1/4, ...): the schedule incremental runs can follow edge by edge."""
+    for rule in raw.get("rules", []):
+        decay = rule.get("decay") or {}
+        if "half_life" in decay:
+            days = int(str(decay["half_life"]).rstrip("d"))
+            rule["decay"] = {"steps": [{"after": f"{days * k}d", "keep": 0.5 ** k} for k in range(1, halvings + 1)]}
+    return raw
 
 
 def _edges(rule: Rule) -> list[timedelta]:
@@ -127,23 +128,26 @@ def rescore_parquet(model: Model, events_path: str | Path, last: LastRun | None,
                     catalog: str | Path | None = None, conn=None, memory_limit: str | None = None,
                     threads: int | None = None, temp_dir: str | None = None) -> IncrementalResult:
     """Scores of a Parquet event log as of ``as_of``, re-scoring only what changed since ``last``."""
-    from leadscore.engine.parquet import open_duckdb, register_log
+    from leadscore.engine.parquet import open_duckdb, register_events_view, register_log
     as_of = to_naive_utc(as_of)
     own = conn is None
     conn = conn or open_duckdb(memory_limit, threads, temp_dir)
     try:
-        sources = register_log(conn, model, events_path, as_of, catalog)
         why = _full_needed(model, last, as_of)
         if why is not None:
+            sources = register_log(conn, model, events_path, as_of, catalog)
             compiled = compile_model(model, DUCKDB, as_of, sources=sources)
             frame = _frame(model, conn.sql(compiled.sql).to_arrow_table())
             return IncrementalResult(frame, list(frame["lead_id"]), True, why)
         t1 = to_naive_utc(last.as_of)
-        # Known leads that changed, and leads the last run did not know (first seen since).
-        changed = {r[0] for r in conn.sql(changed_leads_sql(model, DUCKDB, t1, as_of, sources.events)).fetchall()}
+        # Known leads that changed, and leads the last run did not know (first seen since): one pass
+        # over the few columns the edges read.
+        events = register_events_view(conn, events_path)
+        changed = {r[0] for r in conn.sql(changed_leads_sql(model, DUCKDB, t1, as_of, events)).fetchall()}
         if not changed:
             return IncrementalResult(last.scores.copy(), [], False, "nothing changed")
         leads = sorted(changed)
+        sources = register_log(conn, model, events_path, as_of, catalog, leads=leads)   # those leads' messages only
         compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=sources)
         fresh = _frame(model, conn.sql(compiled.sql).to_arrow_table())
         return IncrementalResult(merge_scores(last.scores, fresh, leads), leads, False,

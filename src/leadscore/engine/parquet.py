@@ -123,7 +123,7 @@ def _newest(rel: str, owner: str, keys: set[str] | None) -> str:
 
 
 def log_views(d: Dialect, raw: str, as_of_sql: str, has_lead_id: bool, trait_keys: set[str] | None,
-              lead_ua: str | None) -> LogViews:
+              lead_ua: str | None, group_raw: str | None = None) -> LogViews:
     """The sources the compiled query reads, as views over ``raw`` (the event log as stored).
 
     ``trait_keys`` restricts the lead traits derived to those the model reads (None: all);
@@ -134,7 +134,9 @@ def log_views(d: Dialect, raw: str, as_of_sql: str, has_lead_id: bool, trait_key
     views = [("ls_events", f"SELECT {cols}, {lead} AS lead_id FROM {raw}")]
     views.append(("ls_id_msgs", f"SELECT lead_id, ts, message_id, properties FROM ls_events "
                                 f"WHERE type = 'identify' AND lead_id IS NOT NULL AND ts <= {as_of_sql}"))
-    views.append(("ls_group_msgs", f"SELECT group_id, ts, message_id, properties FROM ls_events "
+    # An account's traits may come from any member's group call: with ``group_raw`` (an incremental
+    # run, where ``raw`` holds only some leads' messages) they are read from the whole log.
+    views.append(("ls_group_msgs", f"SELECT group_id, ts, message_id, properties FROM {group_raw or 'ls_events'} "
                                    f"WHERE type = 'group' AND group_id IS NOT NULL AND ts <= {as_of_sql}"))
     parts = [_flatten_sql(d, "ls_id_msgs", "lead_id")]
     parts.append(f"SELECT lead_id AS owner, 'account_id' AS key, group_id AS value, ts, message_id FROM ls_events "
@@ -214,9 +216,21 @@ def open_duckdb(memory_limit: str | None = None, threads: int | None = None, tem
     return conn
 
 
+def register_events_view(conn, events_path: str | Path, name: str = "ls_all_events") -> str:
+    """Only the event-log view (EVENT_COLUMNS + lead_id) over the Parquet files, under ``name``."""
+    files = parquet_files(events_path)
+    raw = _read_parquet(files)
+    names = [r[0] for r in _run(conn, f"DESCRIBE SELECT * FROM {raw}")]
+    has_lead = check_columns(events_path, names)
+    views = log_views(DUCKDB, raw, "NULL", has_lead, None, None)
+    _run(conn, f"CREATE OR REPLACE TEMP VIEW {name} AS {views.views[0][1]}")
+    return name
+
+
 def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
-                 catalog: str | Path | None = None) -> Sources:
-    """Create (or replace) the views over the Parquet log on a DuckDB connection; returns the Sources."""
+                 catalog: str | Path | None = None, leads: list[str] | None = None) -> Sources:
+    """Create (or replace) the views over the Parquet log on a DuckDB connection; returns the Sources.
+    With ``leads``, the views hold only those leads (their traits, events and population)."""
     as_of = to_naive_utc(as_of)
     d = DUCKDB
     files = parquet_files(events_path)
@@ -235,7 +249,20 @@ def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
     conn.register("ls_pred_arrow", PREDICTIONS_SCHEMA.empty_table())
     _run(conn, "CREATE OR REPLACE TEMP TABLE lead_predictions AS SELECT * FROM ls_pred_arrow")
     conn.unregister("ls_pred_arrow")
-    views = log_views(d, raw, as_of_sql, has_lead, keys, "ls_lead_browser" if "browser" in keys else None)
+    group_raw = None
+    if leads is not None:
+        # One pass copies the leads' messages aside; every view but the accounts' then reads that copy.
+        # (with every group call, 1 or 2% of a log, for the accounts' traits).
+        lead = "lead_id" if has_lead else "COALESCE(user_id, anonymous_id)"
+        wanted = f"{lead} IN ({', '.join(quote_literal(x) for x in leads) or 'NULL'})"
+        _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_subset AS SELECT *, {wanted} AS ls_wanted FROM {raw} "
+                   f"WHERE {wanted} OR type = 'group'")
+        cols = ", ".join(names)
+        _run(conn, f"CREATE OR REPLACE TEMP VIEW ls_subset_leads AS SELECT {cols} FROM ls_subset WHERE ls_wanted")
+        group_raw = (f"(SELECT {cols} FROM ls_subset WHERE type = 'group' AND group_id IN "
+                     f"(SELECT group_id FROM ls_subset WHERE ls_wanted AND group_id IS NOT NULL))")
+        raw = "ls_subset_leads"
+    views = log_views(d, raw, as_of_sql, has_lead, keys, "ls_lead_browser" if "browser" in keys else None, group_raw)
     _run(conn, f"CREATE OR REPLACE TEMP VIEW ls_events AS {views.views[0][1]}")
     if "browser" in keys:
         # One pass over the contexts; the few distinct user agents are named in Python (uap-core).
