@@ -29,8 +29,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from leadscore.model.schema import Model
 from leadscore.service.queries import NotFound, QueryError
 from leadscore.web import charts
-from leadscore.web.session import (PageError, Redirect, Sessions, Viewer, csrf_token, set_csrf_cookie,
-                                   viewer_for)
+from leadscore.web.session import (PageError, Redirect, Sessions, Viewer, csrf_token, require_viewer,
+                                   set_csrf_cookie, viewer_for)
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -165,12 +165,7 @@ def install(app: FastAPI) -> None:
     async def page_error(request: Request, exc: PageError):
         if exc.status == 401 and request.method == "GET":
             return RedirectResponse("/login?" + urlencode({"next": request.url.path}), status_code=303)
-        viewer = None
-        try:
-            viewer = getattr(request.state, "viewer", None)
-        except Exception:  # noqa: BLE001
-            pass
-        request.state.viewer = viewer
+        request.state.viewer = getattr(request.state, "viewer", None)   # set when the viewer was known
         response = app.state.web.render(request, "error.html", status_code=exc.status, message=exc.message, code=exc.status)
         response.headers.update(exc.headers)
         _security_headers(response)
@@ -217,5 +212,5 @@ def page_errors():
 
 
 def viewer_dep(request: Request) -> Viewer:
-    from leadscore.web.session import require_viewer
+    """The pages' dependency: the logged-in (or demo) viewer, else a redirect to the login page."""
     return require_viewer(request)
