@@ -64,8 +64,9 @@ def _parse_map(text: str) -> dict[str, str]:
 @click.option("--id-column", help="CSV: the column holding the lead id.")
 @click.option("--all-columns", is_flag=True, help="CSV: import every unmapped column as a trait too.")
 @click.option("--missing", multiple=True, help="CSV: a placeholder value to treat as empty (repeatable).")
+@click.option("--exclude", multiple=True, help="CSV with --all-columns: a column not to import (repeatable), e.g. the outcome.")
 @pass_ctx
-def ingest(ctx, file, skip_invalid, rejects, mapping, id_column, all_columns, missing):
+def ingest(ctx, file, skip_invalid, rejects, mapping, id_column, all_columns, missing, exclude):
     """Load events (JSON Lines, .jsonl[.gz]) or leads (a CRM export .csv with --map)."""
     store = ctx.store()
     now = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -76,7 +77,7 @@ def ingest(ctx, file, skip_invalid, rejects, mapping, id_column, all_columns, mi
             raise click.UsageError("a CSV import needs --id-column (the column holding the lead id)")
         try:
             res = import_leads_csv(store, path, _parse_map(mapping), id_column, now, all_columns=all_columns,
-                                   missing=missing)
+                                   missing=missing, exclude=exclude)
         except CsvImportError as exc:
             err_console.print(str(exc), style="red", highlight=False)
             sys.exit(1)

@@ -143,8 +143,10 @@ class _Message(BaseModel):
             raise ValueError("event: at most 200 characters")
         if self.type == "group" and not self.groupId:
             raise ValueError("groupId: required for group")
-        if self.type == "alias" and not (self.previousId and self.userId):
-            raise ValueError("previousId and userId: both required for alias")
+        if self.type == "alias" and not self.previousId:
+            raise ValueError("previousId: required for alias")
+        if self.type == "alias" and not self.userId:
+            raise ValueError("userId: required for alias")
         return self
 
 
@@ -196,12 +198,20 @@ def normalize_message(raw: Any, received_at: datetime, loc: str = "",
         errs = []
         for e in exc.errors():
             text = e["msg"].removeprefix("Value error, ")
-            where = _loc_text(loc, tuple(e["loc"]))
+            # a union's member tags (str / int / constrained-str) are pydantic's, not the user's
+            path = tuple(p for p in e["loc"] if not (isinstance(p, str) and (p in ("str", "int", "float", "bool")
+                                                                              or p.startswith("constrained-"))))
+            if e["type"] in ("string_type", "int_type", "int_parsing") and path and path[-1] in (
+                    "messageId", "userId", "anonymousId", "groupId", "previousId"):
+                text = "expected a string or a number"
+            where = _loc_text(loc, path)
             if not e["loc"] and ":" in text:  # model-level check naming its own field
                 field_name, _, text = text.partition(":")
                 where = _loc_text(loc, (field_name.split(" ")[0],))
                 text = text.strip()
-            errs.append(MessageError(where or "message", text))
+            err = MessageError(where or "message", text)
+            if err not in errs:
+                errs.append(err)
         raise MessageErrors(errs) from None
 
     received_at = _utc_naive(received_at)
