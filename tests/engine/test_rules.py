@@ -306,3 +306,21 @@ rules:
     assert by_rule["exec"]["traits"] == {"seniority": "vp", "title": "VP Sales"}
     assert by_rule["saas"]["traits"] == {"account.industry": "SaaS"}
     assert out["fit"] == 35
+
+
+def test_predicted_probability_appears_beside_the_points_and_can_gate_a_stage(store):
+    load(store, [identify("a", email="a@corp.io"), identify("b", email="b@corp.io")])
+    store.execute("INSERT INTO lead_predictions VALUES ('a', 0.62, 'p1', TIMESTAMP '2026-04-01 00:00:00', NULL, "
+                  "TIMESTAMP '2026-04-01 00:00:00'), ('b', 0.10, 'p1', TIMESTAMP '2026-04-01 00:00:00', NULL, "
+                  "TIMESTAMP '2026-04-01 00:00:00')")
+    plain = scores(store, HEAD + "rules:\n  - {name: x, group: g, event: X, points: 1}\n")
+    assert (plain.loc["a", "probability"], plain.loc["b", "probability"]) == (0.62, 0.10)
+    gated = scores(store, HEAD + """
+stages:
+  - name: lead
+  - name: MQL
+    when: {probability: {gte: 0.4}}
+rules:
+  - {name: x, group: g, event: X, points: 1}
+""")
+    assert dict(gated["stage"]) == {"a": "MQL", "b": "lead"}
