@@ -95,7 +95,7 @@ class _Ctx:
             return Value(text, f"CASE WHEN {name} THEN 1.0 ELSE 0.0 END")
         if name in ("title", "category", "stage", "video_id"):
             return Value(name, self.d.to_num(name))
-        return Value(f"CAST({name} AS VARCHAR)" if self.d.name != "postgres" else f"CAST({name} AS TEXT)",
+        return Value(f"CAST({name} AS {self.d.text()})",
                      f"CAST({name} AS {self.d.double()})")
 
 
@@ -273,7 +273,7 @@ def _stage_sql(ctx: _Ctx, when: StageWhen | None, stage_conds: dict[str, str], f
     for axis in ("score", "fit", "engagement"):
         c = getattr(when, axis)
         if c is not None:
-            parts.append(condition_sql(ctx.d, c, Value(f"CAST({axis} AS VARCHAR)", axis), ctx.model.junk))
+            parts.append(condition_sql(ctx.d, c, Value(f"CAST({axis} AS {ctx.d.text()})", axis), ctx.model.junk))
     for g, c in (when.groups or {}).items():
         col = f"g_{_safe(g)}"
         parts.append(condition_sql(ctx.d, c, Value(col, col), ctx.model.junk))
@@ -285,7 +285,7 @@ def _stage_sql(ctx: _Ctx, when: StageWhen | None, stage_conds: dict[str, str], f
     if when.stage:
         parts.append(stage_conds[when.stage])
     if when.probability is not None:
-        parts.append(condition_sql(ctx.d, when.probability, Value("CAST(probability AS VARCHAR)", "probability"), ctx.model.junk))
+        parts.append(condition_sql(ctx.d, when.probability, Value(f"CAST(probability AS {ctx.d.text()})", "probability"), ctx.model.junk))
     return "(" + " AND ".join(parts) + ")" if parts else "TRUE"
 
 
@@ -320,13 +320,27 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     filters = [p for p in (_prefilter(r) for r in model.rules) if p]
     filters += [f"event IN ({', '.join(quote_literal(e) for e in evs)})" for evs, _ in flags]
     filters += [f"event = {quote_literal(e)}" for e, _ in ctx.refs]
-    prop_cols = "".join(f", {ctx.event_field_expr(name)} AS {col}" for name, col in ctx.props.items()
-                        if name not in _DIRECT_EVENT_COLUMNS)
     ev_where = " OR ".join(sorted(set(filters))) if filters else "FALSE"
+    ev_from = (f"FROM {src.events} e WHERE e.lead_id IS NOT NULL AND e.ts <= {as_of_sql}"
+               f"{lead_filter.replace('lead_id', 'e.lead_id')} AND ({ev_where})")
+    props = [(name, col) for name, col in ctx.props.items() if name not in _DIRECT_EVENT_COLUMNS]
+    in_props = [(n, c) for n, c in props if not n.startswith("context.")]
+    in_ctx = [(n[len("context."):], c) for n, c in props if n.startswith("context.")]
+    many_p = dialect.json_str_many("e.properties", [n for n, _ in in_props])
+    many_c = dialect.json_str_many("e.context", [n for n, _ in in_ctx])
+    if many_p is not None or many_c is not None:
+        # Each message's JSON parsed once for all the properties rules read, not once per property.
+        lists = "".join(f", {m} AS {a}" for m, a in ((many_p, "ls_jp"), (many_c, "ls_jc")) if m is not None)
+        picks = "".join(f", ls_jp[{k + 1}] AS {c}" for k, (_, c) in enumerate(in_props) if many_p is not None)
+        picks += "".join(f", ls_jc[{k + 1}] AS {c}" for k, (_, c) in enumerate(in_ctx) if many_c is not None)
+        ev_sql = (f"SELECT lead_id, message_id, ts, type, event, name{picks} FROM ("
+                  f"SELECT e.lead_id, e.message_id, e.ts, e.type, e.event, e.name{lists} {ev_from}) ev_json")
+    else:
+        prop_cols = "".join(f", {ctx.event_field_expr(name)} AS {col}" for name, col in props)
+        ev_sql = f"SELECT e.lead_id, e.message_id, e.ts, e.type, e.event, e.name{prop_cols} {ev_from}"
     base = [
         ("pop", f"SELECT lead_id FROM {src.population} WHERE TRUE{lead_filter}"),
-        ("ev", f"SELECT e.lead_id, e.message_id, e.ts, e.type, e.event, e.name{prop_cols} FROM {src.events} e "
-               f"WHERE e.lead_id IS NOT NULL AND e.ts <= {as_of_sql}{lead_filter.replace('lead_id', 'e.lead_id')} AND ({ev_where})"),
+        ("ev", ev_sql),
     ]
     lead_keys = {k: c for k, c in ctx.traits.items() if not k.startswith("account.")}
     acct_keys = {k[len("account."):]: c for k, c in ctx.traits.items() if k.startswith("account.")}
@@ -359,7 +373,7 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     ctes = base + ctx.ctes
     if explain:
         occ = " UNION ALL ".join(
-            f"SELECT {i} AS rule_idx, lead_id, CAST(message_id AS VARCHAR) AS message_id, CAST(ts AS TIMESTAMP) AS ts, pts FROM r{i}_p"
+            f"SELECT {i} AS rule_idx, lead_id, CAST(message_id AS {dialect.text()}) AS message_id, CAST(ts AS TIMESTAMP) AS ts, pts FROM r{i}_p"
             for i in range(len(model.rules)))
         sql = "WITH " + ",\n".join(f"{n} AS ({q})" for n, q in ctes) + f"\nSELECT * FROM ({occ}) o ORDER BY rule_idx, ts, message_id"
         return Compiled(sql, list(model.rules), list(model.groups), True, uses_video, uses_probability)

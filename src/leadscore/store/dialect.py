@@ -111,3 +111,30 @@ def _to_ts(self: Dialect, expr: str) -> str:
 
 Dialect.ident = _ident  # type: ignore[attr-defined]
 Dialect.to_ts = _to_ts  # type: ignore[attr-defined]
+
+
+def _text(self: Dialect) -> str:
+    """The unbounded text type for CAST (Spark wants STRING; its VARCHAR needs a length)."""
+    if self.name == "spark":
+        return "STRING"
+    if self.name == "postgres":
+        return "TEXT"
+    return "VARCHAR"
+
+
+Dialect.text = _text  # type: ignore[attr-defined]
+
+
+def _json_str_many(self: Dialect, col: str, paths: list[str]) -> str | None:
+    """One parse of a JSON column for several dotted paths: a list whose k-th item (``[k]``, 1-based)
+    is the text at paths[k-1]; None where the dialect has no such form (then use json_str per path)."""
+    if self.name != "duckdb" or not paths:
+        return None
+    items = []
+    for path in paths:
+        parts = path.split(".")
+        items.append(quote_literal("$" + "".join(f'."{p}"' if not p.isidentifier() else f".{p}" for p in parts)))
+    return f"json_extract_string({col}, [{', '.join(items)}])"
+
+
+Dialect.json_str_many = _json_str_many  # type: ignore[attr-defined]
