@@ -74,8 +74,9 @@ def refresh_scores(store: Store, model: Model, as_of: datetime, leads: list[str]
             old = prev.get(rec["lead_id"])
             same = old is not None and abs(old[0] - rec["score"]) < 1e-9 and old[1] == rec["tier"] \
                 and old[2] == rec["stage"] and old[3] == version
-            if same:
-                continue
+            if same and leads is None:
+                continue  # a whole-population re-score writes only what changed
+            # (a targeted re-score also records the new as-of of an unchanged lead: its events are scored)
             g = {c[6:]: rec[c] for c in groups}
             r = {c[5:]: rec[c] for c in rules if rec[c] != 0}
             prob = rec.get("probability")

@@ -386,8 +386,14 @@ class LiveScorer:
             log.exception("activating model %s failed", version)
 
     def catch_up(self, now: datetime) -> LiveReport | None:
-        """At start-up: score everyone when live scores are missing or come from another model version."""
+        """At start-up: re-score the events acknowledged before a crash but never scored (received after
+        their lead's last score), and everyone when live scores are missing or from another model version."""
         model = self.model()
+        behind = [r[0] for r in self.store.query(
+            "SELECT e.message_id FROM resolved_events e JOIN lead_scores s ON s.lead_id = e.lead_id "
+            "WHERE e.received_at > s.as_of ORDER BY e.received_at")]
+        if behind:
+            self.process(behind)
         stale = self.store.query(
             "SELECT COUNT(*) FROM population p LEFT JOIN lead_scores s ON s.lead_id = p.lead_id "
             "WHERE s.lead_id IS NULL OR s.model_version <> ?", (model.model_version,))[0][0]
