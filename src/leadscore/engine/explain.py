@@ -24,7 +24,7 @@ def explain_lead(store: Store, model: Model, lead: str, as_of: datetime,
     if frame.empty:
         raise UnknownLead(f"no lead {lead!r} in the store")
     row = frame.iloc[0]
-    occ = store.query_arrow(compile_model(model, store.dialect, as_of, leads=[lead], sources=sources, explain=True).sql).to_pylist()
+    occ = store.query_analytic(compile_model(model, store.dialect, as_of, leads=[lead], sources=sources, explain=True).sql).to_pylist()
     by_rule: dict[int, list[dict]] = defaultdict(list)
     for o in occ:
         by_rule[int(o["rule_idx"])].append(o)

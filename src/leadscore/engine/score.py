@@ -48,7 +48,7 @@ def score_leads(store: Store, model: Model, as_of: datetime, leads: list[str] | 
     probability, ``group:<name>``, ``rule:<name>`` (points) and ``hits:<name>`` (times fired)."""
     as_of = to_naive_utc(as_of)
     compiled = compile_model(model, store.dialect, as_of, leads=leads, sources=sources)
-    frame = _frame(model, store.query_arrow(compiled.sql))
+    frame = _frame(model, store.query_analytic(compiled.sql))
     if not compiled.uses_probability and sources is None and len(frame):
         # The predictive model's probability is shown beside the points score even when no stage reads it.
         probs = dict(store.query("SELECT lead_id, probability FROM lead_predictions"))

@@ -63,6 +63,10 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def query_analytic(self, sql: str):
+        """An Arrow table from a large set-based query (the engine's scoring SQL)."""
+        return self.query_arrow(sql)
+
     # ---- shared behaviour
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         with self.transaction() as conn:
