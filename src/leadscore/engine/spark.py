@@ -148,6 +148,9 @@ def run_compiled(spark, sql: str, cached: list | None = None):
                 cached.append(name)
         else:
             rest.append((name, body))
+    # Only the CTEs the final statement still reads: Spark analyses every CTE given to it, and the ~80
+    # already cached ones' inputs made it run out of a 1 GB driver heap.
+    rest = _needed(final, rest)
     query = ("WITH " + ",\n".join(f"{n} AS ({b})" for n, b in rest) + "\n" if rest else "") + final
     return spark.sql(query)
 
