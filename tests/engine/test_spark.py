@@ -64,6 +64,7 @@ def log_folder(tmp_path_factory):
     return out
 
 
+@pytest.mark.spark_full  # not in `make test`: ~10 min and out of heap at 1 GB here; run: scripts/run_tests.sh -m spark_full
 def test_spark_scores_equal_duckdb_on_every_lead_and_column(spark, log_folder, tmp_path):
     from leadscore.engine.spark import score_parquet_with_spark
     m = load_model("models/default.yaml")
