@@ -119,7 +119,7 @@ def main() -> None:
     from leadscore.store import open_store
 
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
-    url, drop = ib._fresh_store(args.backend, tmp)
+    url, drop = ib.fresh_store(args.backend, tmp)
     store = open_store(url)
     write = create_key(store, "write", datetime(2026, 11, 23), name="soak").token
     read = create_key(store, "read", datetime(2026, 11, 23), name="soak-read").token
@@ -127,22 +127,12 @@ def main() -> None:
     port = ib._free_port()
     env = {**__import__("os").environ, "LEADSCORE_WRITE_RATE": "1000000", "LEADSCORE_WRITE_BURST": "1000000",
            "LEADSCORE_READ_RATE": "1000000", "LEADSCORE_READ_BURST": "1000000"}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "leadscore"), "--db", url, "serve", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = ib.start_server(url, port, env)
     samples: list[tuple[float, float]] = []
     probes: list = []
     stop = threading.Event()
     try:
         import httpx
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
-                time.sleep(0.1)
         t0 = time.monotonic()
 
         def sampler():
