@@ -99,29 +99,8 @@ class _Ctx:
                      f"CAST({name} AS {self.d.double()})")
 
 
-def _rule_source(ctx: _Ctx, rule: Rule) -> tuple[str, str, callable]:
-    """(relation, match condition, field resolver) for an event-reading rule."""
-    if rule.video:
-        return "vv", "TRUE", ctx.video_field
-    parts = []
-    if rule.event_names:
-        parts.append(f"event IN ({', '.join(quote_literal(e) for e in rule.event_names)})")
-    if rule.type is not None:
-        types = [rule.type] if isinstance(rule.type, str) else rule.type
-        parts.append(f"type IN ({', '.join(quote_literal(t) for t in types)})")
-    if rule.page is not None:
-        from leadscore.model.conditions import Condition
-        parts.append("type = 'page'")
-        parts.append(condition_sql(ctx.d, Condition(glob=rule.page), ctx.event_field("path"), ctx.model.junk))
-    if not parts:  # inactivity over any engagement
-        parts.append(f"type IN ({', '.join(quote_literal(t) for t in ENGAGEMENT_TYPES)})")
-    return "ev", " AND ".join(parts), ctx.event_field
-
-
-def _prefilter(rule: Rule) -> str | None:
-    """The cheap part of a rule's match, used to keep only events some rule reads in `ev`."""
-    if rule.video or rule.kind == "trait":
-        return None
+def _match_parts(rule: Rule) -> list[str]:
+    """The event-name / message-type part of a rule's match (any engagement when it names neither)."""
     parts = []
     if rule.event_names:
         parts.append(f"event IN ({', '.join(quote_literal(e) for e in rule.event_names)})")
@@ -132,7 +111,25 @@ def _prefilter(rule: Rule) -> str | None:
         parts.append("type = 'page'")
     if not parts:
         parts.append(f"type IN ({', '.join(quote_literal(t) for t in ENGAGEMENT_TYPES)})")
-    return "(" + " AND ".join(parts) + ")"
+    return parts
+
+
+def _rule_source(ctx: _Ctx, rule: Rule) -> tuple[str, str, callable]:
+    """(relation, match condition, field resolver) for an event-reading rule."""
+    if rule.video:
+        return "vv", "TRUE", ctx.video_field
+    parts = _match_parts(rule)
+    if rule.page is not None:
+        from leadscore.model.conditions import Condition
+        parts.append(condition_sql(ctx.d, Condition(glob=rule.page), ctx.event_field("path"), ctx.model.junk))
+    return "ev", " AND ".join(parts), ctx.event_field
+
+
+def _prefilter(rule: Rule) -> str | None:
+    """The cheap part of a rule's match, used to keep only events some rule reads in `ev`."""
+    if rule.video or rule.kind == "trait":
+        return None
+    return "(" + " AND ".join(_match_parts(rule)) + ")"
 
 
 def _window_sql(ctx: _Ctx, rule: Rule, ts: str) -> str:
