@@ -74,6 +74,15 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+def _in(store: Store, col: str, ids: Sequence[str]) -> tuple[str, list[Any]]:
+    """``col`` is one of ``ids``: one array parameter on PostgreSQL (its primary-key and other btree
+    indexes serve ``= ANY``), a list of bound parameters on DuckDB (an IN list of constants is what
+    DuckDB turns into an index scan where the column has an ART index of its own)."""
+    if store.dialect.name == "postgres":
+        return f"{col} = ANY(?)", [list(ids)]
+    return f"{col} IN ({_marks(len(ids))})", list(ids)
+
+
 def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
     ids = list(ids)
     for start in range(0, len(ids), _CHUNK):
@@ -100,7 +109,8 @@ def aliases_of(store: Store, leads: Sequence[str]) -> dict[str, str]:
     """alias id → lead for every anonymous id / aliased id that now means one of ``leads``."""
     out: dict[str, str] = {}
     for chunk in _chunks(leads):
-        for alias, lead in store.query(f"SELECT alias_id, lead_id FROM identities WHERE lead_id IN ({_marks(len(chunk))})", chunk):
+        cond, params = _in(store, "lead_id", chunk)
+        for alias, lead in store.query(f"SELECT alias_id, lead_id FROM identities WHERE {cond}", params):
             out[alias] = lead
     return out
 
@@ -120,11 +130,15 @@ def traits_of(store: Store, leads: Sequence[str], keys: Sequence[str] | None = N
     alias = aliases_of(store, leads)
     owners = leads + list(alias)
     best: dict[tuple[str, str], tuple] = {}
-    key_sql = f" AND key IN ({_marks(len(keys))})" if keys else ""
+    wanted = set(keys) if keys else None
     for chunk in _chunks(owners):
-        rows = store.query(f"SELECT lead_id, key, value, num, ts, message_id FROM lead_traits "
-                           f"WHERE lead_id IN ({_marks(len(chunk))}){key_sql}", chunk + list(keys or []))
+        # Only the lead id in SQL: a second condition (key IN ...) keeps DuckDB from using an index on
+        # lead_id; the dozen traits per lead are filtered here instead.
+        cond, params = _in(store, "lead_id", chunk)
+        rows = store.query(f"SELECT lead_id, key, value, num, ts, message_id FROM lead_traits WHERE {cond}", params)
         for owner, key, value, num, ts, mid in rows:
+            if wanted is not None and key not in wanted:
+                continue
             lead = alias.get(owner, owner)
             old = best.get((lead, key))
             if old is None or (ts, mid) > (old[2], old[3]):
@@ -160,10 +174,10 @@ def last_activity(store: Store, leads: Sequence[str], as_of: datetime) -> dict[s
     ids = leads + list(alias)
     out: dict[str, datetime] = {}
     for chunk in _chunks(ids):
-        m = _marks(len(chunk))
         for col in ("user_id", "anonymous_id"):
-            rows = store.query(f"SELECT {col}, MAX(ts) FROM events WHERE {col} IN ({m}) AND ts <= ? GROUP BY {col}",
-                               chunk + [as_of])
+            cond, params = _in(store, col, chunk)
+            rows = store.query(f"SELECT {col}, MAX(ts) FROM events WHERE {cond} AND ts <= ? GROUP BY {col}",
+                               params + [as_of])
             for owner, ts in rows:
                 lead = alias.get(owner, owner)
                 if ts is not None and (lead not in out or ts > out[lead]):
@@ -175,10 +189,11 @@ def score_trends(store: Store, leads: Sequence[str], points: int = TREND_POINTS)
     """The last ``points`` scores of each lead from its history, oldest first."""
     out: dict[str, list[float]] = {lead: [] for lead in leads}
     for chunk in _chunks(leads):
+        cond, params = _in(store, "lead_id", chunk)
         rows = store.query(
             "SELECT lead_id, score FROM (SELECT lead_id, score, changed_at, row_number() OVER "
             "(PARTITION BY lead_id ORDER BY changed_at DESC) AS rn FROM score_history "
-            f"WHERE lead_id IN ({_marks(len(chunk))})) h WHERE rn <= ? ORDER BY lead_id, changed_at", chunk + [points])
+            f"WHERE {cond}) h WHERE rn <= ? ORDER BY lead_id, changed_at", params + [points])
         for lead, score in rows:
             out[lead].append(float(score))
     return out
@@ -197,9 +212,19 @@ def _like(text: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ leads
+def _scored_after(store: Store, as_of: datetime) -> bool:
+    """Whether some live score was made as of a later instant than ``as_of`` (its stored last
+    activity may then be newer than ``as_of``)."""
+    return bool(store.query("SELECT 1 FROM lead_scores WHERE as_of > ? LIMIT 1", [as_of]))
+
+
 def _lead_filters(store: Store, *, tier, stage, grade, account, min_score, max_score, active_within_days, q,
-                  updated_since, as_of) -> tuple[list[str], list[Any]]:
+                  updated_since, as_of) -> tuple[list[str], list[Any], bool]:
+    """SQL conditions on ``lead_scores ls`` and their parameters, and whether one of them reads
+    more than ``lead_scores`` (the traits or the event log): the page then filters once for its
+    count and its rows."""
     where, params = [], []
+    wide = False
     for col, value, field in (("tier", tier, "tier"), ("stage", stage, "stage"), ("grade", grade, "grade")):
         values = _as_list(value)
         if values:
@@ -216,6 +241,7 @@ def _lead_filters(store: Store, *, tier, stage, grade, account, min_score, max_s
             where.append(f"ls.score {op} ?")
             params.append(value)
     if account:
+        wide = True
         where.append("ls.lead_id IN (SELECT COALESCE(m.lead_id, t.lead_id) FROM lead_traits t "
                      "LEFT JOIN identities m ON m.alias_id = t.lead_id WHERE t.key = 'account_id' AND t.value = ?)")
         params.append(account)
@@ -229,17 +255,30 @@ def _lead_filters(store: Store, *, tier, stage, grade, account, min_score, max_s
             raise QueryError("active_within_days", f"expected a number of days, got {active_within_days!r}") from exc
         if not 0 <= days <= 36500:
             raise QueryError("active_within_days", "must be between 0 and 36500")
-        where.append("ls.lead_id IN (SELECT lead_id FROM resolved_events WHERE ts > ? AND ts <= ?)")
-        params += [as_of - timedelta(days=days), as_of]
+        since = as_of - timedelta(days=days)
+        # Active within = an event in (as_of - days, as_of]: the lead's newest event as of its live
+        # score (lead_scores.last_activity_at, written with every score) is in that window. A score
+        # made as of a later instant than ``as_of`` may count newer events: those leads (none, when
+        # the page is "now") are asked of the event log.
+        fresh = "(ls.last_activity_at > ? AND ls.last_activity_at <= ?)"
+        if _scored_after(store, as_of):
+            wide = True
+            where.append(f"((ls.as_of <= ? AND {fresh}) OR (ls.as_of > ? AND ls.lead_id IN "
+                         "(SELECT lead_id FROM resolved_events WHERE ts > ? AND ts <= ?)))")
+            params += [as_of, since, as_of, as_of, since, as_of]
+        else:
+            where.append(fresh)
+            params += [since, as_of]
     if q:
         if len(q) > 200:
             raise QueryError("q", "search text longer than 200 characters")
         pattern = _like(q)
+        wide = True
         where.append("(lower(ls.lead_id) LIKE ? ESCAPE '\\' OR ls.lead_id IN (SELECT COALESCE(m.lead_id, t.lead_id) "
                      "FROM lead_traits t LEFT JOIN identities m ON m.alias_id = t.lead_id "
                      f"WHERE t.key IN ({_marks(len(SEARCH_TRAITS))}) AND lower(t.value) LIKE ? ESCAPE '\\'))")
         params += [pattern, *SEARCH_TRAITS, pattern]
-    return where, params
+    return where, params, wide
 
 
 def _score_row(r: dict[str, Any]) -> dict[str, Any]:
@@ -250,11 +289,44 @@ def _score_row(r: dict[str, Any]) -> dict[str, Any]:
             "updated_at": _iso(r["updated_at"])}
 
 
-def enrich(store: Store, rows: list[dict[str, Any]], as_of: datetime) -> list[dict[str, Any]]:
-    """Add email, name, company, account, last activity and the score trend to lead rows."""
+def stored_activity(store: Store, leads: Sequence[str]) -> dict[str, tuple[datetime | None, datetime]]:
+    """{lead: (last_activity_at, as_of)} of the leads' live scores."""
+    out: dict[str, tuple[datetime | None, datetime]] = {}
+    for chunk in _chunks(list(dict.fromkeys(leads))):
+        cond, params = _in(store, "lead_id", chunk)
+        for lead, last, at in store.query(f"SELECT lead_id, last_activity_at, as_of FROM lead_scores WHERE {cond}", params):
+            out[lead] = (last, at)
+    return out
+
+
+def activity_of(store: Store, leads: Sequence[str], as_of: datetime,
+                stored: dict[str, tuple[datetime | None, datetime]] | None = None) -> dict[str, datetime]:
+    """Each lead's newest event at or before ``as_of``: the time stored with its live score
+    (``stored``, read when not given) when that score was made as of ``as_of`` or earlier, else
+    (no live score, or one made as of a later instant) from the event log."""
+    stored = stored_activity(store, leads) if stored is None else stored
+    out: dict[str, datetime] = {}
+    ask = []
+    for lead in dict.fromkeys(leads):
+        row = stored.get(lead)
+        if row is None or row[1] is None or row[1] > as_of:
+            ask.append(lead)
+        elif row[0] is not None:
+            out[lead] = row[0]
+    if ask:
+        out.update(last_activity(store, ask, as_of))
+    return out
+
+
+def enrich(store: Store, rows: list[dict[str, Any]], as_of: datetime,
+           stored: dict[str, tuple[datetime | None, datetime]] | None = None) -> list[dict[str, Any]]:
+    """Add email, name, company, account, last activity and the score trend to lead rows.
+    ``stored``: the rows' (last_activity_at, as_of) from lead_scores when the caller has them."""
     ids = [r["lead_id"] for r in rows]
+    if not ids:
+        return rows
     traits = traits_of(store, ids, DISPLAY_TRAITS)
-    active = last_activity(store, ids, as_of)
+    active = activity_of(store, ids, as_of, stored)
     trends = score_trends(store, ids)
     for r in rows:
         t = traits.get(r["lead_id"], {})
@@ -283,14 +355,13 @@ def list_leads(store: Store, *, tier: str | Sequence[str] | None = None, stage: 
         raise QueryError("sort", f"one of {', '.join(LEAD_SORTS)}, got {sort!r}")
     if not isinstance(limit, int) or not 1 <= limit <= 1000:
         raise QueryError("limit", "must be between 1 and 1000")
-    where, params = _lead_filters(store, tier=tier, stage=stage, grade=grade, account=account, min_score=min_score,
-                                  max_score=max_score, active_within_days=active_within_days, q=q,
-                                  updated_since=updated_since, as_of=as_of)
-    total = store.query("SELECT COUNT(*) FROM lead_scores ls" + (" WHERE " + " AND ".join(where) if where else ""),
-                        params)[0][0]
+    where, params, wide = _lead_filters(store, tier=tier, stage=stage, grade=grade, account=account,
+                                        min_score=min_score, max_score=max_score,
+                                        active_within_days=active_within_days, q=q, updated_since=updated_since,
+                                        as_of=as_of)
     col = LEAD_SORTS[sort]
     order = "DESC" if desc else "ASC"
-    page_where, page_params = list(where), list(params)
+    after, after_params = [], []
     if cursor:
         value, last_id = decode_cursor(cursor, 2)
         if sort == "updated":
@@ -302,20 +373,36 @@ def list_leads(store: Store, *, tier: str | Sequence[str] | None = None, stage: 
             raise QueryError("cursor", "not a cursor this API returned (was it made for another sort?)")
         cmp = "<" if desc else ">"
         if sort == "lead_id":
-            page_where.append(f"ls.lead_id {cmp} ?")
-            page_params.append(str(last_id))
+            after.append(f"ls.lead_id {cmp} ?")
+            after_params.append(str(last_id))
         else:
-            page_where.append(f"({col} {cmp} ? OR ({col} = ? AND ls.lead_id {cmp} ?))")
-            page_params += [value, value, str(last_id)]
-    sql = ("SELECT ls.lead_id, ls.score, ls.fit, ls.engagement, ls.tier, ls.stage, ls.grade, ls.disqualified, "
-           "ls.model_version, ls.probability, ls.updated_at FROM lead_scores ls"
-           + (" WHERE " + " AND ".join(page_where) if page_where else "")
-           + (f" ORDER BY {col} {order}, ls.lead_id {order}" if sort != "lead_id" else f" ORDER BY ls.lead_id {order}")
-           + f" LIMIT {limit + 1}")
-    raw = store.query_dicts(sql, page_params)
+            after.append(f"({col} {cmp} ? OR ({col} = ? AND ls.lead_id {cmp} ?))")
+            after_params += [value, value, str(last_id)]
+    columns = ("ls.lead_id, ls.score, ls.fit, ls.engagement, ls.tier, ls.stage, ls.grade, ls.disqualified, "
+               "ls.model_version, ls.probability, ls.updated_at, ls.last_activity_at, ls.as_of")
+    tail = ((f" ORDER BY {col} {order}, ls.lead_id {order}" if sort != "lead_id" else f" ORDER BY ls.lead_id {order}")
+            + f" LIMIT {limit + 1}")
+    count_sql = "SELECT COUNT(*) FROM lead_scores ls" + (" WHERE " + " AND ".join(where) if where else "")
+    if wide:
+        # A filter reading the traits or the event log runs once: its rows are counted and paged together.
+        sql = (f"WITH f AS MATERIALIZED (SELECT {columns} FROM lead_scores ls WHERE {' AND '.join(where)}) "
+               "SELECT ls.*, (SELECT COUNT(*) FROM f) AS total_rows_ FROM f ls"
+               + (" WHERE " + " AND ".join(after) if after else "") + tail)
+        raw = store.query_dicts(sql, params + after_params)
+        if raw:
+            total = raw[0]["total_rows_"]
+        else:
+            total = store.query(count_sql, params)[0][0] if cursor else 0
+    else:
+        total = store.query(count_sql, params)[0][0]
+        page_where = where + after
+        raw = store.query_dicts(f"SELECT {columns} FROM lead_scores ls"
+                                + (" WHERE " + " AND ".join(page_where) if page_where else "") + tail,
+                                params + after_params)
     more = len(raw) > limit
     raw = raw[:limit]
-    items = enrich(store, [_score_row(r) for r in raw], as_of)
+    stored = {r["lead_id"]: (r["last_activity_at"], r["as_of"]) for r in raw}
+    items = enrich(store, [_score_row(r) for r in raw], as_of, stored)
     next_cursor = None
     if more and raw:
         last = raw[-1]
@@ -528,7 +615,8 @@ def account_detail(store: Store, account_id: str, as_of: datetime, *, rollup: Ac
     rows = store.query_dicts(
         f"WITH la AS ({_LEAD_ACCOUNT}) SELECT ls.* FROM la JOIN lead_scores ls ON ls.lead_id = la.lead_id "
         f"WHERE la.account_id = ? ORDER BY ls.engagement DESC, ls.lead_id LIMIT {int(lead_limit)}", [account_id])
-    leads = enrich(store, [_score_row(r) for r in rows], _naive(as_of))
+    leads = enrich(store, [_score_row(r) for r in rows], _naive(as_of),
+                   {r["lead_id"]: (r["last_activity_at"], r["as_of"]) for r in rows})
     for i, lead in enumerate(leads):
         lead["counted"] = i < rollup.top_n
     return {**summary, "rollup": {"top_n": rollup.top_n, "fit": rollup.fit, "engagement_weight": rollup.engagement_weight,
