@@ -183,27 +183,41 @@ def _cap(ctx: _Ctx, expr: str, cap: float | None) -> str:
     return f"GREATEST(LEAST({expr}, {float(cap)!r}), {-float(cap)!r})"
 
 
-def _event_rule(ctx: _Ctx, i: int, rule: Rule, explain: bool) -> str:
+def _event_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
+    """One branch of ``ev_occ``: the rule's matching occurrences with their ranking key, the rule's
+    point values, multipliers and decay. Every event rule is a branch of one UNION ALL, ranked by one
+    window and summed by one GROUP BY (``_event_rules``): a per-rule window and aggregate cost the
+    planner and the executor a few operators each, which for ~30 rules was most of a small re-score."""
     rel, match, resolve = _rule_source(ctx, rule)
     cond = where_sql(ctx.d, rule.where, resolve, ctx.model.junk)
     key = resolve(rule.per).text if rule.per else ("video_id" if rule.video else "'_'")
-    ts = "last_ts" if rule.video else "ts"
-    cols = "vv.*, video_id AS message_id, last_ts AS ts" if rule.video else "ev.*"
-    ctx.ctes.append((f"r{i}_m", f"SELECT {cols}, {key} AS k FROM {rel} WHERE {match} AND {cond} "
-                                f"AND {_window_sql(ctx, rule, ts)}"))
+    ts, msg = ("last_ts", "video_id") if rule.video else ("ts", "message_id")
     mult, joins = _multiplier_sql(ctx, rule, resolve)
-    decay = _decay_sql(ctx, rule, "x.ts")
+    decay = _decay_sql(ctx, rule, f"x.{ts}")
     first = float(rule.points)
     additional = float(rule.points if rule.additional is None else rule.additional)
-    ranked = rule.per is not None or rule.max_count is not None or additional != first
-    rn = "row_number() OVER (PARTITION BY x.lead_id, x.k ORDER BY x.ts, x.message_id)" if ranked else "1"
-    base = f"CASE WHEN rn = 1 THEN {first!r} ELSE {additional!r} END" if ranked else repr(first)
-    ctx.ctes.append((f"r{i}_o", f"SELECT x.lead_id, x.message_id, x.ts, {rn} AS rn, {mult} AS mult, {decay} AS dec "
-                                f"FROM r{i}_m x {' '.join(joins)}"))
-    limit = f"WHERE rn <= {rule.max_count}" if rule.max_count else ""
-    ctx.ctes.append((f"r{i}_p", f"SELECT lead_id, message_id, ts, ({base}) * mult * dec AS pts FROM r{i}_o {limit}"))
-    return (f"SELECT lead_id, {i} AS rule_idx, {_cap(ctx, ctx.d.round('sum(pts)', 4), rule.cap)} AS pts, count(*) AS hits "
-            f"FROM r{i}_p GROUP BY lead_id")
+    d = ctx.d
+    cap = f"CAST({float(rule.cap)!r} AS {d.double()})" if rule.cap is not None else f"CAST(NULL AS {d.double()})"
+    limit = str(int(rule.max_count)) if rule.max_count else "CAST(NULL AS INTEGER)"
+    return (f"SELECT {i} AS rule_idx, x.lead_id, CAST(x.{msg} AS {d.text()}) AS message_id, x.{ts} AS ts, "
+            f"CAST({key} AS {d.text()}) AS k, CAST({first!r} AS {d.double()}) AS p_first, "
+            f"CAST({additional!r} AS {d.double()}) AS p_add, {limit} AS p_max, {cap} AS p_cap, "
+            f"CAST({mult} AS {d.double()}) AS mult, CAST({decay} AS {d.double()}) AS dec "
+            f"FROM {rel} x {' '.join(joins)} WHERE {match} AND {cond} AND {_window_sql(ctx, rule, f'x.{ts}')}")
+
+
+def _event_rules(ctx: _Ctx, branches: list[str]) -> str:
+    """The CTEs of all event rules together; returns their ``hits`` branch (lead, rule, points, hits)."""
+    ctx.ctes.append(("ev_occ", " UNION ALL ".join(branches)))
+    ctx.ctes.append(("ev_rank", "SELECT o.*, row_number() OVER (PARTITION BY lead_id, rule_idx, k ORDER BY ts, message_id) AS rn "
+                                "FROM ev_occ o"))
+    # points: first / additional by rank, times multipliers and decay; max_count drops the rest
+    ctx.ctes.append(("ev_pts", "SELECT rule_idx, lead_id, message_id, ts, "
+                               "(CASE WHEN rn = 1 THEN p_first ELSE p_add END) * mult * dec AS pts, p_cap "
+                               "FROM ev_rank WHERE p_max IS NULL OR rn <= p_max"))
+    total = ctx.d.round("sum(pts)", 4)
+    return (f"SELECT lead_id, rule_idx, CASE WHEN p_cap IS NULL THEN {total} ELSE GREATEST(LEAST({total}, p_cap), -p_cap) END AS pts, "
+            "count(*) AS hits FROM ev_pts GROUP BY lead_id, rule_idx, p_cap")
 
 
 def _aggregate_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
@@ -286,17 +300,53 @@ def _stage_sql(ctx: _Ctx, when: StageWhen | None, stage_conds: dict[str, str], f
     return "(" + " AND ".join(parts) + ")" if parts else "TRUE"
 
 
+def scoped_sources(dialect: Dialect, ids: list[str]) -> tuple[Sources, list[tuple[str, str]]]:
+    """Sources restricted to the messages and traits of some leads, for targeted re-scores.
+
+    ``ids`` holds the leads and every alias (anonymous or aliased id) that resolves to one of them.
+    The CTEs are the store's ``resolved_events`` / ``resolved_traits`` views (migration 0001) with the
+    id filter on the base tables, where the scan can apply it, instead of above the identity join: a
+    message resolves to lead L only through a userId that is L or an alias of L, or (without userId)
+    an anonymousId that is an alias of L, so both filters keep all of L's rows. The outer lead filter
+    still applies, so the result is exactly the views' rows."""
+    in_ids = "(SELECT id FROM s_ids)"
+    ctes = [
+        ("s_ids", dialect.string_relation("id", ids)),
+        ("s_events", "SELECT e.*, COALESCE(mu.lead_id, e.user_id, ma.lead_id) AS lead_id FROM ("
+                     f"SELECT * FROM events WHERE user_id IN {in_ids} UNION ALL "
+                     f"SELECT * FROM events WHERE user_id IS NULL AND anonymous_id IN {in_ids}) e "
+                     "LEFT JOIN identities mu ON mu.alias_id = e.user_id "
+                     "LEFT JOIN identities ma ON ma.alias_id = e.anonymous_id"),
+        ("s_traits", "SELECT lead_id, key, value, num FROM (SELECT COALESCE(m.lead_id, t.lead_id) AS lead_id, t.key, "
+                     "t.value, t.num, row_number() OVER (PARTITION BY COALESCE(m.lead_id, t.lead_id), t.key "
+                     "ORDER BY t.ts DESC, t.message_id DESC) AS rn FROM lead_traits t "
+                     f"LEFT JOIN identities m ON m.alias_id = t.lead_id WHERE t.lead_id IN {in_ids}) x WHERE rn = 1"),
+    ]
+    return Sources(events="s_events", traits="s_traits"), ctes
+
+
 def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[str] | None = None,
-                  sources: Sources | None = None, explain: bool = False) -> Compiled:
+                  sources: Sources | None = None, explain: bool = False, scope: list[str] | None = None,
+                  activity: bool = False) -> Compiled:
+    """``scope``: with ``leads``, every id of those leads (see :func:`scoped_sources`) — the query then
+    reads only their messages and traits. ``activity``: add ``last_activity`` (the lead's newest
+    message at or before the instant)."""
+    prefix: list[tuple[str, str]] = []
+    if leads is not None:
+        # The lead list once, as a relation, not an IN list in every filter (which the planner pays for each time).
+        prefix.append(("ls_leads", dialect.string_relation("lead_id", list(leads))))
+    if scope is not None and leads is not None and sources is None:
+        sources, scoped = scoped_sources(dialect, scope)
+        prefix += scoped
     src = sources or Sources()
     as_of_sql = dialect.ts_literal(as_of.strftime("%Y-%m-%d %H:%M:%S.%f"))
     ctx = _Ctx(model, dialect, as_of_sql, src)
     lead_filter = ""
     if leads is not None:
-        lead_filter = f" AND lead_id IN ({', '.join(quote_literal(l) for l in leads) or 'NULL'})"
+        lead_filter = " AND lead_id IN (SELECT lead_id FROM ls_leads)"
 
     # Rules first: they decide which properties and traits the base CTEs extract.
-    rule_sql, flags = [], []
+    rule_sql, flags, event_branches = [], [], []
     for i, rule in enumerate(model.rules):
         kind = rule.kind
         if kind == "trait":
@@ -306,7 +356,9 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
         elif kind == "inactivity":
             rule_sql.append(_inactivity_rule(ctx, i, rule))
         else:
-            rule_sql.append(_event_rule(ctx, i, rule, explain))
+            event_branches.append(_event_rule(ctx, i, rule))
+    if event_branches:
+        rule_sql.append(_event_rules(ctx, event_branches))
     stage_conds: dict[str, str] = {}
     for stage in model.stages:
         stage_conds[stage.name] = _stage_sql(ctx, stage.when, stage_conds, flags)
@@ -319,7 +371,7 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     filters += [f"event = {quote_literal(e)}" for e, _ in ctx.refs]
     ev_where = " OR ".join(sorted(set(filters))) if filters else "FALSE"
     ev_from = (f"FROM {src.events} e WHERE e.lead_id IS NOT NULL AND e.ts <= {as_of_sql}"
-               f"{lead_filter.replace('lead_id', 'e.lead_id')} AND ({ev_where})")
+               f"{lead_filter.replace(' lead_id IN', ' e.lead_id IN')} AND ({ev_where})")
     props = [(name, col) for name, col in ctx.props.items() if name not in _DIRECT_EVENT_COLUMNS]
     in_props = [(n, c) for n, c in props if not n.startswith("context.")]
     in_ctx = [(n[len("context."):], c) for n, c in props if n.startswith("context.")]
@@ -335,7 +387,7 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     else:
         prop_cols = "".join(f", {ctx.event_field_expr(name)} AS {col}" for name, col in props)
         ev_sql = f"SELECT e.lead_id, e.message_id, e.ts, e.type, e.event, e.name{prop_cols} {ev_from}"
-    base = [
+    base = prefix + [
         ("pop", f"SELECT lead_id FROM {src.population} WHERE TRUE{lead_filter}"),
         ("ev", ev_sql),
     ]
@@ -370,8 +422,9 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     ctes = base + ctx.ctes
     if explain:
         occ = " UNION ALL ".join(
-            f"SELECT {i} AS rule_idx, lead_id, CAST(message_id AS {dialect.text()}) AS message_id, CAST(ts AS TIMESTAMP) AS ts, pts FROM r{i}_p"
-            for i in range(len(model.rules)))
+            [f"SELECT {i} AS rule_idx, lead_id, CAST(message_id AS {dialect.text()}) AS message_id, CAST(ts AS TIMESTAMP) AS ts, pts FROM r{i}_p"
+             for i, r in enumerate(model.rules) if r.kind != "event"] +
+            ([f"SELECT rule_idx, lead_id, message_id, CAST(ts AS TIMESTAMP) AS ts, pts FROM ev_pts"] if event_branches else []))
         sql = "WITH " + ",\n".join(f"{n} AS ({q})" for n, q in ctes) + f"\nSELECT * FROM ({occ}) o ORDER BY rule_idx, ts, message_id"
         return Compiled(sql, list(model.rules), list(model.groups), True, uses_video, uses_probability)
 
@@ -424,13 +477,18 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
         return "CASE " + " ".join(f"WHEN {col} >= {float(b.min)!r} THEN {quote_literal(b.grade)}" for b in bands if b.min is not None) + \
                f" ELSE {quote_literal(bands[-1].grade)} END"
 
+    if activity:
+        ctes.append(("la", f"SELECT lead_id, max(ts) AS last_activity FROM {src.events} WHERE lead_id IS NOT NULL "
+                           f"AND ts <= {as_of_sql}{lead_filter} GROUP BY lead_id"))
     ctes.append(("fin", f"SELECT sc.*, {tier} AS tier, {stage_idx} AS stage_idx, "
-                        f"{grade(model.grades.fit, 'fit')} || {grade(model.grades.engagement, 'engagement')} AS grade FROM sc "
-                        f"LEFT JOIN lt ON lt.lead_id = sc.lead_id"))
+                        f"{grade(model.grades.fit, 'fit')} || {grade(model.grades.engagement, 'engagement')} AS grade"
+                        f"{', la.last_activity' if activity else ''} FROM sc "
+                        f"LEFT JOIN lt ON lt.lead_id = sc.lead_id{' LEFT JOIN la ON la.lead_id = sc.lead_id' if activity else ''}"))
     stage_name = "CASE stage_idx " + " ".join(f"WHEN {k} THEN {quote_literal(s.name)}" for k, s in enumerate(model.stages)) + " END"
     group_out = ", ".join(f"g_{_safe(g)}" for g in model.groups)
     rule_out = ", ".join(f"r{i}, h{i}" for i in range(n))
     sql = ("WITH " + ",\n".join(f"{name} AS ({q})" for name, q in ctes) +
            f"\nSELECT lead_id, score, fit, engagement, tier, {stage_name} AS stage, grade, disqualified, probability, "
+           f"{'last_activity, ' if activity else ''}"
            f"{group_out}, {rule_out} FROM fin ORDER BY score DESC, lead_id")
     return Compiled(sql, list(model.rules), list(model.groups), False, uses_video, uses_probability)

@@ -33,6 +33,8 @@ def _frame(model: Model, table) -> pd.DataFrame:
         "disqualified": raw["disqualified"].astype(bool),
         "probability": pd.to_numeric(raw["probability"], errors="coerce"),
     })
+    if "last_activity" in raw.columns:
+        out["last_activity"] = pd.to_datetime(raw["last_activity"])
     extra = {}
     for g in model.groups:
         extra[f"group:{g}"] = raw[f"g_{_safe(g)}"].astype(float)
@@ -42,12 +44,23 @@ def _frame(model: Model, table) -> pd.DataFrame:
     return pd.concat([out, pd.DataFrame(extra)], axis=1).reset_index(drop=True)
 
 
+def lead_scope(store: Store, leads: list[str]) -> list[str]:
+    """The leads and every id that resolves to one of them (their anonymous and aliased ids)."""
+    ids = list(dict.fromkeys(leads))
+    with store.transaction() as conn:
+        aliases = store._fetch_in(conn, "SELECT alias_id FROM identities WHERE lead_id IN {ids}", ids) if ids else []
+    return ids + [a for (a,) in aliases]
+
+
 def score_leads(store: Store, model: Model, as_of: datetime, leads: list[str] | None = None,
-                sources: Sources | None = None) -> pd.DataFrame:
+                sources: Sources | None = None, activity: bool = False) -> pd.DataFrame:
     """One row per lead: lead_id, score, fit, engagement, tier, stage, grade, disqualified,
-    probability, ``group:<name>``, ``rule:<name>`` (points) and ``hits:<name>`` (times fired)."""
+    probability, ``group:<name>``, ``rule:<name>`` (points) and ``hits:<name>`` (times fired);
+    with ``activity``, also ``last_activity`` (the lead's newest message at or before ``as_of``).
+    With ``leads``, only those leads' messages and traits are read (see ``compile.scoped_sources``)."""
     as_of = to_naive_utc(as_of)
-    compiled = compile_model(model, store.dialect, as_of, leads=leads, sources=sources)
+    scope = lead_scope(store, leads) if leads is not None and sources is None else None
+    compiled = compile_model(model, store.dialect, as_of, leads=leads, sources=sources, scope=scope, activity=activity)
     frame = _frame(model, store.query_analytic(compiled.sql))
     if not compiled.uses_probability and sources is None and len(frame):
         # The predictive model's probability is shown beside the points score even when no stage reads it.

@@ -138,3 +138,19 @@ def _json_str_many(self: Dialect, col: str, paths: list[str]) -> str | None:
 
 
 Dialect.json_str_many = _json_str_many  # type: ignore[attr-defined]
+
+
+def _string_relation(self: Dialect, column: str, items: list[str]) -> str:
+    """A SELECT of one text column holding ``items``: one literal list, so a long lead list costs the
+    planner one constant instead of an IN list repeated in every filter."""
+    if not items:
+        return f"SELECT CAST(NULL AS {self.text()}) AS {column} WHERE FALSE"
+    lits = ", ".join(quote_literal(i) for i in items)
+    if self.name == "postgres":
+        return f"SELECT unnest(ARRAY[{lits}]::text[]) AS {column}"
+    if self.name == "spark":
+        return f"SELECT explode(array({lits})) AS {column}"
+    return f"SELECT unnest([{lits}]) AS {column}"
+
+
+Dialect.string_relation = _string_relation  # type: ignore[attr-defined]

@@ -1,0 +1,60 @@
+"""A targeted re-score (``score_leads(leads=...)``) reads only the leads' own messages and traits, found
+through every id that resolves to them; merged identities are where that can go wrong."""
+from datetime import datetime
+
+from leadscore.engine import score_leads
+from leadscore.events import normalize_batch
+from tests.engine.helpers import model
+
+MODEL = model("""
+name: targeted
+groups:
+  persona: {axis: fit}
+  web: {axis: engagement}
+tiers: [{name: cold}, {name: warm, min: 20}, {name: hot, min: 50}]
+rules:
+  - {name: vp, group: persona, trait: {title: {contains: VP}}, points: 25}
+  - {name: pricing, group: web, page: /pricing, points: 10, additional: 2}
+  - {name: demo, group: web, event: Demo Requested, points: 30}
+""")
+AS_OF = datetime(2026, 11, 1)
+
+
+def _ingest(store, messages):
+    store.ingest(normalize_batch(messages, AS_OF))
+
+
+def test_scores_of_merged_leads_count_their_anonymous_messages_and_traits(store):
+    _ingest(store, [
+        # anonymous visitor, with a trait set before anyone knew who it was
+        {"type": "page", "anonymousId": "anon-1", "timestamp": "2026-10-01T10:00:00Z",
+         "properties": {"path": "/pricing"}, "messageId": "a1"},
+        {"type": "identify", "anonymousId": "anon-1", "timestamp": "2026-10-01T10:01:00Z",
+         "traits": {"title": "VP Sales"}, "messageId": "a2"},
+        {"type": "page", "anonymousId": "anon-1", "timestamp": "2026-10-01T10:02:00Z",
+         "properties": {"path": "/pricing"}, "messageId": "a3"},
+        # ... who then identifies as ann
+        {"type": "identify", "userId": "ann", "anonymousId": "anon-1", "timestamp": "2026-10-02T09:00:00Z",
+         "traits": {"email": "ann@example.com"}, "messageId": "a4"},
+        # an old user id aliased into ann
+        {"type": "track", "userId": "ann-old", "event": "Demo Requested", "timestamp": "2026-10-03T09:00:00Z",
+         "messageId": "a5"},
+        {"type": "alias", "userId": "ann", "previousId": "ann-old", "timestamp": "2026-10-04T09:00:00Z", "messageId": "a6"},
+        # another lead whose anonymous id is not ann's
+        {"type": "page", "userId": "bob", "anonymousId": "anon-2", "timestamp": "2026-10-05T09:00:00Z",
+         "properties": {"path": "/pricing"}, "messageId": "b1"},
+        {"type": "page", "anonymousId": "anon-2", "timestamp": "2026-10-05T09:01:00Z",
+         "properties": {"path": "/pricing"}, "messageId": "b2"},
+    ])
+    full = score_leads(store, MODEL, AS_OF).set_index("lead_id")
+    # ann: VP (25) + pricing first 10 + additional 2 + demo 30 = 67; bob: pricing 10 + 2 = 12
+    assert full.loc["ann", "score"] == 67.0 and full.loc["bob", "score"] == 12.0
+    for leads in (["ann"], ["bob"], ["ann", "bob"]):
+        part = score_leads(store, MODEL, AS_OF, leads=leads, activity=True).set_index("lead_id")
+        assert sorted(part.index) == sorted(leads)
+        for lead in leads:
+            assert part.loc[lead, "score"] == full.loc[lead, "score"]
+            assert part.loc[lead, "rule:pricing"] == full.loc[lead, "rule:pricing"]
+    part = score_leads(store, MODEL, AS_OF, leads=["ann", "bob"], activity=True).set_index("lead_id")
+    assert part.loc["ann", "last_activity"] == datetime(2026, 10, 4, 9, 0)   # the alias message
+    assert part.loc["bob", "last_activity"] == datetime(2026, 10, 5, 9, 1)   # anon-2, merged into bob
