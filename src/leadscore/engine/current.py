@@ -17,7 +17,7 @@ from leadscore.model.schema import Model
 from leadscore.store import Store
 
 _COLS = ("lead_id", "model_version", "as_of", "score", "fit", "engagement", "tier", "stage", "grade",
-         "disqualified", "probability", "groups", "rules", "updated_at")
+         "disqualified", "probability", "groups", "rules", "updated_at", "last_activity_at")
 
 
 @dataclass
@@ -48,7 +48,7 @@ class ScoreChange:
 
 
 def _previous(store: Store, conn, leads: list[str] | None) -> dict[str, tuple]:
-    sql = "SELECT lead_id, score, tier, stage, model_version FROM lead_scores"
+    sql = "SELECT lead_id, score, tier, stage, model_version, last_activity_at FROM lead_scores"
     if leads is None:
         return {r[0]: r[1:] for r in store._fetchall(conn, sql)}
     return {r[0]: r[1:] for r in store._fetch_in(conn, sql + " WHERE lead_id IN {ids}", leads)}
@@ -62,7 +62,7 @@ def refresh_scores(store: Store, model: Model, as_of: datetime, leads: list[str]
     if leads is not None and not leads:
         return []
     if frame is None:
-        frame = score_leads(store, model, as_of, leads=leads)
+        frame = score_leads(store, model, as_of, leads=leads, activity=True)
     version = model.model_version
     groups = [c for c in frame.columns if c.startswith("group:")]
     rules = [c for c in frame.columns if c.startswith("rule:")]
@@ -72,8 +72,10 @@ def refresh_scores(store: Store, model: Model, as_of: datetime, leads: list[str]
         prev = _previous(store, conn, list(frame["lead_id"]) if leads is not None else None)
         for rec in frame.to_dict("records"):
             old = prev.get(rec["lead_id"])
+            last = rec.get("last_activity")
+            last = None if last is None or pd.isna(last) else pd.Timestamp(last).to_pydatetime()
             same = old is not None and abs(old[0] - rec["score"]) < 1e-9 and old[1] == rec["tier"] \
-                and old[2] == rec["stage"] and old[3] == version
+                and old[2] == rec["stage"] and old[3] == version and old[4] == last
             if same and leads is None:
                 continue  # a whole-population re-score writes only what changed
             # (a targeted re-score also records the new as-of of an unchanged lead: its events are scored)
@@ -82,7 +84,7 @@ def refresh_scores(store: Store, model: Model, as_of: datetime, leads: list[str]
             prob = rec.get("probability")
             prob = None if prob is None or prob != prob else float(prob)
             upserts.append((rec["lead_id"], version, as_of, rec["score"], rec["fit"], rec["engagement"], rec["tier"],
-                            rec["stage"], rec["grade"], bool(rec["disqualified"]), prob, json.dumps(g), json.dumps(r), as_of))
+                            rec["stage"], rec["grade"], bool(rec["disqualified"]), prob, json.dumps(g), json.dumps(r), as_of, last))
             if old is None or abs(old[0] - rec["score"]) >= 1e-9 or old[1] != rec["tier"] or old[2] != rec["stage"]:
                 ch = ScoreChange(rec["lead_id"], as_of, rec["score"], rec["fit"], rec["engagement"], rec["tier"],
                                  rec["stage"], rec["grade"], old[0] if old else None, old[1] if old else None,

@@ -244,7 +244,7 @@ class LiveScorer:
                events: Sequence[alert_rules.BatchEvent] = (), refs: dict[str, str | None] | None = None,
                alerts: bool = True) -> LiveReport:
         report = LiveReport(cause, as_of, leads=len(leads) if leads is not None else 0)
-        frame = score_leads(self.store, model, as_of, leads=leads)
+        frame = score_leads(self.store, model, as_of, leads=leads, activity=True)
         if leads is None:
             report.leads = len(frame)
         token = f"batch:{uuid.uuid4().hex}" if refs is not None else cause_ref
