@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
 
-from leadscore.events import EVENT_COLUMNS, Event
+from leadscore.events import Event
+from leadscore.events.normalize import STORED_EVENT_COLUMNS
 from leadscore.store import migrations
 from leadscore.store.dialect import Dialect
 from leadscore.store.traits import browser_of, flatten_traits
@@ -120,13 +121,21 @@ class Store(ABC):
         for ev in events:
             seen.setdefault(ev.message_id, ev)
         unique = list(seen.values())
-        inserted = self._bulk_insert(conn, "events", EVENT_COLUMNS, [e.row() for e in unique],
-                                     conflict="ignore", returning="message_id")
-        new_ids = [r[0] for r in inserted]
-        new_set = set(new_ids)
-        fresh = [e for e in unique if e.message_id in new_set]
+        new_ids = self._insert_events(conn, unique)
+        if len(new_ids) == len(unique):
+            fresh = unique
+        else:
+            new_set = set(new_ids)
+            fresh = [e for e in unique if e.message_id in new_set]
         touched = self._apply_identity_and_traits(conn, fresh)
         return IngestResult(len(events), len(new_ids), new_ids, touched)
+
+    def _insert_events(self, conn: Any, events: list[Event]) -> list[str]:
+        """Insert the events whose messageId is not stored yet; returns their ids (each batch's
+        messageIds are already unique)."""
+        inserted = self._bulk_insert(conn, "events", STORED_EVENT_COLUMNS, [e.stored_row() for e in events],
+                                     conflict="ignore", returning="message_id")
+        return [r[0] for r in inserted]
 
     def _apply_identity_and_traits(self, conn: Any, events: list[Event]) -> set[str]:
         lead_rows: dict[str, datetime] = {}

@@ -8,6 +8,7 @@ from typing import Any, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
+from leadscore.events.normalize import STORED_EVENT_COLUMNS
 from leadscore.store.base import Store, StoreUnavailable
 from leadscore.store.dialect import DUCKDB
 
@@ -100,7 +101,38 @@ class DuckDBStore(Store):
             conn.execute(sql)
             return []
         finally:
-            conn.unregister(name)
+            try:
+                conn.unregister(name)
+            except duckdb.TransactionException:
+                pass   # the INSERT failed and aborted the transaction: its error is the one to raise
+
+    # ---- ingestion: events go in with a plain INSERT, and only a duplicate messageId pays for
+    # INSERT OR IGNORE. DuckDB's conflict check costs ~4 ms per statement (measured: 7.1 ms for a
+    # one-row INSERT OR IGNORE … RETURNING into events against 3.2 ms plain), more than the rest of
+    # a small group's transaction; duplicates are rare (a client's retry), so the group is first
+    # written as if it had none, and redone with the conflict check when the primary key says it has.
+    def ingest(self, events):
+        events = list(events)
+        with self._lock:
+            if getattr(self._local, "depth", 0):        # inside a caller's transaction: no redo possible
+                with self.transaction() as conn:
+                    return self._ingest(conn, events)
+            self._local.optimistic = True
+            try:
+                with self.transaction() as conn:
+                    return self._ingest(conn, events)
+            except duckdb.ConstraintException:
+                pass                                     # rolled back; redo skipping stored messageIds
+            finally:
+                self._local.optimistic = False
+            with self.transaction() as conn:
+                return self._ingest(conn, events)
+
+    def _insert_events(self, conn, events):
+        if not getattr(self._local, "optimistic", False):
+            return super()._insert_events(conn, events)
+        self._bulk_insert(conn, "events", STORED_EVENT_COLUMNS, [e.stored_row() for e in events], conflict="plain")
+        return [e.message_id for e in events]
 
     def query_arrow(self, sql, params=None):
         with self.transaction() as conn:
