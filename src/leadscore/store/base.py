@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
 
-from leadscore.events import Event
-from leadscore.events.normalize import STORED_EVENT_COLUMNS
+from leadscore.events import EVENT_COLUMNS, Event
 from leadscore.store import migrations
 from leadscore.store.dialect import Dialect
 from leadscore.store.traits import browser_of, flatten_traits
@@ -130,11 +129,15 @@ class Store(ABC):
         touched = self._apply_identity_and_traits(conn, fresh)
         return IngestResult(len(events), len(new_ids), new_ids, touched)
 
-    def _insert_events(self, conn: Any, events: list[Event]) -> list[str]:
+    def _insert_events(self, conn: Any, events: list[Event], no_duplicates: bool = False) -> list[str]:
         """Insert the events whose messageId is not stored yet; returns their ids (each batch's
-        messageIds are already unique)."""
-        inserted = self._bulk_insert(conn, "events", STORED_EVENT_COLUMNS, [e.stored_row() for e in events],
-                                     conflict="ignore", returning="message_id")
+        messageIds are already unique). ``no_duplicates``: a plain INSERT, which fails on a stored
+        messageId (a backend that pays much for the conflict check tries that first)."""
+        rows = [e.row() for e in events]
+        if no_duplicates:
+            self._bulk_insert(conn, "events", EVENT_COLUMNS, rows, conflict="plain")
+            return [e.message_id for e in events]
+        inserted = self._bulk_insert(conn, "events", EVENT_COLUMNS, rows, conflict="ignore", returning="message_id")
         return [r[0] for r in inserted]
 
     def _apply_identity_and_traits(self, conn: Any, events: list[Event]) -> set[str]:

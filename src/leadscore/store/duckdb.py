@@ -8,7 +8,6 @@ from typing import Any, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
-from leadscore.events.normalize import STORED_EVENT_COLUMNS
 from leadscore.store.base import Store, StoreUnavailable
 from leadscore.store.dialect import DUCKDB
 
@@ -128,11 +127,8 @@ class DuckDBStore(Store):
             with self.transaction() as conn:
                 return self._ingest(conn, events)
 
-    def _insert_events(self, conn, events):
-        if not getattr(self._local, "optimistic", False):
-            return super()._insert_events(conn, events)
-        self._bulk_insert(conn, "events", STORED_EVENT_COLUMNS, [e.stored_row() for e in events], conflict="plain")
-        return [e.message_id for e in events]
+    def _insert_events(self, conn, events, no_duplicates=False):
+        return super()._insert_events(conn, events, no_duplicates or getattr(self._local, "optimistic", False))
 
     def query_arrow(self, sql, params=None):
         with self.transaction() as conn:
