@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -150,6 +151,96 @@ class _Message(BaseModel):
         return self
 
 
+# ---- the fast path: a well-formed message is checked here with plain Python (~5x cheaper than
+# pydantic, which was 2/3 of ingestion's validation CPU). It accepts only what _Message surely accepts
+# and converts it the same way; anything else (a bad field, an unusual time format, an int-like float
+# id, ...) returns None and goes through _Message, which names every problem.
+_TYPES = frozenset(MESSAGE_TYPES)
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})\Z")
+_MAX_STR = 100_000          # _Message's str_max_length (applies to its str fields and dict keys)
+_NO = object()              # "not a fast-path value"
+
+
+class _Fast:
+    """The fields of a message that passed the fast path, named as on _Message."""
+    __slots__ = ("type", "messageId", "userId", "anonymousId", "timestamp", "originalTimestamp", "sentAt",
+                 "context", "properties", "traits", "event", "name", "category", "groupId", "previousId")
+
+
+def _fast_id(v: Any, limit: int = 200) -> Any:
+    if v is None:
+        return None
+    t = type(v)
+    if t is str:
+        return (v or None) if len(v) <= limit else _NO
+    if t is int:
+        v = str(v)
+        return v if len(v) <= limit else _NO
+    return _NO
+
+
+def _fast_time(v: Any) -> Any:
+    if v is None:
+        return None
+    if type(v) is not str or not _ISO_TIME.match(v):
+        return _NO
+    try:
+        if v[-1] == "Z":
+            t = datetime.fromisoformat(v[:-1])            # UTC: the naive value is the answer
+        else:
+            t = datetime.fromisoformat(v).astimezone(timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        return _NO
+    return t if MIN_TIME <= t < MAX_TIME else _NO
+
+
+def _fast_dict(v: Any) -> Any:
+    if v is None:
+        return None
+    if type(v) is not dict or (v and max(map(len, v)) > _MAX_STR):
+        return _NO
+    return v
+
+
+def _fast_text(v: Any) -> Any:
+    if v is None:
+        return None
+    return v if type(v) is str and len(v) <= _MAX_STR else _NO
+
+
+def _fast_message(raw: dict[str, Any]) -> _Fast | None:
+    get = raw.get
+    m = _Fast()
+    m.type = kind = get("type")
+    if type(kind) is not str or kind not in _TYPES:
+        return None
+    m.messageId = _fast_id(get("messageId"), 100)
+    m.userId = _fast_id(get("userId"))
+    m.anonymousId = _fast_id(get("anonymousId"))
+    m.groupId = _fast_id(get("groupId"))
+    m.previousId = _fast_id(get("previousId"))
+    m.timestamp = _fast_time(get("timestamp"))
+    m.originalTimestamp = _fast_time(get("originalTimestamp"))
+    m.sentAt = _fast_time(get("sentAt"))
+    m.context = _fast_dict(get("context"))
+    m.properties = _fast_dict(get("properties"))
+    m.traits = _fast_dict(get("traits"))
+    m.event = _fast_text(get("event"))
+    m.name = _fast_text(get("name"))
+    m.category = _fast_text(get("category"))
+    if _NO in (m.messageId, m.userId, m.anonymousId, m.groupId, m.previousId, m.timestamp, m.originalTimestamp,
+               m.sentAt, m.context, m.properties, m.traits, m.event, m.name, m.category):
+        return None
+    # _Message._per_type's rules: a message breaking one is left to it to name
+    if not m.userId and not m.anonymousId:
+        return None
+    if kind == "track" and not (m.event and m.event.strip() and len(m.event) <= 200):
+        return None
+    if (kind == "group" and not m.groupId) or (kind == "alias" and not (m.previousId and m.userId)):
+        return None
+    return m
+
+
 def _loc_text(prefix: str, loc: tuple) -> str:
     out = prefix
     for part in loc:
@@ -162,7 +253,7 @@ def _loc_text(prefix: str, loc: tuple) -> str:
 
 def _snake_to_camel(raw: dict[str, Any]) -> dict[str, Any]:
     """Partner payloads use snake_case (user_id, context.user_agent): normalise them."""
-    if not any(k in raw for k in _SNAKE_KEYS):
+    if raw.keys().isdisjoint(_SNAKE_KEYS):
         ctx = raw.get("context")
         if not (isinstance(ctx, dict) and "user_agent" in ctx):
             return raw
@@ -192,8 +283,10 @@ def normalize_message(raw: Any, received_at: datetime, loc: str = "",
     if not isinstance(raw, dict):
         raise MessageErrors([MessageError(loc or "message", f"expected a JSON object, got {type(raw).__name__}")])
     raw = _snake_to_camel(raw)
+    msg = _fast_message(raw)
     try:
-        msg = _Message.model_validate(raw)
+        if msg is None:
+            msg = _Message.model_validate(raw)
     except ValidationError as exc:
         errs = []
         for e in exc.errors():
@@ -260,6 +353,8 @@ def normalize_batch(items: list[Any], received_at: datetime, prefix: str = "batc
     """
     out: list[Event] = []
     errors: list[MessageError] = []
+    received_at = _utc_naive(received_at)   # once here rather than once per message
+    sent_at = _utc_naive(sent_at) if sent_at else None
     for i, raw in enumerate(items):
         if defaults and isinstance(raw, dict):
             for key, value in defaults.items():

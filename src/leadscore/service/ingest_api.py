@@ -24,6 +24,7 @@ import asyncio
 import hmac
 import json
 import math
+import re
 import zlib
 from datetime import datetime, timezone
 from typing import Any
@@ -262,32 +263,84 @@ def _message_size(msg: Any) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
+def _oversized(items: list[Any], limit: int, body_size: int) -> list[int]:
+    """Indexes of the messages whose compact encoding exceeds ``limit`` bytes, in order.
+
+    A run of messages encoded as one JSON list holds each of them whole, so a run within the limit
+    clears all its messages at once; only a run over it is split, down to single messages, which are
+    measured exactly as before. One encoder call per ~100 messages instead of one per message.
+    """
+    n = len(items)
+    step = max(1, n * limit // (2 * max(body_size, 1)))
+    stack = [(lo, min(lo + step, n)) for lo in range(0, n, step)][::-1]
+    out: list[int] = []
+    while stack:
+        lo, hi = stack.pop()
+        if hi - lo == 1:
+            if _message_size(items[lo]) > limit:
+                out.append(lo)
+        elif _message_size(items[lo:hi]) > limit:
+            mid = (lo + hi) // 2
+            stack.append((mid, hi))
+            stack.append((lo, mid))
+    return out
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"{}[]")
+_BRACKETS = bytes.maketrans(b"{}[]", b"()()")
+
+
+def body_depth(body: bytes) -> int:
+    """How deeply the (valid) JSON document ``body`` nests objects and arrays.
+
+    Strings removed, only the brackets kept, every innermost ``()`` pair is removed in one pass:
+    each pass lowers the nesting by exactly one. Lets ``check_messages`` skip walking every message
+    for the depth limit when the whole body is shallower than it (~1 µs per message saved).
+    """
+    text = _JSON_STRING.sub(b"", body).translate(_BRACKETS, _NOT_BRACKETS)
+    depth = 0
+    while text:
+        text = text.replace(b"()", b"")
+        depth += 1
+    return depth
+
+
 def _raise_errors(status: int, code: str, errors: list[dict]) -> None:
     shown = "; ".join(f"{e['loc']}: {e['message']}" for e in errors[:20])
     more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
     raise ApiError(status, code, shown + more, errors=errors)
 
 
-def check_messages(items: list[Any], prefix: str, settings: Settings, body_size: int, check_strings: bool) -> None:
+def check_messages(items: list[Any], prefix: str, settings: Settings, body_size: int, check_strings: bool,
+                   depth: int | None = None) -> None:
+    """Unknown fields, nesting depth, NUL/surrogates and the per-message size limit.
+
+    ``depth``: the nesting depth of the whole body (``body_depth``), when known: a message sits
+    3 levels deep in a batch body (object, list, message) and 1 in a single call's, so a body
+    shallower than the limit plus that holds no message too deep, and without strings to check
+    the per-message walk is skipped.
+    """
     errors: list[dict] = []
+    walk = check_strings or depth is None or depth >= settings.max_depth + (3 if prefix else 1)
     for i, item in enumerate(items):
-        where = f"{prefix}[{i}]" if prefix else ""
         if not isinstance(item, dict):
             continue  # normalize names it ("expected a JSON object")
         if settings.strict_fields:
             unknown = [k for k in item if k not in MESSAGE_FIELDS]
             for k in unknown[:5]:
+                where = f"{prefix}[{i}]" if prefix else ""
                 errors.append({"loc": _loc(where, (k[:80],)), "message": "unknown field (not part of the Segment spec)"})
-        check_value(item, where, settings.max_depth, check_strings, errors)
+        if walk:
+            check_value(item, f"{prefix}[{i}]" if prefix else "", settings.max_depth, check_strings, errors)
     if errors:
         _raise_errors(400, "invalid_message", errors)
     if body_size > settings.max_message_bytes:
         big = []
-        for i, item in enumerate(items):
-            size = _message_size(item)
-            if size > settings.max_message_bytes:
-                big.append({"loc": f"{prefix}[{i}]" if prefix else "message",
-                            "message": f"the message is {size} bytes; the limit is {settings.max_message_bytes}"})
+        for i in _oversized(items, settings.max_message_bytes, body_size):
+            size = _message_size(items[i])
+            big.append({"loc": f"{prefix}[{i}]" if prefix else "message",
+                        "message": f"the message is {size} bytes; the limit is {settings.max_message_bytes}"})
         if big:
             _raise_errors(413, "message_too_large", big)
 
@@ -308,7 +361,7 @@ def _message_errors(exc: MessageErrors) -> ApiError:
 
 
 def prepare(payload: Any, kind: str, received_at: datetime, settings: Settings, body_size: int,
-            check_strings: bool = True) -> list[Event]:
+            check_strings: bool = True, depth: int | None = None) -> list[Event]:
     """Validate a parsed body and return its events, or raise ApiError naming every problem."""
     if not isinstance(payload, dict):
         raise ApiError(400, "invalid_message", f"the body must be a JSON object, got {type(payload).__name__}")
@@ -348,7 +401,7 @@ def prepare(payload: Any, kind: str, received_at: datetime, settings: Settings, 
                         errors.append({"loc": f"batch[{i}].{field}", "message": f"expected a JSON object, got {type(item[field]).__name__}"})
         if errors:
             _raise_errors(400, "invalid_message", errors)
-        check_messages(items, "batch", settings, body_size, check_strings)
+        check_messages(items, "batch", settings, body_size, check_strings, depth)
         try:
             return normalize_batch(items, received_at, sent_at=sent_at, defaults=defaults or None)
         except MessageErrors as exc:
@@ -361,7 +414,7 @@ def prepare(payload: Any, kind: str, received_at: datetime, settings: Settings, 
     elif msg["type"] != kind:
         raise ApiError(400, "invalid_message", f"type: {str(msg['type'])[:40]!r} does not match the endpoint /v1/{kind}",
                        errors=[{"loc": "type", "message": f"must be {kind!r} on /v1/{kind}"}])
-    check_messages([msg], "", settings, body_size, check_strings)
+    check_messages([msg], "", settings, body_size, check_strings, depth)
     try:
         return [normalize_message(msg, received_at)]
     except MessageErrors as exc:
@@ -422,10 +475,12 @@ async def handle(request: Request, kind: str) -> Response:
                            "a write key is required: HTTP Basic auth with the key as user name, or writeKey in the body")
         # Strings can only hold NUL or lone surrogates through a \u escape; skip that scan otherwise.
         check_strings = b"\\u" in body
+        depth = None if check_strings else body_depth(body)
         if offload:
-            events = await anyio.to_thread.run_sync(prepare, payload, kind, received_at, settings, len(body), check_strings)
+            events = await anyio.to_thread.run_sync(prepare, payload, kind, received_at, settings, len(body),
+                                                    check_strings, depth)
         else:
-            events = prepare(payload, kind, received_at, settings, len(body), check_strings)
+            events = prepare(payload, kind, received_at, settings, len(body), check_strings, depth)
         del payload, body
         try:
             future = state.writer.submit(events)
