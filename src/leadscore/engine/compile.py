@@ -64,10 +64,16 @@ class _Ctx:
     d: Dialect
     as_of: str
     src: Sources
+    at: datetime | None = None                                # the instant (as_of is its SQL literal)
     props: dict[str, str] = field(default_factory=dict)      # event field → ev column
     traits: dict[str, str] = field(default_factory=dict)     # trait key → lt text column
     ctes: list[tuple[str, str]] = field(default_factory=list)
     refs: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def before(self, td) -> str:
+        """The instant ``td`` before as-of, as a literal: ``age < W`` is written ``ts > (as_of - W)``,
+        a constant comparison the scan can push down (and exact to the microsecond)."""
+        return self.d.ts_literal((self.at - td).strftime("%Y-%m-%d %H:%M:%S.%f"))
 
     # ---- field resolution
     def event_field(self, name: str) -> Value:
@@ -135,7 +141,7 @@ def _prefilter(rule: Rule) -> str | None:
 def _window_sql(ctx: _Ctx, rule: Rule, ts: str) -> str:
     if rule.window is None:
         return "TRUE"
-    return f"{ctx.d.seconds_between(ts, ctx.as_of)} < {_seconds(rule.window)}"
+    return f"{ts} > {ctx.before(rule.window)}"
 
 
 def _decay_sql(ctx: _Ctx, rule: Rule, ts: str) -> str:
@@ -144,7 +150,7 @@ def _decay_sql(ctx: _Ctx, rule: Rule, ts: str) -> str:
     age = ctx.d.seconds_between(ts, ctx.as_of)
     if rule.decay.half_life is not None:
         return f"{ctx.d.power('0.5', f'GREATEST({age}, 0) / {_seconds(rule.decay.half_life)}')}"
-    whens = " ".join(f"WHEN {age} > {_seconds(s.after)} THEN {float(s.keep)!r}" for s in reversed(rule.decay.steps))
+    whens = " ".join(f"WHEN {ts} < {ctx.before(s.after)} THEN {float(s.keep)!r}" for s in reversed(rule.decay.steps))
     return f"CASE {whens} ELSE 1.0 END"
 
 
@@ -183,7 +189,7 @@ def _cap(ctx: _Ctx, expr: str, cap: float | None) -> str:
     return f"GREATEST(LEAST({expr}, {float(cap)!r}), {-float(cap)!r})"
 
 
-def _event_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
+def _event_rule(ctx: _Ctx, i: int, rule: Rule) -> tuple[str, bool]:
     """One branch of ``ev_occ``: the rule's matching occurrences with their ranking key, the rule's
     point values, multipliers and decay. Every event rule is a branch of one UNION ALL, ranked by one
     window and summed by one GROUP BY (``_event_rules``): a per-rule window and aggregate cost the
@@ -199,18 +205,29 @@ def _event_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
     d = ctx.d
     cap = f"CAST({float(rule.cap)!r} AS {d.double()})" if rule.cap is not None else f"CAST(NULL AS {d.double()})"
     limit = str(int(rule.max_count)) if rule.max_count else "CAST(NULL AS INTEGER)"
+    ranked = rule.per is not None or rule.max_count is not None or additional != first
     return (f"SELECT {i} AS rule_idx, x.lead_id, CAST(x.{msg} AS {d.text()}) AS message_id, x.{ts} AS ts, "
             f"CAST({key} AS {d.text()}) AS k, CAST({first!r} AS {d.double()}) AS p_first, "
             f"CAST({additional!r} AS {d.double()}) AS p_add, {limit} AS p_max, {cap} AS p_cap, "
             f"CAST({mult} AS {d.double()}) AS mult, CAST({decay} AS {d.double()}) AS dec "
-            f"FROM {rel} x {' '.join(joins)} WHERE {match} AND {cond} AND {_window_sql(ctx, rule, f'x.{ts}')}")
+            f"FROM {rel} x {' '.join(joins)} WHERE {match} AND {cond} AND {_window_sql(ctx, rule, f'x.{ts}')}"), ranked
 
 
-def _event_rules(ctx: _Ctx, branches: list[str]) -> str:
-    """The CTEs of all event rules together; returns their ``hits`` branch (lead, rule, points, hits)."""
-    ctx.ctes.append(("ev_occ", " UNION ALL ".join(branches)))
-    ctx.ctes.append(("ev_rank", "SELECT o.*, row_number() OVER (PARTITION BY lead_id, rule_idx, k ORDER BY ts, message_id) AS rn "
-                                "FROM ev_occ o"))
+def _event_rules(ctx: _Ctx, branches: list[tuple[str, bool]]) -> str:
+    """The CTEs of all event rules together; returns their ``hits`` branch (lead, rule, points, hits).
+    Only rules whose points depend on an occurrence's rank (first/additional, per key, max_count) go
+    through the window; the others keep rank 1."""
+    ranked = [b for b, r in branches if r]
+    plain = [b for b, r in branches if not r]
+    parts = []
+    if ranked:
+        ctx.ctes.append(("ev_occ", " UNION ALL ".join(ranked)))
+        parts.append("SELECT o.*, row_number() OVER (PARTITION BY lead_id, rule_idx, k ORDER BY ts, message_id) AS rn "
+                     "FROM ev_occ o")
+    if plain:
+        ctx.ctes.append(("ev_once", " UNION ALL ".join(plain)))
+        parts.append("SELECT o.*, 1 AS rn FROM ev_once o")
+    ctx.ctes.append(("ev_rank", " UNION ALL ".join(parts)))
     # points: first / additional by rank, times multipliers and decay; max_count drops the rest
     ctx.ctes.append(("ev_pts", "SELECT rule_idx, lead_id, message_id, ts, "
                                "(CASE WHEN rn = 1 THEN p_first ELSE p_add END) * mult * dec AS pts, p_cap "
@@ -265,7 +282,7 @@ def _inactivity_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
     ts = "last_ts" if rule.video else "ts"
     ctx.ctes.append((f"r{i}_l", f"SELECT lead_id, max({ts}) AS last_ts FROM {rel} WHERE {match} AND {cond} GROUP BY lead_id"))
     never = "l.last_ts IS NULL" if rule.inactivity.if_never else "FALSE"
-    idle = f"{ctx.d.seconds_between('l.last_ts', ctx.as_of)} >= {_seconds(rule.inactivity.after)}"
+    idle = f"l.last_ts <= {ctx.before(rule.inactivity.after)}"
     ctx.ctes.append((f"r{i}_p", f"SELECT pop.lead_id, NULL AS message_id, l.last_ts AS ts, {float(rule.points)!r} AS pts "
                                 f"FROM pop LEFT JOIN r{i}_l l ON l.lead_id = pop.lead_id WHERE {never} OR {idle}"))
     return f"SELECT lead_id, {i} AS rule_idx, {_cap(ctx, 'pts', rule.cap)} AS pts, 1 AS hits FROM r{i}_p"
@@ -300,7 +317,10 @@ def _stage_sql(ctx: _Ctx, when: StageWhen | None, stage_conds: dict[str, str], f
     return "(" + " AND ".join(parts) + ")" if parts else "TRUE"
 
 
-def scoped_sources(dialect: Dialect, ids: list[str]) -> tuple[Sources, list[tuple[str, str]]]:
+SCOPED = Sources(events="s_events", traits="s_traits")
+
+
+def scoped_sources(dialect: Dialect, ids: list[str], context: bool = True) -> list[tuple[str, str]]:
     """Sources restricted to the messages and traits of some leads, for targeted re-scores.
 
     ``ids`` holds the leads and every alias (anonymous or aliased id) that resolves to one of them.
@@ -308,21 +328,28 @@ def scoped_sources(dialect: Dialect, ids: list[str]) -> tuple[Sources, list[tupl
     id filter on the base tables, where the scan can apply it, instead of above the identity join: a
     message resolves to lead L only through a userId that is L or an alias of L, or (without userId)
     an anonymousId that is an alias of L, so both filters keep all of L's rows. The outer lead filter
-    still applies, so the result is exactly the views' rows."""
-    in_ids = "(SELECT id FROM s_ids)"
+    still applies, so the result is exactly the views' rows. Without ``context`` (no rule reads it),
+    DuckDB leaves the wide JSON context and the columns no rule reads unfetched: a lead's messages are
+    scattered over the log, and fetching a scattered row costs per column."""
+    # Literal lists here (the only two): DuckDB answers an IN list on an indexed column from the index
+    # (DuckDBStore raises index_scan_max_count for that); a semi-join would scan the whole log.
+    in_ids = f"({', '.join(quote_literal(i) for i in ids) or 'NULL'})"
+    cols = "*"
+    if dialect.name == "duckdb":
+        cols = f"* EXCLUDE ({'' if context else 'context, '}previous_id, original_ts, sent_at)"
     ctes = [
         ("s_ids", dialect.string_relation("id", ids)),
         ("s_events", "SELECT e.*, COALESCE(mu.lead_id, e.user_id, ma.lead_id) AS lead_id FROM ("
-                     f"SELECT * FROM events WHERE user_id IN {in_ids} UNION ALL "
-                     f"SELECT * FROM events WHERE user_id IS NULL AND anonymous_id IN {in_ids}) e "
+                     f"SELECT {cols} FROM events WHERE user_id IN {in_ids} UNION ALL "
+                     f"SELECT {cols} FROM events WHERE user_id IS NULL AND anonymous_id IN {in_ids}) e "
                      "LEFT JOIN identities mu ON mu.alias_id = e.user_id "
                      "LEFT JOIN identities ma ON ma.alias_id = e.anonymous_id"),
         ("s_traits", "SELECT lead_id, key, value, num FROM (SELECT COALESCE(m.lead_id, t.lead_id) AS lead_id, t.key, "
                      "t.value, t.num, row_number() OVER (PARTITION BY COALESCE(m.lead_id, t.lead_id), t.key "
                      "ORDER BY t.ts DESC, t.message_id DESC) AS rn FROM lead_traits t "
-                     f"LEFT JOIN identities m ON m.alias_id = t.lead_id WHERE t.lead_id IN {in_ids}) x WHERE rn = 1"),
+                     "LEFT JOIN identities m ON m.alias_id = t.lead_id WHERE t.lead_id IN (SELECT id FROM s_ids)) x WHERE rn = 1"),
     ]
-    return Sources(events="s_events", traits="s_traits"), ctes
+    return ctes
 
 
 def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[str] | None = None,
@@ -335,12 +362,10 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     if leads is not None:
         # The lead list once, as a relation, not an IN list in every filter (which the planner pays for each time).
         prefix.append(("ls_leads", dialect.string_relation("lead_id", list(leads))))
-    if scope is not None and leads is not None and sources is None:
-        sources, scoped = scoped_sources(dialect, scope)
-        prefix += scoped
-    src = sources or Sources()
+    scoped = scope is not None and leads is not None and sources is None
+    src = SCOPED if scoped else (sources or Sources())
     as_of_sql = dialect.ts_literal(as_of.strftime("%Y-%m-%d %H:%M:%S.%f"))
-    ctx = _Ctx(model, dialect, as_of_sql, src)
+    ctx = _Ctx(model, dialect, as_of_sql, src, at=as_of)
     lead_filter = ""
     if leads is not None:
         lead_filter = " AND lead_id IN (SELECT lead_id FROM ls_leads)"
@@ -387,6 +412,8 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     else:
         prop_cols = "".join(f", {ctx.event_field_expr(name)} AS {col}" for name, col in props)
         ev_sql = f"SELECT e.lead_id, e.message_id, e.ts, e.type, e.event, e.name{prop_cols} {ev_from}"
+    if scoped:
+        prefix += scoped_sources(dialect, scope, context=any(n.startswith("context.") for n in ctx.props))
     base = prefix + [
         ("pop", f"SELECT lead_id FROM {src.population} WHERE TRUE{lead_filter}"),
         ("ev", ev_sql),
@@ -414,7 +441,7 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
                                  f"{lead_filter} AND type = 'track'"))
         base.append(("vv", video_views_sql(dialect, "ev_video", as_of_sql, src.catalog)))
     for k, (evs, within) in enumerate(flags):
-        win = f" AND {dialect.seconds_between('ts', as_of_sql)} < {_seconds(within)}" if within else ""
+        win = f" AND ts > {ctx.before(within)}" if within else ""
         ctx.ctes.append((f"f{k}_c", f"SELECT lead_id, count(*) AS n FROM ev WHERE event IN "
                                     f"({', '.join(quote_literal(e) for e in evs)}){win} GROUP BY lead_id"))
         rule_sql.append(f"SELECT lead_id, {-(k + 1)} AS rule_idx, 0.0 AS pts, n AS hits FROM f{k}_c")
@@ -432,7 +459,7 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     n = len(model.rules)
     rule_cols = ", ".join(
         f"COALESCE(sum(CASE WHEN h.rule_idx = {i} THEN h.pts END), 0) AS r{i}, "
-        f"COALESCE(sum(CASE WHEN h.rule_idx = {i} THEN h.hits END), 0) AS h{i}" for i in range(n))
+        f"CAST(COALESCE(sum(CASE WHEN h.rule_idx = {i} THEN h.hits END), 0) AS BIGINT) AS h{i}" for i in range(n))
     # CASE rather than FILTER: DuckDB runs a wide FILTER pivot about 3x slower (measured).
     flag_cols = "".join(f", COALESCE(sum(CASE WHEN h.rule_idx = {-(k + 1)} THEN h.hits END), 0) AS f{k}" for k in range(len(flags)))
     ctes.append(("wide", f"SELECT pop.lead_id, {rule_cols}{flag_cols} FROM pop LEFT JOIN hits h ON h.lead_id = pop.lead_id GROUP BY pop.lead_id"))
