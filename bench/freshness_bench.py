@@ -141,15 +141,22 @@ def _batch(leads: list[str], start: int, size: int, run: str, ts: str) -> bytes:
     return ('{"batch":[' + ",".join(msgs) + "]}").encode()
 
 
-async def _load(port, write_auth, seconds, conns, size, leads, run):
+async def _load(port, write_auth, seconds, conns, size, leads, run, rate=0.0):
+    """Closed loop (rate 0: each connection sends its next batch when the last is answered) or open
+    loop at ``rate`` events/s (each connection on its own schedule; a late batch is sent at once)."""
     counter = iter(range(0, 10**12, size))
     statuses, events = {}, 0
     stop_at = time.perf_counter() + seconds
+    interval = conns * size / rate if rate > 0 else 0.0
 
-    async def worker():
+    async def worker(k):
         nonlocal events
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        due = time.perf_counter() + k * interval / max(conns, 1)
         while time.perf_counter() < stop_at:
+            if interval:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                due += interval
             ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
             status, _ = await _exchange(reader, writer, _request("POST", "/v1/batch", write_auth,
                                                                  _batch(leads, next(counter), size, run, ts)))
@@ -159,7 +166,7 @@ async def _load(port, write_auth, seconds, conns, size, leads, run):
         writer.close()
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(conns)))
+    await asyncio.gather(*(worker(k) for k in range(conns)))
     return {"elapsed": time.perf_counter() - t0, "statuses": statuses, "events": events}
 
 
@@ -204,19 +211,20 @@ async def _probe(port, write_auth, read_auth, seconds, run, warmup):
     return {"fresh": fresh, "misses": misses}
 
 
-def generator(port, write_token, read_token, seconds, leads, conns, out):
+def generator(port, write_token, read_token, seconds, leads, conns, out, rate=0.0, size=500):
     write_auth = "Basic " + base64.b64encode(f"{write_token}:".encode()).decode()
     read_auth = f"Bearer {read_token}"
     run = uuid.uuid4().hex[:8]
 
     async def main():
-        return await asyncio.gather(_load(port, write_auth, seconds, conns, 500, leads, run),
+        return await asyncio.gather(_load(port, write_auth, seconds, conns, size, leads, run, rate),
                                     _probe(port, write_auth, read_auth, seconds, run, warmup=2.0))
     load, probe = asyncio.run(main())
     out.put({"load": load, "probe": probe})
 
 
-def freshness(backend: str, leads: int, seconds: float, tmp: Path, conns: int = 8) -> dict:
+def freshness(backend: str, leads: int, seconds: float, tmp: Path, conns: int = 8, rate: float = 0.0,
+              size: int = 500) -> dict:
     import httpx
 
     from leadscore.service.auth import create_key
@@ -252,7 +260,7 @@ def freshness(backend: str, leads: int, seconds: float, tmp: Path, conns: int = 
             httpx.get(f"http://127.0.0.1:{port}/api/live", headers=auth)
             cpu0 = cpu_seconds(proc.pid)
             q = mp.Queue()
-            gen = mp.Process(target=generator, args=(port, write, read, seconds, pop["sample"], conns, q))
+            gen = mp.Process(target=generator, args=(port, write, read, seconds, pop["sample"], conns, q, rate, size))
             gen.start()
             res = q.get()
             gen.join()
@@ -342,6 +350,9 @@ def main() -> None:
     ap.add_argument("--leads", type=int, default=20_000)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--conns", type=int, default=8, help="load connections (0: the probe alone, no load)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="events/s of the load, open loop (0: as fast as answered, the ingestion benchmark's load)")
+    ap.add_argument("--batch", type=int, default=500, help="events per load request")
     ap.add_argument("--queries", action="store_true", help="time the read models instead of freshness")
     ap.add_argument("--db", default=None, help="--queries on an existing, scored store")
     ap.add_argument("--serve", default=None, help=argparse.SUPPRESS)
@@ -360,7 +371,7 @@ def main() -> None:
                 for name, secs in res["timings"].items():
                     print(f"  {name:42s} {secs * 1000:9.1f}   (baseline/this {base / secs:6.1f}x)")
                 continue
-            res = freshness(backend, args.leads, args.seconds, Path(tmp), args.conns)
+            res = freshness(backend, args.leads, args.seconds, Path(tmp), args.conns, args.rate, args.batch)
             s = res["server"]
             print(f"\n[{backend}] {res['leads']:,} leads, {res['events_in_store']:,} events loaded in {res['load_s']:.0f} s")
             print(f"  load: {res['events_per_s']:,.0f} events/s accepted, statuses {res['statuses']}, "
