@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 
 from leadscore.model.schema import Model
 from leadscore.store import Store
+from leadscore.store.dialect import quote_literal
 
 TREND_POINTS = 10          # score_history points per row in the lead list's trend
 _CHUNK = 500               # ids per IN (...) list
@@ -261,6 +262,8 @@ def _lead_filters(store: Store, *, tier, stage, grade, account, min_score, max_s
         # made as of a later instant than ``as_of`` may count newer events: those leads (none, when
         # the page is "now") are asked of the event log.
         fresh = "(ls.last_activity_at > ? AND ls.last_activity_at <= ?)"
+        # Asked first rather than left to the planner: DuckDB would join the whole window's events, and
+        # PostgreSQL costs the never-run subplan so high that it JIT-compiles the query (~1 s).
         if _scored_after(store, as_of):
             wide = True
             where.append(f"((ls.as_of <= ? AND {fresh}) OR (ls.as_of > ? AND ls.lead_id IN "
@@ -274,10 +277,13 @@ def _lead_filters(store: Store, *, tier, stage, grade, account, min_score, max_s
             raise QueryError("q", "search text longer than 200 characters")
         pattern = _like(q)
         wide = True
-        where.append("(lower(ls.lead_id) LIKE ? ESCAPE '\\' OR ls.lead_id IN (SELECT COALESCE(m.lead_id, t.lead_id) "
-                     "FROM lead_traits t LEFT JOIN identities m ON m.alias_id = t.lead_id "
-                     f"WHERE t.key IN ({_marks(len(SEARCH_TRAITS))}) AND lower(t.value) LIKE ? ESCAPE '\\'))")
-        params += [pattern, *SEARCH_TRAITS, pattern]
+        # One set of matching ids (the narrow ``leads`` table holds every scored id; the trait keys are
+        # literals so that a partial index on those keys can serve the trait half), then the scores.
+        keys = ", ".join(quote_literal(k) for k in SEARCH_TRAITS)
+        where.append("ls.lead_id IN (SELECT lead_id FROM leads WHERE lower(lead_id) LIKE ? ESCAPE '\\' UNION ALL "
+                     "SELECT COALESCE(m.lead_id, t.lead_id) FROM lead_traits t LEFT JOIN identities m ON m.alias_id = t.lead_id "
+                     f"WHERE t.key IN ({keys}) AND lower(t.value) LIKE ? ESCAPE '\\')")
+        params += [pattern, pattern]
     return where, params, wide
 
 
