@@ -43,6 +43,14 @@ AS_OF = datetime(2026, 11, 1)          # the demo year's end: every generated ev
 
 # ----------------------------------------------------------------------------- children (one per figure)
 def _peak_mb() -> float:
+    """This process's peak RSS. VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across
+    exec, so a child started by a large parent would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -64,9 +72,9 @@ def child(kind: str, a: dict) -> dict:
         from leadscore.engine.parquet import score_parquet
         from leadscore.model import load_model
         m = load_model(a["model"])
+        conn = open_duckdb(a["memory_limit"], a["threads"], tmp)   # as the floor: the connection is not timed
         t = time.perf_counter()
-        frame = score_parquet(m, files[0] if len(files) == 1 else Path(files[0]).parent, as_of,
-                              memory_limit=a["memory_limit"], threads=a["threads"], temp_dir=tmp)
+        frame = score_parquet(m, files[0] if len(files) == 1 else Path(files[0]).parent, as_of, conn=conn)
         return {"seconds": time.perf_counter() - t, "leads": len(frame), "peak_mb": _peak_mb()}
     if kind == "floor":
         from bench.scale_floor import floor_sql
