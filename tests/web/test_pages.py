@@ -2,9 +2,10 @@
 sessions, CSRF, roles, rate limits, error pages, and activating new tier thresholds."""
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
@@ -142,3 +143,32 @@ def test_activating_new_thresholds_makes_a_version_and_rescores(site):
         # the same thresholds again: nothing to do
         r = c.post("/model/activate", data={"t_warm": "5", "t_hot": "50", "csrf": csrf})
         assert r.status_code == 422
+
+
+def _lead_rows(page: str) -> dict[str, str]:
+    """lead id → its Last activity cell, for every row of a Leads page."""
+    out = {}
+    for lead, row in re.findall(r'<tr data-lead="([^"]+)"(.*?)</tr>', page, re.S):
+        out[html.unescape(lead)] = re.search(r'<td class="nowrap">([^<]*)</td>', row).group(1)
+    return out
+
+
+def test_leads_page_last_activity_filters_and_search(site):
+    # Newest events (tests/web/population.py, hand-worked): the XSS lead 10:01:00, viewer-exact 10:05:50,
+    # viewer-b 11:00:30, viewer-c 12:00:20, all on 2026-10-30; the page is as of 2026-11-02 12:00.
+    srv, keys, _ = site
+    with _client(srv, headers={"Authorization": f"Bearer {keys['read']}"}) as c:
+        assert _lead_rows(c.get("/leads").text) == {XSS: "2026-10-30 10:01", VIEWER: "2026-10-30 10:05",
+                                                    "viewer-b": "2026-10-30 11:00", "viewer-c": "2026-10-30 12:00"}
+        # active within 3 days: since Oct 30 12:00:00; 3.05 days: since 10:48; 3.1 days: since 09:36
+        assert set(_lead_rows(c.get("/leads?active=3").text)) == {"viewer-c"}
+        assert set(_lead_rows(c.get("/leads?active=3.05").text)) == {"viewer-b", "viewer-c"}
+        assert set(_lead_rows(c.get("/leads?active=3.1").text)) == {XSS, VIEWER, "viewer-b", "viewer-c"}
+        assert "No leads match" in c.get("/leads?active=2.9").text
+        # search: ids and e-mails of the three viewers; "&" only in viewer-exact's company name
+        assert set(_lead_rows(c.get("/leads?q=VIEWER").text)) == {VIEWER, "viewer-b", "viewer-c"}
+        assert set(_lead_rows(c.get("/leads?" + urlencode({"q": "& co"})).text)) == {VIEWER}
+        assert set(_lead_rows(c.get("/leads?q=viewer&active=3.05").text)) == {"viewer-b", "viewer-c"}
+        page = c.get("/leads?q=viewer&limit=25&sort=lead_id&order=asc").text
+        assert list(_lead_rows(page)) == ["viewer-b", "viewer-c", VIEWER]   # by id, ascending
+        assert re.search(r'id="lead-total">3<', page)
