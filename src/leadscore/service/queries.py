@@ -448,21 +448,36 @@ def lead_timeline(store: Store, lead: str, as_of: datetime, *, limit: int = 100,
                   before: datetime | None = None) -> list[dict[str, Any]]:
     """The lead's events (its aliases' included) at or before ``as_of``, newest first."""
     as_of = _naive(as_of)
+    before = _naive(before, "before") if before is not None else None
     ids = [lead] + list(aliases_of(store, [lead]))
-    m = _marks(len(ids))
-    params: list[Any] = ids + ids + [as_of]
-    extra = ""
-    if before is not None:
-        extra = " AND ts < ?"
-        params.append(_naive(before, "before"))
-    rows = store.query_dicts(
-        "SELECT message_id, type, event, name, user_id, anonymous_id, group_id, ts, received_at, properties "
-        f"FROM events WHERE (user_id IN ({m}) OR anonymous_id IN ({m})) AND ts <= ?{extra} "
-        f"ORDER BY ts DESC, message_id DESC LIMIT {int(limit)}", params)
+    # Each id column alone in its WHERE: DuckDB answers ``col IN (constants)`` from the column's index
+    # but scans all 5 M events once another condition (ts, or the OR of both columns) joins it. A
+    # lead's events are few; the time bounds, order and limit are applied here.
+    rows: dict[str, dict[str, Any]] = {}
+    for col in ("user_id", "anonymous_id"):
+        cond, params = _in(store, col, ids)
+        for r in store.query_dicts("SELECT message_id, type, event, name, user_id, anonymous_id, group_id, ts, "
+                                   f"received_at, properties FROM events WHERE {cond}", params):
+            if r["ts"] <= as_of and (before is None or r["ts"] < before):
+                rows[r["message_id"]] = r
+    ordered = sorted(rows.values(), key=lambda r: (r["ts"], r["message_id"]), reverse=True)[:int(limit)]
     return [{"message_id": r["message_id"], "type": r["type"],
              "event": r["event"] or r["name"] or r["type"], "user_id": r["user_id"], "anonymous_id": r["anonymous_id"],
              "group_id": r["group_id"], "ts": _iso(r["ts"]), "received_at": _iso(r["received_at"]),
-             "properties": _json(r["properties"]) or {}} for r in rows]
+             "properties": _json(r["properties"]) or {}} for r in ordered]
+
+
+def lead_events_sql(store: Store, lead: str) -> str:
+    """One lead's rows of ``resolved_events`` as a relation (SQL text, ids as literals) for SQL
+    builders that take an events relation (the video reconstruction). Same rows as ``resolved_events
+    WHERE lead_id = lead``, found through the lead's ids (an event resolves to the lead only through
+    its user id, or through its anonymous id when it has no user id) so that DuckDB can use the id
+    columns' indexes instead of resolving all 5 M events first."""
+    ids = ", ".join(quote_literal(i) for i in [lead] + list(aliases_of(store, [lead])))
+    me = quote_literal(lead)
+    return (f"(SELECT * FROM resolved_events WHERE user_id IN ({ids}) AND lead_id = {me} UNION ALL "
+            f"SELECT * FROM resolved_events WHERE anonymous_id IN ({ids}) "
+            f"AND (CASE WHEN user_id IS NULL THEN 1 ELSE 0 END) = 1 AND lead_id = {me})")
 
 
 def lead_exists(store: Store, lead: str) -> bool:
@@ -476,7 +491,8 @@ def lead_detail(store: Store, model: Model, lead: str, as_of: datetime, *, histo
     ``traits``, ``account`` (id, name and rollup), ``current`` (the stored live score), ``history``,
     ``timeline`` and ``videos`` (per-video viewing facts). Raises NotFound for an unknown lead."""
     from leadscore.engine.explain import UnknownLead, explain_lead
-    from leadscore.video.read import views
+    from leadscore.video.facts import VIEW_COLUMNS, video_views_sql
+    from leadscore.video.read import as_of_sql
 
     as_of = _naive(as_of)
     lead = resolve_lead(store, lead)
@@ -491,8 +507,10 @@ def lead_detail(store: Store, model: Model, lead: str, as_of: datetime, *, histo
     out["current"] = current_score(store, lead)
     out["history"] = lead_history(store, lead, limit=history_limit)
     out["timeline"] = lead_timeline(store, lead, as_of, limit=timeline_limit)
-    out["videos"] = [{k: (_iso(v) if isinstance(v, datetime) else v) for k, v in row.items()}
-                     for row in views(store, as_of, lead_id=lead)]
+    # leadscore.video.read.views(store, as_of, lead_id=lead), over the lead's events found by its ids
+    rows = store.query_dicts(f"SELECT * FROM ({video_views_sql(store.dialect, lead_events_sql(store, lead), as_of_sql(store, as_of))}) v "
+                             "ORDER BY v.lead_id, v.video_id")
+    out["videos"] = [{k: (_iso(r[k]) if isinstance(r[k], datetime) else r[k]) for k in VIEW_COLUMNS} for r in rows]
     return out
 
 

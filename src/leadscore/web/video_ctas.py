@@ -8,13 +8,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from leadscore.service.queries import lead_events_sql
 from leadscore.store.dialect import quote_literal
 from leadscore.video import read
 from leadscore.video.reconstruct import video_cta_sql
 
 
 def video_ctas(store, as_of: datetime, *, video_id: str | None = None, lead_id: str | None = None) -> list[dict[str, Any]]:
-    events = read.EVENTS if lead_id is None else f"(SELECT * FROM {read.EVENTS} WHERE lead_id = {quote_literal(lead_id)})"
+    events = read.EVENTS if lead_id is None else lead_events_sql(store, lead_id)
     sql = f"SELECT * FROM ({video_cta_sql(store.dialect, events, read.as_of_sql(store, as_of))}) c"
     if video_id is not None:
         sql += f" WHERE c.video_id = {quote_literal(video_id)}"
@@ -28,7 +29,7 @@ def lead_heatmaps(store, lead_id: str, as_of: datetime, durations: dict[str, flo
     from leadscore.video.reconstruct import video_heatmap_sql
     from leadscore.video.simulate import cells
 
-    events = f"(SELECT * FROM {read.EVENTS} WHERE lead_id = {quote_literal(lead_id)})"
+    events = lead_events_sql(store, lead_id)
     sql = (f"SELECT h.video_id, h.start_sec, h.end_sec, h.plays FROM ("
            f"{video_heatmap_sql(store.dialect, events, read.as_of_sql(store, as_of))}) h ORDER BY h.video_id, h.start_sec")
     runs: dict[str, list[dict]] = {}
