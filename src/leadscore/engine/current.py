@@ -70,24 +70,31 @@ def refresh_scores(store: Store, model: Model, as_of: datetime, leads: list[str]
     upserts, history = [], []
     with store._lock, store.transaction() as conn:
         prev = _previous(store, conn, list(frame["lead_id"]) if leads is not None else None)
-        for rec in frame.to_dict("records"):
-            old = prev.get(rec["lead_id"])
-            last = rec.get("last_activity")
-            last = None if last is None or pd.isna(last) else pd.Timestamp(last).to_pydatetime()
-            same = old is not None and abs(old[0] - rec["score"]) < 1e-9 and old[1] == rec["tier"] \
-                and old[2] == rec["stage"] and old[3] == version and old[4] == last
+        # Columns as Python lists once (a records dict per lead cost ~1 ms per 100 columns).
+        col = {c: frame[c].tolist() for c in ("lead_id", "score", "fit", "engagement", "tier", "stage", "grade",
+                                              "disqualified", "probability")}
+        gcols = [(c[6:], frame[c].tolist()) for c in groups]
+        rcols = [(c[5:], frame[c].tolist()) for c in rules]
+        lasts = [None if pd.isna(x) else pd.Timestamp(x).to_pydatetime() for x in frame["last_activity"]] \
+            if "last_activity" in frame.columns else [None] * len(frame)
+        for k, lead in enumerate(col["lead_id"]):
+            score, tier, stage, last = col["score"][k], col["tier"][k], col["stage"][k], lasts[k]
+            old = prev.get(lead)
+            same = old is not None and abs(old[0] - score) < 1e-9 and old[1] == tier \
+                and old[2] == stage and old[3] == version and old[4] == last
             if same and leads is None:
                 continue  # a whole-population re-score writes only what changed
             # (a targeted re-score also records the new as-of of an unchanged lead: its events are scored)
-            g = {c[6:]: rec[c] for c in groups}
-            r = {c[5:]: rec[c] for c in rules if rec[c] != 0}
-            prob = rec.get("probability")
+            g = {name: values[k] for name, values in gcols}
+            r = {name: values[k] for name, values in rcols if values[k] != 0}
+            prob = col["probability"][k]
             prob = None if prob is None or prob != prob else float(prob)
-            upserts.append((rec["lead_id"], version, as_of, rec["score"], rec["fit"], rec["engagement"], rec["tier"],
-                            rec["stage"], rec["grade"], bool(rec["disqualified"]), prob, json.dumps(g), json.dumps(r), as_of, last))
-            if old is None or abs(old[0] - rec["score"]) >= 1e-9 or old[1] != rec["tier"] or old[2] != rec["stage"]:
-                ch = ScoreChange(rec["lead_id"], as_of, rec["score"], rec["fit"], rec["engagement"], rec["tier"],
-                                 rec["stage"], rec["grade"], old[0] if old else None, old[1] if old else None,
+            fit, engagement, grade = col["fit"][k], col["engagement"][k], col["grade"][k]
+            upserts.append((lead, version, as_of, score, fit, engagement, tier, stage, grade,
+                            bool(col["disqualified"][k]), prob, json.dumps(g), json.dumps(r), as_of, last))
+            if old is None or abs(old[0] - score) >= 1e-9 or old[1] != tier or old[2] != stage:
+                ch = ScoreChange(lead, as_of, score, fit, engagement, tier, stage, grade,
+                                 old[0] if old else None, old[1] if old else None,
                                  old[2] if old else None, cause, cause_ref, g, r)
                 changes.append(ch)
                 history.append((ch.lead_id, as_of, version, ch.score, ch.fit, ch.engagement, ch.tier, ch.stage,
