@@ -528,20 +528,12 @@ def _body(schema: dict) -> dict:
 
 
 class _IngestRoute(APIRoute):
-    """Documented like any FastAPI route, served as a plain ASGI call: ``handle`` reads the request
-    itself, so FastAPI's per-request dependency solving and exit stacks are pure overhead here
-    (about as much CPU as the whole handler of a /v1/track request, measured with py-spy).
-    Unexpected exceptions still reach the application's exception middleware."""
+    """Documented like any FastAPI route, but its handler is the endpoint itself: ``handle`` reads
+    the request on its own, so FastAPI's per-request dependency solving is pure overhead here
+    (about a tenth of a /v1/track request's CPU, measured with py-spy)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        endpoint = self.endpoint
-
-        async def app(scope, receive, send) -> None:
-            response = await endpoint(Request(scope, receive, send))
-            await response(scope, receive, send)
-
-        self.app = app
+    def get_route_handler(self):
+        return self.endpoint
 
 
 def _route(kind: str):

