@@ -262,12 +262,14 @@ def _lead_filters(store: Store, *, tier, stage, grade, account, min_score, max_s
         # made as of a later instant than ``as_of`` may count newer events: those leads (none, when
         # the page is "now") are asked of the event log.
         fresh = "(ls.last_activity_at > ? AND ls.last_activity_at <= ?)"
-        # Asked first rather than left to the planner: DuckDB would join the whole window's events, and
-        # PostgreSQL costs the never-run subplan so high that it JIT-compiles the query (~1 s).
+        # Asked first rather than left to the planner: the event-log half joins the whole window's events.
+        # One set of ids (a hash semi-join on both engines; as an OR of a subquery PostgreSQL runs the
+        # subquery per row).
         if _scored_after(store, as_of):
             wide = True
-            where.append(f"((ls.as_of <= ? AND {fresh}) OR (ls.as_of > ? AND ls.lead_id IN "
-                         "(SELECT lead_id FROM resolved_events WHERE ts > ? AND ts <= ?)))")
+            where.append("ls.lead_id IN (SELECT lead_id FROM lead_scores WHERE as_of <= ? AND last_activity_at > ? "
+                         "AND last_activity_at <= ? UNION ALL SELECT s.lead_id FROM lead_scores s "
+                         "JOIN resolved_events r ON r.lead_id = s.lead_id WHERE s.as_of > ? AND r.ts > ? AND r.ts <= ?)")
             params += [as_of, since, as_of, as_of, since, as_of]
         else:
             where.append(fresh)
