@@ -10,7 +10,8 @@ import pytest
 from leadscore.store import open_store
 from leadscore.store.dialect import DUCKDB, SPARK
 from leadscore.video.facts import video_views_sql
-from leadscore.video.reconstruct import video_heatmap_sql, video_intervals_sql, video_rejects_sql
+from leadscore.video.reconstruct import (video_columns_sql, video_heatmap_sql, video_intervals_sql,
+                                         video_rejects_sql)
 from leadscore.video.simulate import random_actions, simulate
 from tests.video.helpers import AS_OF, T0, Viewer, ingest
 
@@ -61,7 +62,11 @@ def test_spark_sql_matches_duckdb(spark, duckdb_url):
     events = store.query("SELECT message_id, type, event, ts, CAST(properties AS VARCHAR), lead_id FROM resolved_events")
     catalog = store.query("SELECT video_id, title, duration, category, stage, tags FROM video_catalog")
     spark.createDataFrame(events, "message_id string, type string, event string, ts timestamp, properties string, "
-                                  "lead_id string").createOrReplaceTempView("ev")
+                                  "lead_id string").createOrReplaceTempView("ev_log")
+    # the log as Parquet holds it (no typed video columns): Spark derives them from the JSON, as the
+    # Parquet/Spark sources do; they must equal what the DuckDB store's ingest wrote
+    derived = ", ".join(f"{expr} AS {col}" for col, expr in video_columns_sql(SPARK))
+    spark.sql(f"SELECT *, {derived} FROM ev_log").createOrReplaceTempView("ev")
     spark.createDataFrame(catalog, "video_id string, title string, duration double, category string, stage string, "
                                    "tags string").createOrReplaceTempView("video_catalog")
     as_of = f"TIMESTAMP '{AS_OF.isoformat(sep=' ')}'"

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from leadscore.demo.generator import DemoChunk, DemoConfig, generate_chunks
 from leadscore.events import Event
+from leadscore.events.normalize import video_values_from_json
 from leadscore.store import Store
 
 Progress = Callable[[int, int], None]   # (leads done, events done) so far
@@ -35,6 +36,9 @@ class DemoEvent(Event):
         return (self.message_id, self.type, self.event, self.name, self.user_id, self.row_anonymous_id,
                 self.group_id, self.previous_id, self.ts, self.original_ts, self.sent_at,
                 self.received_at, self.properties_json, self.context_json)
+
+    def stored_row(self) -> tuple:
+        return self.row() + video_values_from_json(self.type, self.properties_json)
 
 
 def chunk_events(chunk: DemoChunk) -> list[Event]:

@@ -29,6 +29,7 @@ import pyarrow as pa
 from leadscore.engine.compile import Sources, compile_model
 from leadscore.engine.score import _frame, to_naive_utc
 from leadscore.events import EVENT_COLUMNS
+from leadscore.video.reconstruct import video_columns_sql
 from leadscore.model.schema import Model
 from leadscore.store.dialect import DUCKDB, Dialect, quote_literal
 
@@ -131,7 +132,9 @@ def log_views(d: Dialect, raw: str, as_of_sql: str, has_lead_id: bool, trait_key
     browser up to as_of, or None when the model does not read ``browser``."""
     lead = "lead_id" if has_lead_id else "COALESCE(user_id, anonymous_id)"
     cols = ", ".join(c for c in EVENT_COLUMNS if c != "lead_id")
-    views = [("ls_events", f"SELECT {cols}, {lead} AS lead_id FROM {raw}")]
+    # the typed video columns the store fills at ingest, derived from the JSON (the log has none)
+    video = ", ".join(f"{expr} AS {col}" for col, expr in video_columns_sql(d))
+    views = [("ls_events", f"SELECT {cols}, {video}, {lead} AS lead_id FROM {raw}")]
     views.append(("ls_id_msgs", f"SELECT lead_id, ts, message_id, properties FROM ls_events "
                                 f"WHERE type = 'identify' AND lead_id IS NOT NULL AND ts <= {as_of_sql}"))
     # An account's traits may come from any member's group call: with ``group_raw`` (an incremental

@@ -25,6 +25,63 @@ EVENT_COLUMNS = (
     "ts", "original_ts", "sent_at", "received_at", "properties", "context",
 )
 
+# Typed video columns, stored beside the event log's columns for track events (the video reconstruction
+# reads them instead of the JSON): column → the properties it is read from, the first present.
+VIDEO_COLUMN_SOURCES = {
+    "video_session_id": ("session_id",),
+    "video_asset_id": ("content_asset_id", "asset_id"),
+    "video_position": ("position",),
+    "video_seek_position": ("seek_position",),
+    "video_total_length": ("total_length",),
+    "video_playback_rate": ("playback_rate",),
+}
+VIDEO_COLUMNS = tuple(VIDEO_COLUMN_SOURCES)
+VIDEO_TEXT_COLUMNS = ("video_session_id", "video_asset_id")
+STORED_EVENT_COLUMNS = EVENT_COLUMNS + VIDEO_COLUMNS
+# A number given as text (the PostgreSQL function ls_num uses the same rule).
+NUMBER_RE = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
+_NUMBER = re.compile(NUMBER_RE)
+
+
+def _prop_text(v: Any) -> str | None:
+    """A property as the SQL JSON text accessors give it (->>, json_extract_string)."""
+    if v is None or isinstance(v, str):
+        return v
+    return json.dumps(v, separators=(",", ":"), default=str)
+
+
+def _prop_num(v: Any) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str) and _NUMBER.match(v):
+        return float(v)
+    return None
+
+
+def video_values(type_: str, properties: dict[str, Any]) -> tuple:
+    """The typed video columns (VIDEO_COLUMNS) of an event: read from a track event's properties."""
+    if type_ != "track" or not properties:
+        return (None,) * len(VIDEO_COLUMNS)
+    out = []
+    for col, keys in VIDEO_COLUMN_SOURCES.items():
+        v = next((properties[k] for k in keys if properties.get(k) is not None), None)
+        out.append(_prop_text(v) if col in VIDEO_TEXT_COLUMNS else _prop_num(v))
+    return tuple(out)
+
+
+_VIDEO_KEYS_QUOTED = tuple(f'"{k}"' for keys in VIDEO_COLUMN_SOURCES.values() for k in keys)
+_NO_VIDEO = (None,) * len(VIDEO_COLUMNS)
+
+
+def video_values_from_json(type_: str, properties_json: str | None) -> tuple:
+    """video_values for properties still as JSON text, parsed only when it names a video property."""
+    if type_ != "track" or not properties_json or not any(k in properties_json for k in _VIDEO_KEYS_QUOTED):
+        return _NO_VIDEO
+    return video_values(type_, json.loads(properties_json))
+
+
 _SNAKE_KEYS = {"user_id": "userId", "anonymous_id": "anonymousId", "message_id": "messageId",
                "group_id": "groupId", "previous_id": "previousId", "sent_at": "sentAt",
                "original_timestamp": "originalTimestamp"}
@@ -71,6 +128,10 @@ class Event:
                 self.group_id, self.previous_id, self.ts, self.original_ts, self.sent_at,
                 self.received_at, json.dumps(self.properties, separators=(",", ":"), default=str),
                 json.dumps(self.context, separators=(",", ":"), default=str))
+
+    def stored_row(self) -> tuple:
+        """row() plus the typed video columns: the store's events row (STORED_EVENT_COLUMNS)."""
+        return self.row() + video_values(self.type, self.properties)
 
     @property
     def lead_key(self) -> str | None:

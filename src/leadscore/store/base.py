@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
 
-from leadscore.events import EVENT_COLUMNS, Event
+from leadscore.events import Event
+from leadscore.events.normalize import STORED_EVENT_COLUMNS
 from leadscore.store import migrations
 from leadscore.store.dialect import Dialect
 from leadscore.store.traits import browser_of, flatten_traits
@@ -133,11 +134,11 @@ class Store(ABC):
         """Insert the events whose messageId is not stored yet; returns their ids (each batch's
         messageIds are already unique). ``no_duplicates``: a plain INSERT, which fails on a stored
         messageId (a backend that pays much for the conflict check tries that first)."""
-        rows = [e.row() for e in events]
+        rows = [e.stored_row() for e in events]
         if no_duplicates:
-            self._bulk_insert(conn, "events", EVENT_COLUMNS, rows, conflict="plain")
+            self._bulk_insert(conn, "events", STORED_EVENT_COLUMNS, rows, conflict="plain")
             return [e.message_id for e in events]
-        inserted = self._bulk_insert(conn, "events", EVENT_COLUMNS, rows, conflict="ignore", returning="message_id")
+        inserted = self._bulk_insert(conn, "events", STORED_EVENT_COLUMNS, rows, conflict="ignore", returning="message_id")
         return [r[0] for r in inserted]
 
     def _apply_identity_and_traits(self, conn: Any, events: list[Event]) -> set[str]:

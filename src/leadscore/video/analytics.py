@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from leadscore.events import EVENT_COLUMNS
+from leadscore.events.normalize import STORED_EVENT_COLUMNS
 from leadscore.store.dialect import quote_literal
 from leadscore.video.catalog import STAGES
 from leadscore.video.facts import video_views_sql
@@ -37,7 +37,7 @@ SHOWN_EVENT = "Video Player Shown"
 
 def viewer_events(source: str = "resolved_events") -> str:
     """The resolved events with anonymous people as viewers of their own: ``anon:<anonymousId>``."""
-    cols = ", ".join(f"r.{c}" for c in EVENT_COLUMNS)
+    cols = ", ".join(f"r.{c}" for c in STORED_EVENT_COLUMNS)
     return (f"(SELECT {cols}, COALESCE(r.lead_id, CASE WHEN r.anonymous_id IS NOT NULL "
             f"THEN 'anon:' || r.anonymous_id END) AS lead_id FROM {source} r)")
 
@@ -69,7 +69,7 @@ def _impressions_sql(store, as_of: str) -> str:
 def _engagement_sql(store, as_of: str) -> str:
     """Per video, runs of seconds with (viewers who watched them, total plays): a sweep over runs."""
     ctes = _ctes(store.dialect, viewer_events(), as_of, "video_catalog", DEFAULT_HEARTBEAT_S, DEFAULT_JITTER_S,
-                 DEFAULT_TOLERANCE_S) + _heatmap_ctes()
+                 DEFAULT_TOLERANCE_S) + _heatmap_ctes(store.dialect)
     ctes += [
         ("lsa_pts", """
             SELECT video_id, sec, SUM(dv) AS dv, SUM(dp) AS dp FROM (

@@ -5,15 +5,15 @@ every figure is as of the given instant and uses only events with ``ts <= as_of`
 """
 from __future__ import annotations
 
-from leadscore.store.dialect import Dialect, quote_literal
+from leadscore.store.dialect import Dialect
 from leadscore.video.reconstruct import (
-    CTA_EVENT, DEFAULT_HEARTBEAT_S, DEFAULT_JITTER_S, DEFAULT_TOLERANCE_S, REJECT_REASONS,
-    _ctes, _heatmap_ctes, _with, video_cta_sql, video_heatmap_sql, video_intervals_sql, video_rejects_sql,
+    DEFAULT_HEARTBEAT_S, DEFAULT_JITTER_S, DEFAULT_TOLERANCE_S, REJECT_REASONS, _ctes, _heatmap_ctes, _key, _names,
+    _on, _with, video_cta_sql, video_heatmap_sql, video_intervals_sql, video_rejects_sql,
 )
 
 __all__ = [
-    "VIEW_COLUMNS", "COMPLETION_THRESHOLDS", "REJECT_REASONS", "video_views_sql", "video_intervals_sql",
-    "video_heatmap_sql", "video_rejects_sql", "video_cta_sql",
+    "VIEW_COLUMNS", "COMPLETION_THRESHOLDS", "REJECT_REASONS", "video_views_sql", "video_heat_and_views_sql",
+    "video_intervals_sql", "video_heatmap_sql", "video_rejects_sql", "video_cta_sql",
 ]
 
 COMPLETION_THRESHOLDS = (25, 50, 75, 80, 100)
@@ -23,6 +23,43 @@ VIEW_COLUMNS = (
     "watch_seconds", "replayed_seconds", "furthest_position", "sessions", "first_ts", "last_ts",
     "completed_25", "completed_50", "completed_75", "completed_80", "completed_100", "cta_clicks",
 )
+
+
+def _facts_ctes(d: Dialect) -> list[tuple[str, str]]:
+    """The facts per (lead, video), on the integer keys of the reconstruction (see reconstruct._key)."""
+    dbl = d.double()
+    lv = _key(d, ["lead_id", "video_id"], "lv")
+    k = _names(lv)
+    return [
+        ("lsv_ivagg", f"""
+            SELECT {k}, MAX(end_pos) AS furthest, MAX(end_ts) AS iv_last FROM lsv_iv GROUP BY {k}"""),
+        ("lsv_hagg", f"""
+            SELECT {k},
+                   CAST(SUM(end_sec - start_sec) AS BIGINT) AS unique_seconds,
+                   CAST(SUM((end_sec - start_sec) * plays) AS BIGINT) AS watch_seconds,
+                   CAST(SUM(CASE WHEN plays >= 2 THEN end_sec - start_sec ELSE 0 END) AS BIGINT) AS replayed_seconds
+            FROM lsv_runs WHERE plays > 0 AND end_sec IS NOT NULL GROUP BY {k}"""),
+        ("lsv_facts", f"""
+            SELECT b.lead_id, b.video_id, b.cat_title AS title, b.cat_category AS category, b.cat_stage AS stage,
+                   b.duration,
+                   COALESCE(h.unique_seconds, CAST(0 AS BIGINT)) AS unique_seconds,
+                   CASE WHEN b.duration IS NULL OR b.duration <= 0 THEN CAST(NULL AS {dbl})
+                        ELSE LEAST(CAST(100 AS {dbl}),
+                                   CAST(COALESCE(h.unique_seconds, 0) AS {dbl}) * 100
+                                   / CAST(CASE WHEN b.duration > 0.5 THEN CEIL(b.duration - 0.5) ELSE 1 END AS {dbl}))
+                        END AS percent_watched,
+                   COALESCE(h.watch_seconds, CAST(0 AS BIGINT)) AS watch_seconds,
+                   COALESCE(h.replayed_seconds, CAST(0 AS BIGINT)) AS replayed_seconds,
+                   COALESCE(i.furthest, CAST(0 AS {dbl})) AS furthest_position,
+                   CAST(b.sessions AS BIGINT) AS sessions,
+                   b.ev_first AS first_ts,
+                   COALESCE(i.iv_last, b.ev_last) AS last_ts,
+                   CAST(COALESCE(t.cta_clicks, 0) AS BIGINT) AS cta_clicks
+            FROM lsv_dur b
+            LEFT JOIN lsv_ivagg i ON {_on(lv, 'i', 'b')}
+            LEFT JOIN lsv_hagg h ON {_on(lv, 'h', 'b')}
+            LEFT JOIN lsv_ctas t ON t.lead_id = b.lead_id AND t.video_id = b.video_id"""),
+    ]
 
 
 def video_views_sql(dialect: Dialect, events: str, as_of: str, catalog: str = "video_catalog", *,
@@ -46,47 +83,7 @@ def video_views_sql(dialect: Dialect, events: str, as_of: str, catalog: str = "v
     percent_watched >= N; cta_clicks = ``CTA Clicked`` events carrying this content_asset_id.
     """
     d = dialect
-    dbl = d.double()
-    ctes = _ctes(d, events, as_of, catalog, heartbeat_s, jitter_s, tolerance_s) + _heatmap_ctes()
-    ctes += [
-        ("lsv_base", """
-            SELECT lead_id, video_id, MAX(duration) AS duration, COUNT(DISTINCT session_id) AS sessions,
-                   MIN(ts) AS ev_first, MAX(ts) AS ev_last
-            FROM lsv_ok GROUP BY lead_id, video_id"""),
-        ("lsv_ivagg", """
-            SELECT lead_id, video_id, MAX(end_pos) AS furthest, MAX(end_ts) AS iv_last
-            FROM lsv_iv GROUP BY lead_id, video_id"""),
-        ("lsv_hagg", """
-            SELECT lead_id, video_id,
-                   CAST(SUM(end_sec - start_sec) AS BIGINT) AS unique_seconds,
-                   CAST(SUM((end_sec - start_sec) * plays) AS BIGINT) AS watch_seconds,
-                   CAST(SUM(CASE WHEN plays >= 2 THEN end_sec - start_sec ELSE 0 END) AS BIGINT) AS replayed_seconds
-            FROM lsv_heat GROUP BY lead_id, video_id"""),
-        ("lsv_ctas", f"""
-            SELECT lead_id, vid_own AS video_id, COUNT(*) AS cta_clicks FROM lsv_src
-            WHERE event = {quote_literal(CTA_EVENT)} AND vid_own IS NOT NULL GROUP BY lead_id, vid_own"""),
-        ("lsv_facts", f"""
-            SELECT b.lead_id, b.video_id, c.cat_title AS title, c.cat_category AS category, c.cat_stage AS stage,
-                   b.duration,
-                   COALESCE(h.unique_seconds, CAST(0 AS BIGINT)) AS unique_seconds,
-                   CASE WHEN b.duration IS NULL OR b.duration <= 0 THEN CAST(NULL AS {dbl})
-                        ELSE LEAST(CAST(100 AS {dbl}),
-                                   CAST(COALESCE(h.unique_seconds, 0) AS {dbl}) * 100
-                                   / CAST(CASE WHEN b.duration > 0.5 THEN CEIL(b.duration - 0.5) ELSE 1 END AS {dbl}))
-                        END AS percent_watched,
-                   COALESCE(h.watch_seconds, CAST(0 AS BIGINT)) AS watch_seconds,
-                   COALESCE(h.replayed_seconds, CAST(0 AS BIGINT)) AS replayed_seconds,
-                   COALESCE(i.furthest, CAST(0 AS {dbl})) AS furthest_position,
-                   CAST(b.sessions AS BIGINT) AS sessions,
-                   b.ev_first AS first_ts,
-                   COALESCE(i.iv_last, b.ev_last) AS last_ts,
-                   CAST(COALESCE(t.cta_clicks, 0) AS BIGINT) AS cta_clicks
-            FROM lsv_base b
-            LEFT JOIN lsv_ivagg i ON i.lead_id = b.lead_id AND i.video_id = b.video_id
-            LEFT JOIN lsv_hagg h ON h.lead_id = b.lead_id AND h.video_id = b.video_id
-            LEFT JOIN lsv_ctas t ON t.lead_id = b.lead_id AND t.video_id = b.video_id
-            LEFT JOIN lsv_cat c ON c.cat_video_id = b.video_id"""),
-    ]
+    ctes = _ctes(d, events, as_of, catalog, heartbeat_s, jitter_s, tolerance_s) + _heatmap_ctes(d) + _facts_ctes(d)
     completed = ",\n       ".join(
         f"CASE WHEN percent_watched >= {n} THEN TRUE ELSE FALSE END AS completed_{n}" for n in COMPLETION_THRESHOLDS)
     body = f"""SELECT lead_id, video_id, title, category, stage, duration, unique_seconds, percent_watched,
@@ -94,4 +91,30 @@ def video_views_sql(dialect: Dialect, events: str, as_of: str, catalog: str = "v
        {completed},
        cta_clicks
 FROM lsv_facts"""
-    return _with(ctes, body)
+    return _with(ctes, body, d)
+
+
+HEAT_COLUMNS = ("start_sec", "end_sec", "plays")
+
+
+def video_heat_and_views_sql(dialect: Dialect, events: str, as_of: str, catalog: str = "video_catalog", *,
+                             heartbeat_s: float = DEFAULT_HEARTBEAT_S, jitter_s: float = DEFAULT_JITTER_S,
+                             tolerance_s: float = DEFAULT_TOLERANCE_S) -> str:
+    """One SELECT giving both the heatmap runs and the viewer facts from one reconstruction (the two
+    separate queries each rebuild it): rows with ``kind = 'run'`` carry lead_id, video_id and
+    start_sec/end_sec/plays (as video_heatmap_sql), rows with ``kind = 'view'`` carry the VIEW_COLUMNS
+    (as video_views_sql); the other columns are NULL. Materialise it once, then split on ``kind``."""
+    d = dialect
+    ctes = _ctes(d, events, as_of, catalog, heartbeat_s, jitter_s, tolerance_s) + _heatmap_ctes(d) + _facts_ctes(d)
+    fact_cols = [c for c in VIEW_COLUMNS if c not in ("lead_id", "video_id")]
+    types = {"title": d.text(), "category": d.text(), "stage": d.text(), "duration": d.double(),
+             "percent_watched": d.double(), "furthest_position": d.double(), "first_ts": "TIMESTAMP",
+             "last_ts": "TIMESTAMP"}
+    completed = {f"completed_{n}": f"CASE WHEN percent_watched >= {n} THEN TRUE ELSE FALSE END"
+                 for n in COMPLETION_THRESHOLDS}
+    null = lambda c: f"CAST(NULL AS {types.get(c, 'BOOLEAN' if c.startswith('completed_') else 'BIGINT')}) AS {c}"  # noqa: E731
+    runs = ", ".join(["'run' AS kind", "lead_id", "video_id", "start_sec", "end_sec", "plays"]
+                     + [null(c) for c in fact_cols])
+    views = ", ".join(["'view' AS kind", "lead_id", "video_id"] + [null(c) for c in HEAT_COLUMNS]
+                      + [f"{completed[c]} AS {c}" if c in completed else c for c in fact_cols])
+    return _with(ctes, f"SELECT {runs} FROM lsv_heat UNION ALL SELECT {views} FROM lsv_facts", d)
