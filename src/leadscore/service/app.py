@@ -98,7 +98,10 @@ def create_app(store: Store, settings: Settings | None = None, *, routers: Seque
             writer.stop()
 
     app = FastAPI(title="leadscore", summary="Explainable lead scoring: Segment-compatible ingestion and the REST API",
-                  version=_version(), lifespan=lifespan)
+                  version=_version(), lifespan=lifespan,
+                  # FastAPI's native OpenTelemetry hooks read the environment on every request (~5% of a
+                  # /v1/track request's CPU); leadscore exports no traces, so they are off.
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.store = store
     app.state.settings = settings
     app.state.keys = KeyRing(store, settings)
