@@ -339,9 +339,12 @@ def scoped_sources(dialect: Dialect, ids: list[str], context: bool = True) -> li
         cols = f"* EXCLUDE ({'' if context else 'context, '}previous_id, original_ts, sent_at)"
     ctes = [
         ("s_ids", dialect.string_relation("id", ids)),
+        # Each branch has its IN list as its only condition, so DuckDB can answer it from the index
+        # (with a second condition it scans the log); UNION drops the rows both branches find, and the
+        # rows of other leads' userIds that carry one of these anonymousIds fail the lead filter.
         ("s_events", "SELECT e.*, COALESCE(mu.lead_id, e.user_id, ma.lead_id) AS lead_id FROM ("
-                     f"SELECT {cols} FROM events WHERE user_id IN {in_ids} UNION ALL "
-                     f"SELECT {cols} FROM events WHERE user_id IS NULL AND anonymous_id IN {in_ids}) e "
+                     f"SELECT {cols} FROM events WHERE user_id IN {in_ids} UNION "
+                     f"SELECT {cols} FROM events WHERE anonymous_id IN {in_ids}) e "
                      "LEFT JOIN identities mu ON mu.alias_id = e.user_id "
                      "LEFT JOIN identities ma ON ma.alias_id = e.anonymous_id"),
         ("s_traits", "SELECT lead_id, key, value, num FROM (SELECT COALESCE(m.lead_id, t.lead_id) AS lead_id, t.key, "
