@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from leadscore.engine.conditions_sql import Value, condition_sql, where_sql
+from leadscore.events.normalize import STORED_EVENT_COLUMNS
 from leadscore.model.schema import Model, Rule, StageWhen, Where
 from leadscore.store.dialect import Dialect, quote_literal
 
@@ -332,19 +333,24 @@ def scoped_sources(dialect: Dialect, ids: list[str], context: bool = True) -> li
     DuckDB leaves the wide JSON context and the columns no rule reads unfetched: a lead's messages are
     scattered over the log, and fetching a scattered row costs per column."""
     # Literal lists here (the only two): DuckDB answers an IN list on an indexed column from the index
-    # (DuckDBStore raises index_scan_max_count for that); a semi-join would scan the whole log.
+    # (DuckDBStore sets index_scan_percentage for that); a semi-join would scan the whole log.
     in_ids = f"({', '.join(quote_literal(i) for i in ids) or 'NULL'})"
-    cols = "*"
-    if dialect.name == "duckdb":
-        cols = f"* EXCLUDE ({'' if context else 'context, '}previous_id, original_ts, sent_at)"
-    ctes = [
-        ("s_ids", dialect.string_relation("id", ids)),
+    keep = [c for c in STORED_EVENT_COLUMNS
+            if c not in ("previous_id", "original_ts", "sent_at") and (context or c != "context")]
+    cols = ", ".join(keep)
+    if dialect.name == "postgres":
+        # A bitmap index scan takes the second condition too; UNION would hash every row's JSON.
+        rows = (f"SELECT {cols} FROM events WHERE user_id IN {in_ids} UNION ALL "
+                f"SELECT {cols} FROM events WHERE user_id IS NULL AND anonymous_id IN {in_ids}")
+    else:
         # Each branch has its IN list as its only condition, so DuckDB can answer it from the index
         # (with a second condition it scans the log); UNION drops the rows both branches find, and the
         # rows of other leads' userIds that carry one of these anonymousIds fail the lead filter.
-        ("s_events", "SELECT e.*, COALESCE(mu.lead_id, e.user_id, ma.lead_id) AS lead_id FROM ("
-                     f"SELECT {cols} FROM events WHERE user_id IN {in_ids} UNION "
-                     f"SELECT {cols} FROM events WHERE anonymous_id IN {in_ids}) e "
+        rows = (f"SELECT {cols} FROM events WHERE user_id IN {in_ids} UNION "
+                f"SELECT {cols} FROM events WHERE anonymous_id IN {in_ids}")
+    ctes = [
+        ("s_ids", dialect.string_relation("id", ids)),
+        ("s_events", f"SELECT e.*, COALESCE(mu.lead_id, e.user_id, ma.lead_id) AS lead_id FROM ({rows}) e "
                      "LEFT JOIN identities mu ON mu.alias_id = e.user_id "
                      "LEFT JOIN identities ma ON ma.alias_id = e.anonymous_id"),
         ("s_traits", "SELECT lead_id, key, value, num FROM (SELECT COALESCE(m.lead_id, t.lead_id) AS lead_id, t.key, "
