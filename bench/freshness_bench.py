@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/freshness_bench.py                       # freshness on DuckDB and PostgreSQL
     .venv/bin/python bench/freshness_bench.py --backend duckdb --leads 20000 --seconds 20
+    .venv/bin/python bench/freshness_bench.py --backend postgres --leads 5000 --seconds 30 --conns 4 --rate 200 --batch 20
     .venv/bin/python bench/freshness_bench.py --queries --leads 100000 --backend duckdb
 
 Freshness (event accepted → new score readable): a store holding a demo population (default model,
 every lead scored) is served by a separate process running ingestion + REST API + live scoring. A load
 generator process sends /v1/batch requests of 500 page events to the population's leads over 8
-connections as fast as they are answered (the ingestion benchmark's load). Meanwhile a probe sends,
+connections as fast as they are answered (the ingestion benchmark's load), or, with --rate R, open loop at R
+events/s in requests of --batch events (each event a different lead). Meanwhile a probe sends,
 every 250 ms, one message for a new lead and polls GET /api/leads/{id}/history until the change caused
 by that messageId is readable: the time from the 200 acknowledgement to that read is the freshness.
 The server's own measure (receive time → score committed, every message) is read from /api/live.
