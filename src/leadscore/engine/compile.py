@@ -19,7 +19,7 @@ from datetime import datetime
 
 from leadscore.engine.conditions_sql import Value, condition_sql, where_sql
 from leadscore.events.normalize import STORED_EVENT_COLUMNS
-from leadscore.model.schema import Model, Rule, StageWhen, Where
+from leadscore.model.schema import Model, Rule, StageWhen
 from leadscore.store.dialect import Dialect, quote_literal
 
 VIDEO_FACTS = ("video_id", "title", "category", "stage", "duration", "unique_seconds", "percent_watched",
@@ -460,7 +460,7 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
         occ = " UNION ALL ".join(
             [f"SELECT {i} AS rule_idx, lead_id, CAST(message_id AS {dialect.text()}) AS message_id, CAST(ts AS TIMESTAMP) AS ts, pts FROM r{i}_p"
              for i, r in enumerate(model.rules) if r.kind != "event"] +
-            ([f"SELECT rule_idx, lead_id, message_id, CAST(ts AS TIMESTAMP) AS ts, pts FROM ev_pts"] if event_branches else []))
+            (["SELECT rule_idx, lead_id, message_id, CAST(ts AS TIMESTAMP) AS ts, pts FROM ev_pts"] if event_branches else []))
         sql = "WITH " + ",\n".join(f"{n} AS ({q})" for n, q in ctes) + f"\nSELECT * FROM ({occ}) o ORDER BY rule_idx, ts, message_id"
         return Compiled(sql, list(model.rules), list(model.groups), True, uses_video, uses_probability)
 

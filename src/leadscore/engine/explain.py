@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from leadscore.engine.compile import Sources, compile_model
+from leadscore.engine.compile import Sources, compile_model, scoped_sources
 from leadscore.engine.score import lead_scope, score_leads, to_naive_utc
 from leadscore.model.schema import Model
 from leadscore.store import Store
@@ -20,17 +20,17 @@ def explain_lead(store: Store, model: Model, lead: str, as_of: datetime,
                  sources: Sources | None = None) -> dict[str, Any]:
     """The explanation object (the CLI's --json and the API's lead endpoint return it as is)."""
     as_of = to_naive_utc(as_of)
-    frame = score_leads(store, model, as_of, leads=[lead], sources=sources)
+    scope = lead_scope(store, [lead]) if sources is None else None   # the lead's own ids: read once
+    frame = score_leads(store, model, as_of, leads=[lead], sources=sources, scope=scope)
     if frame.empty:
         raise UnknownLead(f"no lead {lead!r} in the store")
     row = frame.iloc[0]
-    scope = lead_scope(store, [lead]) if sources is None else None   # the lead's own messages only
     occ = store.query_analytic(compile_model(model, store.dialect, as_of, leads=[lead], sources=sources, explain=True,
                                              scope=scope).sql).to_pylist()
     by_rule: dict[int, list[dict]] = defaultdict(list)
     for o in occ:
         by_rule[int(o["rule_idx"])].append(o)
-    traits = _traits(store, lead)
+    traits = _traits(store, lead, scope or lead_scope(store, [lead]))
     rules = []
     for i, rule in enumerate(model.rules):
         points = float(row[f"rule:{rule.name}"])
@@ -68,17 +68,12 @@ def explain_lead(store: Store, model: Model, lead: str, as_of: datetime,
     }
 
 
-def _traits(store: Store, lead: str) -> dict[str, str | None]:
-    """The lead's traits, with its account's as ``account.<key>``: ``resolved_traits`` for one lead,
-    read from its own ids' rows (the view ranks every lead's traits before it can filter)."""
-    ids = lead_scope(store, [lead])
-    newest: dict[str, tuple] = {}
-    with store.transaction() as conn:
-        rows = store._fetch_in(conn, "SELECT key, value, ts, message_id FROM lead_traits WHERE lead_id IN {ids}", ids)
-    for key, value, ts, mid in rows:
-        if key not in newest or (ts, mid) > newest[key][1:]:
-            newest[key] = (value, ts, mid)
-    out = {key: v[0] for key, v in newest.items()}
+def _traits(store: Store, lead: str, ids: list[str]) -> dict[str, str | None]:
+    """The lead's traits, with its account's as ``account.<key>``: the engine's scoped ``resolved_traits``
+    over the lead's own ids (the view itself ranks every lead's traits before it can filter)."""
+    ctes = scoped_sources(store.dialect, ids)
+    sql = "WITH " + ", ".join(f"{name} AS ({q})" for name, q in ctes) + " SELECT key, value FROM s_traits WHERE lead_id = ?"
+    out = dict(store.query(sql, (lead,)))
     if out.get("account_id"):
         for key, value in store.query("SELECT key, value FROM account_traits WHERE account_id = ?", (out["account_id"],)):
             out[f"account.{key}"] = value

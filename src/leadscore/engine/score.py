@@ -63,13 +63,16 @@ def lead_scope(store: Store, leads: list[str]) -> list[str]:
 
 
 def score_leads(store: Store, model: Model, as_of: datetime, leads: list[str] | None = None,
-                sources: Sources | None = None, activity: bool = False) -> pd.DataFrame:
+                sources: Sources | None = None, activity: bool = False,
+                scope: list[str] | None = None) -> pd.DataFrame:
     """One row per lead: lead_id, score, fit, engagement, tier, stage, grade, disqualified,
     probability, ``group:<name>``, ``rule:<name>`` (points) and ``hits:<name>`` (times fired);
     with ``activity``, also ``last_activity`` (the lead's newest message at or before ``as_of``).
-    With ``leads``, only those leads' messages and traits are read (see ``compile.scoped_sources``)."""
+    With ``leads``, only those leads' messages and traits are read (see ``compile.scoped_sources``);
+    ``scope``: their ids when the caller already has them (:func:`lead_scope`)."""
     as_of = to_naive_utc(as_of)
-    scope = lead_scope(store, leads) if leads is not None and sources is None else None
+    if scope is None and leads is not None and sources is None:
+        scope = lead_scope(store, leads)
     compiled = compile_model(model, store.dialect, as_of, leads=leads, sources=sources, scope=scope, activity=activity)
     frame = _frame(model, store.query_analytic(compiled.sql))
     if not compiled.uses_probability and sources is None and len(frame):

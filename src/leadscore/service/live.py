@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field, fields, replace
