@@ -43,6 +43,11 @@ NUMBER_RE = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
 _NUMBER = re.compile(NUMBER_RE)
 
 
+# What json.dumps(v, separators=(",", ":"), default=str) gives, with the encoder built once (json.dumps
+# with arguments builds a new JSONEncoder on every call: ~1 us of a row's ~4).
+_row_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def _prop_text(v: Any) -> str | None:
     """A property as the SQL JSON text accessors give it (->>, json_extract_string)."""
     if v is None or isinstance(v, str):
@@ -60,9 +65,13 @@ def _prop_num(v: Any) -> float | None:
     return None
 
 
+_VIDEO_KEYS = frozenset(k for keys in VIDEO_COLUMN_SOURCES.values() for k in keys)
+
+
 def video_values(type_: str, properties: dict[str, Any]) -> tuple:
     """The typed video columns (VIDEO_COLUMNS) of an event: read from a track event's properties."""
-    if type_ != "track" or not properties:
+    # Most events name no video property: one set test instead of six lookups (~10 us an event).
+    if type_ != "track" or not properties or _VIDEO_KEYS.isdisjoint(properties):
         return (None,) * len(VIDEO_COLUMNS)
     out = []
     for col, keys in VIDEO_COLUMN_SOURCES.items():
@@ -126,8 +135,7 @@ class Event:
     def row(self) -> tuple:
         return (self.message_id, self.type, self.event, self.name, self.user_id, self.anonymous_id,
                 self.group_id, self.previous_id, self.ts, self.original_ts, self.sent_at,
-                self.received_at, json.dumps(self.properties, separators=(",", ":"), default=str),
-                json.dumps(self.context, separators=(",", ":"), default=str))
+                self.received_at, _row_json(self.properties), _row_json(self.context))
 
     def stored_row(self) -> tuple:
         """row() plus the typed video columns: the store's events row (STORED_EVENT_COLUMNS)."""
