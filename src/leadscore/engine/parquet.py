@@ -114,6 +114,31 @@ def _flatten_sql(d: Dialect, src: str, owner: str) -> str:
             f"UNION ALL SELECT owner, key, value, ts, message_id FROM lvl2) f")
 
 
+def _extract_sql(src: str, owner: str, keys: set[str]) -> str:
+    """DuckDB: (owner, key, value, ts, message_id) for the named trait keys only, read by their paths.
+
+    The same rows :func:`_flatten_sql` gives for those keys (a present key, its JSON null included;
+    an object is never a value: the store flattens it into its members), without a lateral json_each
+    per message and the join DuckDB plans for it: one parse of each message for all the keys. A key
+    is its dotted path, as the store's flatten_traits names it at any depth."""
+    keys = sorted(k for k in keys if k)
+    if not keys:
+        return f"SELECT {owner} AS owner, '' AS key, '' AS value, ts, message_id FROM {src} WHERE FALSE"
+    paths = ", ".join(quote_literal("$" + "".join(f'."{p}"' for p in k.split("."))) for k in keys)
+    names = ", ".join(quote_literal(k) for k in keys)
+    return (f"SELECT owner, key, value, ts, message_id FROM ("
+            f"SELECT s.{owner} AS owner, s.ts, s.message_id, unnest([{names}]) AS key, "
+            f"unnest(json_extract_string(s.properties, [{paths}])) AS value, "
+            f"unnest(json_type(s.properties, [{paths}])) AS jtype FROM {src} s) x "
+            f"WHERE jtype IS NOT NULL AND jtype <> 'OBJECT'")
+
+
+def _trait_rows_sql(d: Dialect, src: str, owner: str, keys: set[str] | None) -> str:
+    if d.name == "duckdb" and keys is not None:
+        return _extract_sql(src, owner, keys)
+    return _flatten_sql(d, src, owner)
+
+
 def _newest(rel: str, owner: str, keys: set[str] | None) -> str:
     key_filter = f" WHERE key IN ({', '.join(quote_literal(k) for k in sorted(keys))})" if keys else ""
     # Hand-written row_number rather than arg_max: a newest NULL must win too (the store keeps it),
@@ -141,7 +166,8 @@ def log_views(d: Dialect, raw: str, as_of_sql: str, has_lead_id: bool, trait_key
     # run, where ``raw`` holds only some leads' messages) they are read from the whole log.
     views.append(("ls_group_msgs", f"SELECT group_id, ts, message_id, properties FROM {group_raw or 'ls_events'} "
                                    f"WHERE type = 'group' AND group_id IS NOT NULL AND ts <= {as_of_sql}"))
-    parts = [_flatten_sql(d, "ls_id_msgs", "lead_id")]
+    acct_keys = None if trait_keys is None else {k[len("account."):] for k in trait_keys if k.startswith("account.")}
+    parts = [_trait_rows_sql(d, "ls_id_msgs", "lead_id", trait_keys)]
     parts.append(f"SELECT lead_id AS owner, 'account_id' AS key, group_id AS value, ts, message_id FROM ls_events "
                  f"WHERE group_id IS NOT NULL AND lead_id IS NOT NULL AND ts <= {as_of_sql} "
                  f"AND type IN ({', '.join(quote_literal(t) for t in TRAIT_TYPES)})")
@@ -150,7 +176,8 @@ def log_views(d: Dialect, raw: str, as_of_sql: str, has_lead_id: bool, trait_key
                      f"FROM {lead_ua}")
     views.append(("ls_trait_rows", " UNION ALL ".join(parts)))
     views.append(("ls_traits", _newest("ls_trait_rows", "lead_id", trait_keys)))
-    views.append(("ls_account_traits", _newest(f"({_flatten_sql(d, 'ls_group_msgs', 'group_id')})", "account_id", None)))
+    views.append(("ls_account_traits", _newest(f"({_trait_rows_sql(d, 'ls_group_msgs', 'group_id', acct_keys)})",
+                                               "account_id", acct_keys)))
     views.append(("ls_population", "SELECT DISTINCT lead_id FROM ls_events WHERE lead_id IS NOT NULL"))
     return LogViews(views)
 
