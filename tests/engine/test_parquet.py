@@ -123,3 +123,36 @@ def test_a_log_without_the_event_columns_is_refused_by_name(tmp_path):
         score_parquet(model(TRAIT_MODEL), tmp_path / "bad.parquet", datetime(2026, 4, 1))
     with pytest.raises(EventLogError, match="no such event log"):
         score_parquet(model(TRAIT_MODEL), tmp_path / "missing.parquet", datetime(2026, 4, 1))
+
+
+NULL_TRAIT_MODEL = """
+name: null_traits
+groups: {persona: {axis: fit}}
+tiers: [{name: cold}, {name: hot, min: 50}]
+rules:
+  - {name: has_title, group: persona, trait: {title: {exists: true}}, points: 10}
+  - {name: saas, group: persona, trait: {company.industry: SaaS}, points: 7}
+  - {name: named_company, group: persona, trait: {company: Acme}, points: 3}
+  - {name: deep, group: persona, trait: {company.hq.country: DE}, points: 2}
+"""
+
+
+def test_log_traits_follow_the_store_for_nulls_objects_and_depth(tmp_path):
+    """The log's traits are what the store keeps: a newer explicit null wins over an older value; an
+    object is never a value (its members are, at any depth); a key turned from object to text is text."""
+    msgs = [
+        identify("a", "2026-01-01T00:00:00Z", title="CTO", company={"industry": "SaaS", "hq": {"country": "DE"}}),
+        identify("a", "2026-02-01T00:00:00Z", title=None),                  # the newer null wins: no title
+        identify("b", "2026-01-01T00:00:00Z", title="VP", company={"industry": "SaaS"}),
+        identify("b", "2026-02-01T00:00:00Z", company="Acme"),              # now a name; industry stays SaaS
+    ]
+    path = write_log(tmp_path / "log.parquet", msgs)
+    m = model(NULL_TRAIT_MODEL)
+    at = datetime(2026, 4, 1)
+    log = score_parquet(m, path, at).set_index("lead_id")
+    # a: title null (0) + SaaS 7 + company is an object, not 'Acme' (0) + hq.country DE 2 = 9
+    # b: title VP 10 + SaaS 7 + Acme 3 + no hq (0) = 20
+    assert (log.loc["a", "fit"], log.loc["b", "fit"]) == (9, 20)
+    store = open_store(str(tmp_path / "s.duckdb"))
+    store.ingest(normalize_batch(msgs, datetime(2026, 11, 1)))
+    assert_same_scores(score_leads(store, m, at), log.reset_index())
