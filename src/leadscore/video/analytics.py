@@ -1,7 +1,7 @@
 """Video analytics: per video, per funnel stage and category, and a ranking; JSON-ready dicts.
 
-Everything is computed in SQL from the same reconstruction as the scoring facts (one row per viewer
-and video), then aggregated. Viewers are leads, or ``anon:<anonymousId>`` for people never identified,
+Everything is computed from the same reconstruction as the scoring facts (one row per viewer and
+video: on DuckDB the compiled walk of leadscore.video.fast, elsewhere the SQL), then aggregated in SQL. Viewers are leads, or ``anon:<anonymousId>`` for people never identified,
 so analytics count everyone while scoring only sees leads.
 
 Definitions (per video):
@@ -27,7 +27,7 @@ from leadscore.events.normalize import STORED_EVENT_COLUMNS
 from leadscore.store.dialect import quote_literal
 from leadscore.video.catalog import STAGES
 from leadscore.video.facts import video_views_sql
-from leadscore.video.read import as_of_sql
+from leadscore.video.read import as_of_sql, heat_and_views, use_kernel
 from leadscore.video.reconstruct import (DEFAULT_HEARTBEAT_S, DEFAULT_JITTER_S, DEFAULT_TOLERANCE_S, _ctes,
                                          _heatmap_ctes, _with)
 from leadscore.video.simulate import cells
@@ -42,10 +42,11 @@ def viewer_events(source: str = "resolved_events") -> str:
             f"THEN 'anon:' || r.anonymous_id END) AS lead_id FROM {source} r)")
 
 
-def _per_video_sql(store, as_of: str) -> str:
+def _per_video_sql(store, as_of: str, views: str | None = None) -> str:
+    """Per video, rolled up from the viewer facts (``views``: a relation holding them; default: the SQL)."""
     d = store.dialect
     dbl = d.double()
-    views = video_views_sql(d, viewer_events(), as_of)
+    views = views or f"({video_views_sql(d, viewer_events(), as_of)})"
     return f"""
         SELECT v.video_id, MAX(v.title) AS title, MAX(v.category) AS category, MAX(v.stage) AS stage,
                MAX(v.duration) AS duration, COUNT(*) AS viewers, SUM(v.sessions) AS plays,
@@ -55,7 +56,7 @@ def _per_video_sql(store, as_of: str) -> str:
                SUM(v.cta_clicks) AS cta_clicks,
                SUM(CASE WHEN v.cta_clicks > 0 THEN 1 ELSE 0 END) AS cta_viewers,
                SUM(COALESCE(v.percent_watched, 0)) / 100 AS engaged_views
-        FROM ({views}) v GROUP BY v.video_id"""
+        FROM {views} v GROUP BY v.video_id"""
 
 
 def _impressions_sql(store, as_of: str) -> str:
@@ -66,10 +67,14 @@ def _impressions_sql(store, as_of: str) -> str:
             f"GROUP BY {vid}")
 
 
-def _engagement_sql(store, as_of: str) -> str:
-    """Per video, runs of seconds with (viewers who watched them, total plays): a sweep over runs."""
-    ctes = _ctes(store.dialect, viewer_events(), as_of, "video_catalog", DEFAULT_HEARTBEAT_S, DEFAULT_JITTER_S,
-                 DEFAULT_TOLERANCE_S) + _heatmap_ctes(store.dialect)
+def _engagement_sql(store, as_of: str, heat: str | None = None) -> str:
+    """Per video, runs of seconds with (viewers who watched them, total plays): a sweep over the
+    viewers' heatmap runs (``heat``: a relation holding them; default: the SQL)."""
+    if heat is None:
+        ctes = _ctes(store.dialect, viewer_events(), as_of, "video_catalog", DEFAULT_HEARTBEAT_S, DEFAULT_JITTER_S,
+                     DEFAULT_TOLERANCE_S) + _heatmap_ctes(store.dialect)
+    else:
+        ctes = [("lsv_heat", f"SELECT lead_id, video_id, start_sec, end_sec, plays FROM {heat}")]
     ctes += [
         ("lsa_pts", """
             SELECT video_id, sec, SUM(dv) AS dv, SUM(dp) AS dp FROM (
@@ -106,13 +111,27 @@ def video_stats(store, as_of: datetime, top_segments: int = 3) -> dict[str, Any]
     """All the analytics as one JSON-ready dict: ``videos`` (per video, ranked), ``by_stage``,
     ``by_category``, ``ranking`` (video ids, best first) and ``as_of``."""
     a = as_of_sql(store, as_of)
-    rows = {r["video_id"]: r for r in store.query_dicts(_per_video_sql(store, a))}
+    runs: dict[str, list[dict]] = {}
+    if use_kernel(store):
+        with store.transaction() as conn:
+            hv = heat_and_views(store, as_of, viewer_events())
+            conn.register("lsa_views", hv.views)
+            conn.register("lsa_heat", hv.runs)
+            try:
+                per_video = store.query_dicts(_per_video_sql(store, a, "lsa_views"))
+                engagement = store.query_dicts(_engagement_sql(store, a, "lsa_heat") + " ORDER BY video_id, start_sec")
+            finally:
+                conn.unregister("lsa_views")
+                conn.unregister("lsa_heat")
+    else:
+        per_video = store.query_dicts(_per_video_sql(store, a))
+        engagement = store.query_dicts(_engagement_sql(store, a) + " ORDER BY video_id, start_sec")
+    rows = {r["video_id"]: r for r in per_video}
+    for r in engagement:
+        runs.setdefault(r["video_id"], []).append(r)
     shown = {r["video_id"]: int(r["impressions"]) for r in store.query_dicts(_impressions_sql(store, a))}
     catalog = {r["video_id"]: r for r in store.query_dicts(
         "SELECT video_id, title, duration, category, stage, tags FROM video_catalog")}
-    runs: dict[str, list[dict]] = {}
-    for r in store.query_dicts(_engagement_sql(store, a) + " ORDER BY video_id, start_sec"):
-        runs.setdefault(r["video_id"], []).append(r)
 
     videos = []
     for vid in sorted(set(rows) | set(shown) | set(catalog)):

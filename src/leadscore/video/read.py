@@ -1,4 +1,7 @@
-"""Run the video SQL against a store: heatmaps, viewer facts and reject counts as Python values."""
+"""Run the video reconstruction against a store: heatmaps, viewer facts and reject counts as Python values.
+
+On DuckDB the heatmaps and viewer facts come from the compiled walk (leadscore.video.fast: the same
+rows, ~3× less work); on PostgreSQL from the SQL (reconstruct.py / facts.py)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -31,6 +34,20 @@ def _rows(store, sql: str) -> list[dict[str, Any]]:
     return store.query_dicts(sql)
 
 
+def use_kernel(store) -> bool:
+    """Whether the store takes the compiled path (DuckDB) rather than the SQL."""
+    return store.dialect.name == "duckdb"
+
+
+def heat_and_views(store, as_of: datetime, events: str = EVENTS):
+    """Heatmap runs and viewer facts of every viewer in ``events`` as Arrow tables, on a DuckDB store
+    (leadscore.video.fast)."""
+    from leadscore.video.fast import heat_and_views as fast_heat_and_views
+
+    with store.transaction() as conn:
+        return fast_heat_and_views(conn, events, as_of_sql(store, as_of))
+
+
 @dataclass
 class ViewerHeatmap:
     lead_id: str
@@ -41,10 +58,17 @@ class ViewerHeatmap:
 def heatmaps(store, video_id: str, as_of: datetime, lead_id: str | None = None,
              duration: float | None = None) -> list[ViewerHeatmap]:
     """Per-second play counts of every viewer (or one lead) of a video, as of an instant."""
-    sql = (f"SELECT h.lead_id, h.video_id, h.start_sec, h.end_sec, h.plays FROM ("
-           f"{video_heatmap_sql(store.dialect, _events(video_id, lead_id), as_of_sql(store, as_of))}) h "
-           f"WHERE h.video_id = {quote_literal(video_id)} ORDER BY h.lead_id, h.start_sec")
-    runs = _rows(store, sql)
+    if use_kernel(store):
+        import pyarrow.compute as pc
+
+        table = heat_and_views(store, as_of, _events(video_id, lead_id)).runs
+        table = table.filter(pc.equal(table["video_id"], video_id))
+        runs = table.sort_by([("lead_id", "ascending"), ("start_sec", "ascending")]).to_pylist()
+    else:
+        sql = (f"SELECT h.lead_id, h.video_id, h.start_sec, h.end_sec, h.plays FROM ("
+               f"{video_heatmap_sql(store.dialect, _events(video_id, lead_id), as_of_sql(store, as_of))}) h "
+               f"WHERE h.video_id = {quote_literal(video_id)} ORDER BY h.lead_id, h.start_sec")
+        runs = _rows(store, sql)
     if duration is None:
         duration = video_duration(store, video_id, as_of)
     n = cells(duration) if duration else max((r["end_sec"] for r in runs), default=0)
@@ -69,9 +93,13 @@ def video_duration(store, video_id: str, as_of: datetime) -> float | None:
 
 def views(store, as_of: datetime, lead_id: str | None = None) -> list[dict[str, Any]]:
     """The viewer facts (VIEW_COLUMNS) of every lead, or one."""
-    sql = (f"SELECT * FROM ({video_views_sql(store.dialect, _events(None, lead_id), as_of_sql(store, as_of))}) v "
-           "ORDER BY v.lead_id, v.video_id")
-    rows = _rows(store, sql)
+    if use_kernel(store):
+        table = heat_and_views(store, as_of, _events(None, lead_id)).views
+        rows = table.sort_by([("lead_id", "ascending"), ("video_id", "ascending")]).to_pylist()
+    else:
+        sql = (f"SELECT * FROM ({video_views_sql(store.dialect, _events(None, lead_id), as_of_sql(store, as_of))}) v "
+               "ORDER BY v.lead_id, v.video_id")
+        rows = _rows(store, sql)
     return [{k: r[k] for k in VIEW_COLUMNS} for r in rows]
 
 

@@ -1,0 +1,459 @@
+"""The per-session walk of :mod:`leadscore.video.reconstruct`, compiled (numba), for the DuckDB store.
+
+The SQL reconstruction spends most of its time in a window sort over every event and in a sweep
+over cell boundaries (bench/RESULTS.md, "Video"). Here the events arrive unsorted as typed numpy
+columns (from :mod:`leadscore.video.fast`); they are bucketed by the viewer's 64-bit hash (a counting
+sort, O(n)), each small bucket is sorted by (viewer, session, time, position), and one pass per
+viewer does what the CTEs ``lsv_grp`` … ``lsv_iv``, ``lsv_cells`` … ``lsv_runs`` and ``lsv_ivagg`` /
+``lsv_hagg`` do, with the same arithmetic in the same order, so the results are identical (the
+differential test tests/video/test_kernel.py checks it against the SQL).
+
+Written by hand because no library does it: the walk is a state machine over each session's events
+(the player's state, the next event's time and position, clamping, the credit checks) followed by a
+per-viewer sweep; vectorised numpy would need the same sorts and windows the SQL needs. numba compiles
+it (``cache=True``: compiled once per machine, loaded from ``__pycache__`` afterwards).
+
+Event codes (built by fast.py): ``code = erank + 16 * pos_ok + 32 * (video code + 1)`` where erank is
+the tie-break rank of reconstruct.VIDEO_EVENTS, pos_ok says the event has a position (and a
+seek_position for Seek Started), and the video code is the rank of the event's own video id among the
+sorted distinct ids (-1: none), so MAX over codes is MAX over ids as the SQL takes it.
+``ok`` = epoch µs × 32 + erank (reconstruct's ord_key).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# per erank: the state the event leaves the player in (1 playing, 0 not, -1 keep) and start events
+_RANKS = 16
+
+
+def state_table(video_events: dict) -> tuple[np.ndarray, np.ndarray]:
+    st = np.full(_RANKS, -1, np.int8)
+    start = np.zeros(_RANKS, np.bool_)
+    for name, (rank, state) in video_events.items():
+        if state is not None:
+            st[rank] = state
+        if name in ("Video Playback Started", "Video Content Started"):
+            start[rank] = True
+    return st, start
+
+
+@njit(cache=True, nogil=True)
+def bucket_scatter(lh, lh2, sh, ok, code, pos, tot, rate, bits):
+    """The rows grouped by the top ``bits`` bits of the viewer hash (a counting sort: bucket b is
+    rows starts[b]:starts[b + 1] of the returned copies), so that the walk reads each viewer's rows
+    from one small contiguous stretch (gathering them from all over the columns costs a cache miss
+    per value). ``row`` gives each row's index in the input."""
+    n = lh.shape[0]
+    nb = 1 << bits
+    shift = np.uint64(64 - bits)
+    starts = np.zeros(nb + 1, np.int64)
+    for i in range(n):
+        starts[np.int64(lh[i] >> shift) + 1] += 1
+    for b in range(nb):
+        starts[b + 1] += starts[b]
+    fill = starts[:-1].copy()
+    o_lh = np.empty_like(lh)
+    o_lh2 = np.empty_like(lh2)
+    o_sh = np.empty_like(sh)
+    o_ok = np.empty_like(ok)
+    o_code = np.empty_like(code)
+    o_pos = np.empty_like(pos)
+    o_tot = np.empty_like(tot)
+    o_rate = np.empty_like(rate)
+    row = np.empty(n, np.int64)
+    for i in range(n):
+        b = np.int64(lh[i] >> shift)
+        x = fill[b]
+        fill[b] = x + 1
+        o_lh[x] = lh[i]
+        o_lh2[x] = lh2[i]
+        o_sh[x] = sh[i]
+        o_ok[x] = ok[i]
+        o_code[x] = code[i]
+        o_pos[x] = pos[i]
+        o_tot[x] = tot[i]
+        o_rate[x] = rate[i]
+        row[x] = i
+    return o_lh, o_lh2, o_sh, o_ok, o_code, o_pos, o_tot, o_rate, row, starts
+
+
+@njit(cache=True, nogil=True)
+def _less(i, j, lh, lh2, sh, ok, pos):
+    if lh[i] != lh[j]:
+        return lh[i] < lh[j]
+    if lh2[i] != lh2[j]:
+        return lh2[i] < lh2[j]
+    if sh[i] != sh[j]:
+        return sh[i] < sh[j]
+    if ok[i] != ok[j]:
+        return ok[i] < ok[j]
+    return pos[i] < pos[j]
+
+
+@njit(cache=True, nogil=True)
+def _sort_range(order, a, b, lh, lh2, sh, ok, pos):
+    """Sort order[a:b] by (lh, sh, ok, pos): insertion sort for a small bucket, else stable
+    argsorts key by key (least significant first)."""
+    m = b - a
+    if m <= 64:
+        for x in range(a + 1, b):
+            v = order[x]
+            y = x - 1
+            while y >= a and _less(v, order[y], lh, lh2, sh, ok, pos):
+                order[y + 1] = order[y]
+                y -= 1
+            order[y + 1] = v
+        return
+    idx = order[a:b].copy()
+    k = np.argsort(pos[idx], kind="mergesort")
+    idx = idx[k]
+    k = np.argsort(ok[idx], kind="mergesort")
+    idx = idx[k]
+    k = np.argsort(sh[idx], kind="mergesort")
+    idx = idx[k]
+    k = np.argsort(lh2[idx], kind="mergesort")
+    idx = idx[k]
+    k = np.argsort(lh[idx], kind="mergesort")
+    idx = idx[k]
+    order[a:b] = idx
+
+
+@njit(cache=True, nogil=True)
+def _grow(a, need):
+    if need <= a.shape[0]:
+        return a
+    out = np.empty(max(need, 2 * a.shape[0]), a.dtype)
+    out[:a.shape[0]] = a
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _clamp(x, dur):
+    # reconstruct._ctes, lsv_seg: CASE WHEN x < 0 THEN 0 WHEN duration IS NOT NULL AND x > duration THEN duration ELSE x
+    if x < 0:
+        return 0.0
+    if not np.isnan(dur) and x > dur:
+        return dur
+    return x
+
+
+@njit(cache=True, nogil=True)
+def _isort(a, m):
+    """Sort a[:m] in place: insertion sort when small (no allocation), else numpy's sort."""
+    if m > 32:
+        a[:m].sort()
+        return
+    for x in range(1, m):
+        v = a[x]
+        y = x - 1
+        while y >= 0 and v < a[y]:
+            a[y + 1] = a[y]
+            y -= 1
+        a[y + 1] = v
+
+
+@njit(cache=True, nogil=True)
+def _viewer(order, va, vb, sh, ok, code, pos, tot, rate, cat_dur, st_of, start_of, seek_rank, gap_limit, tol,
+            max_rate, slot_of, q_a, q_b, q_start, q_rate, q_svid, s_vid, s_len, s_dur, s_nsess, s_lastsess, s_first,
+            s_last, s_far, s_ivlast, s_has_iv, c_slot, c_lo, c_hi, vids_here, los, his,
+            nf, f_row, f_vid, f_dur, f_uniq, f_watch, f_repl, f_far, f_sess, f_first, f_last,
+            nr, r_fact, r_lo, r_hi, r_plays):
+    """One viewer: rows order[va:vb], sorted by (session, time, position). The scratch arrays hold at
+    least vb - va entries, the outputs at least nf + vb - va facts and nr + 2 (vb - va) runs.
+    Returns the new (nf, nr)."""
+    # the sessions (lsv_grp / lsv_gs): started?, fastest valid rate, the session's video
+    nq = 0
+    x = va
+    while x < vb:
+        y = x + 1
+        while y < vb and sh[order[y]] == sh[order[x]]:
+            y += 1
+        has_start = False
+        mr = np.nan
+        sv = -1
+        for z in range(x, y):
+            i = order[z]
+            c = code[i]
+            if start_of[c & 15]:
+                has_start = True
+            r = rate[i]
+            if r > 0 and r <= max_rate and (np.isnan(mr) or r > mr):
+                mr = r
+            v = (c >> 5) - 1
+            if v > sv:
+                sv = v
+        q_a[nq] = x
+        q_b[nq] = y
+        q_start[nq] = has_start
+        q_rate[nq] = 1.0 if np.isnan(mr) else mr
+        q_svid[nq] = sv
+        nq += 1
+        x = y
+    # pass 1 (lsv_dur): per video, the accepted events of started sessions
+    ns = 0
+    for q in range(nq):
+        if not q_start[q]:
+            continue
+        for z in range(q_a[q], q_b[q]):
+            i = order[z]
+            c = code[i]
+            if (c >> 4) & 1 == 0:
+                continue
+            v = (c >> 5) - 1
+            if v < 0:
+                v = q_svid[q]
+            if v < 0:
+                continue
+            t = ok[i] >> 5
+            s = slot_of[v]
+            if s < 0:
+                s = ns
+                ns += 1
+                slot_of[v] = s
+                s_vid[s] = v
+                s_len[s] = np.nan
+                s_nsess[s] = 0
+                s_lastsess[s] = -1
+                s_first[s] = t
+                s_last[s] = t
+                s_far[s] = 0.0
+                s_has_iv[s] = False
+                s_ivlast[s] = 0
+            if t < s_first[s]:
+                s_first[s] = t
+            if t > s_last[s]:
+                s_last[s] = t
+            tl = tot[i]
+            if tl > 0 and (np.isnan(s_len[s]) or tl > s_len[s]):
+                s_len[s] = tl
+            if s_lastsess[s] != q:
+                s_lastsess[s] = q
+                s_nsess[s] += 1
+    for s in range(ns):
+        d = cat_dur[s_vid[s]]
+        s_dur[s] = s_len[s] if np.isnan(d) else d
+    # pass 2 (lsv_state / lsv_seg / lsv_iv): one walk per (session, video), the credited cells
+    nc = 0
+    for q in range(nq):
+        if not q_start[q]:
+            continue
+        eff_rate = q_rate[q]
+        sv = q_svid[q]
+        nv = 0
+        for z in range(q_a[q], q_b[q]):
+            c = code[order[z]]
+            if (c >> 4) & 1 == 0:
+                continue
+            v = (c >> 5) - 1
+            if v < 0:
+                v = sv
+            if v < 0:
+                continue
+            seen = False
+            for w in range(nv):
+                if vids_here[w] == v:
+                    seen = True
+            if not seen:
+                vids_here[nv] = v
+                nv += 1
+        for w in range(nv):
+            v = vids_here[w]
+            s = slot_of[v]
+            dur = s_dur[s]
+            state = -1
+            prev = -1
+            prev_playing = False
+            for z in range(q_a[q], q_b[q]):
+                j = order[z]
+                c = code[j]
+                if (c >> 4) & 1 == 0:
+                    continue
+                vj = (c >> 5) - 1
+                if vj < 0:
+                    vj = sv
+                if vj != v:
+                    continue
+                if prev_playing:
+                    start = _clamp(pos[prev], dur)
+                    np_ = _clamp(pos[j], dur)
+                    t0 = ok[prev] >> 5
+                    t1 = ok[j] >> 5
+                    dt = np.float64(t1 - t0) / 1000000.0
+                    end = np_ if np_ > start else start
+                    if dt > gap_limit:
+                        pass
+                    elif np_ < start - tol or np_ > start + eff_rate * dt + tol:
+                        pass
+                    elif end > start:
+                        if not s_has_iv[s] or end > s_far[s]:
+                            s_far[s] = end
+                        if not s_has_iv[s] or t1 > s_ivlast[s]:
+                            s_ivlast[s] = t1
+                        s_has_iv[s] = True
+                        lo = np.int64(np.ceil(start - 0.5))
+                        hi = np.int64(np.ceil(end - 0.5))
+                        if hi > lo:
+                            c_slot[nc] = s
+                            c_lo[nc] = lo
+                            c_hi[nc] = hi
+                            nc += 1
+                er = c & 15
+                st = st_of[er]
+                if st >= 0:
+                    state = st
+                prev = j
+                prev_playing = state == 1 and er != seek_rank
+    # per video: the sweep over cell boundaries (lsv_pts / lsv_runs) and the facts (lsv_hagg / lsv_facts)
+    for s in range(ns):
+        m = 0
+        for e in range(nc):
+            if c_slot[e] == s:
+                los[m] = c_lo[e]
+                his[m] = c_hi[e]
+                m += 1
+        _isort(los, m)
+        _isort(his, m)
+        uniq = 0
+        watch = 0
+        repl = 0
+        x = 0
+        y = 0
+        level = 0
+        prev_sec = 0
+        while x < m or y < m:
+            if y >= m or (x < m and los[x] <= his[y]):
+                sec = los[x]
+            else:
+                sec = his[y]
+            d = 0
+            while x < m and los[x] == sec:
+                d += 1
+                x += 1
+            while y < m and his[y] == sec:
+                d -= 1
+                y += 1
+            if d == 0:
+                continue
+            if level > 0:
+                r_fact[nr] = nf
+                r_lo[nr] = prev_sec
+                r_hi[nr] = sec
+                r_plays[nr] = level
+                nr += 1
+                ln = sec - prev_sec
+                uniq += ln
+                watch += ln * level
+                if level >= 2:
+                    repl += ln
+            level += d
+            prev_sec = sec
+        f_row[nf] = order[va]
+        f_vid[nf] = s_vid[s]
+        f_dur[nf] = s_dur[s]
+        f_uniq[nf] = uniq
+        f_watch[nf] = watch
+        f_repl[nf] = repl
+        f_far[nf] = s_far[s] if s_has_iv[s] else np.nan
+        f_sess[nf] = s_nsess[s]
+        f_first[nf] = s_first[s]
+        f_last[nf] = s_ivlast[s] if s_has_iv[s] else s_last[s]
+        nf += 1
+    for s in range(ns):
+        slot_of[s_vid[s]] = -1
+    return nf, nr
+
+
+@njit(cache=True, nogil=True)
+def walk(starts, b_lo, b_hi, lh, lh2, sh, ok, code, pos, tot, rate, cat_dur, st_of, start_of, seek_rank, gap_limit,
+         tol, max_rate):
+    """Reconstruct every viewer in buckets [b_lo, b_hi) of bucket_scatter's output. Returns the
+    viewer × video facts (representative row (an index into the input), video code, duration, unique /
+    watch / replayed seconds, furthest position (NaN: nothing played), sessions, first and last µs)
+    and the heatmap runs (fact index, start, end, plays)."""
+    m = 1
+    for b in range(b_lo, b_hi):
+        m = max(m, starts[b + 1] - starts[b])
+    # scratch for one viewer (at most one bucket's rows)
+    slot_of = np.full(cat_dur.shape[0], -1, np.int64)
+    q_a = np.empty(m, np.int64)
+    q_b = np.empty(m, np.int64)
+    q_start = np.empty(m, np.bool_)
+    q_rate = np.empty(m, np.float64)
+    q_svid = np.empty(m, np.int64)
+    s_vid = np.empty(m, np.int64)
+    s_len = np.empty(m, np.float64)
+    s_dur = np.empty(m, np.float64)
+    s_nsess = np.empty(m, np.int64)
+    s_lastsess = np.empty(m, np.int64)
+    s_first = np.empty(m, np.int64)
+    s_last = np.empty(m, np.int64)
+    s_far = np.empty(m, np.float64)
+    s_ivlast = np.empty(m, np.int64)
+    s_has_iv = np.empty(m, np.bool_)
+    c_slot = np.empty(m, np.int64)
+    c_lo = np.empty(m, np.int64)
+    c_hi = np.empty(m, np.int64)
+    vids_here = np.empty(m, np.int64)
+    los = np.empty(m, np.int64)
+    his = np.empty(m, np.int64)
+    n_in = starts[b_hi] - starts[b_lo]
+    cap_f = n_in // 8 + 2 * m + 16
+    cap_r = n_in // 8 + 4 * m + 16
+    f_row = np.empty(cap_f, np.int64)
+    f_vid = np.empty(cap_f, np.int32)
+    f_dur = np.empty(cap_f, np.float64)
+    f_uniq = np.empty(cap_f, np.int64)
+    f_watch = np.empty(cap_f, np.int64)
+    f_repl = np.empty(cap_f, np.int64)
+    f_far = np.empty(cap_f, np.float64)
+    f_sess = np.empty(cap_f, np.int64)
+    f_first = np.empty(cap_f, np.int64)
+    f_last = np.empty(cap_f, np.int64)
+    r_fact = np.empty(cap_r, np.int64)
+    r_lo = np.empty(cap_r, np.int64)
+    r_hi = np.empty(cap_r, np.int64)
+    r_plays = np.empty(cap_r, np.int64)
+    nf = 0
+    nr = 0
+    order = np.empty(starts[b_hi], np.int64)   # sorted bucket by bucket; entries stay inside their bucket
+    for z in range(starts[b_lo], starts[b_hi]):
+        order[z] = z
+    for bk in range(b_lo, b_hi):
+        a0 = starts[bk]
+        a1 = starts[bk + 1]
+        if a1 == a0:
+            continue
+        _sort_range(order, a0, a1, lh, lh2, sh, ok, pos)
+        if nf + (a1 - a0) > f_row.shape[0]:
+            need = nf + (a1 - a0)
+            f_row = _grow(f_row, need)
+            f_vid = _grow(f_vid, need)
+            f_dur = _grow(f_dur, need)
+            f_uniq = _grow(f_uniq, need)
+            f_watch = _grow(f_watch, need)
+            f_repl = _grow(f_repl, need)
+            f_far = _grow(f_far, need)
+            f_sess = _grow(f_sess, need)
+            f_first = _grow(f_first, need)
+            f_last = _grow(f_last, need)
+        if nr + 2 * (a1 - a0) > r_fact.shape[0]:
+            need = nr + 2 * (a1 - a0)
+            r_fact = _grow(r_fact, need)
+            r_lo = _grow(r_lo, need)
+            r_hi = _grow(r_hi, need)
+            r_plays = _grow(r_plays, need)
+        va = a0
+        while va < a1:
+            vb = va + 1
+            while vb < a1 and lh[order[vb]] == lh[order[va]] and lh2[order[vb]] == lh2[order[va]]:
+                vb += 1
+            nf, nr = _viewer(order, va, vb, sh, ok, code, pos, tot, rate, cat_dur, st_of, start_of, seek_rank,
+                             gap_limit, tol, max_rate, slot_of, q_a, q_b, q_start, q_rate, q_svid, s_vid, s_len,
+                             s_dur, s_nsess, s_lastsess, s_first, s_last, s_far, s_ivlast, s_has_iv, c_slot, c_lo,
+                             c_hi, vids_here, los, his, nf, f_row, f_vid, f_dur, f_uniq, f_watch, f_repl, f_far,
+                             f_sess, f_first, f_last, nr, r_fact, r_lo, r_hi, r_plays)
+            va = vb
+    return (f_row[:nf], f_vid[:nf], f_dur[:nf], f_uniq[:nf], f_watch[:nf], f_repl[:nf], f_far[:nf],
+            f_sess[:nf], f_first[:nf], f_last[:nf], r_fact[:nr], r_lo[:nr], r_hi[:nr], r_plays[:nr])
