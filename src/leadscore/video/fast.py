@@ -12,8 +12,9 @@ session within a viewer the 64-bit hash of its id; different ids get the same ke
 """
 from __future__ import annotations
 
-import math
 import os
+import time
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -38,6 +39,19 @@ def _tables():
     return _ST, _START
 
 
+# (wall s, CPU s of the process) of each step of the last call, for bench/video_bench.py
+TIMINGS: dict[str, tuple[float, float]] = {}
+
+
+@contextmanager
+def _step(name: str):
+    t, c = time.perf_counter(), time.process_time()
+    try:
+        yield
+    finally:
+        TIMINGS[name] = (time.perf_counter() - t, time.process_time() - c)
+
+
 @dataclass
 class HeatAndViews:
     runs: pa.Table    # lead_id, video_id, start_sec, end_sec, plays (as video_heatmap_sql)
@@ -49,6 +63,9 @@ def _evmap() -> str:
     return f"(SELECT * FROM (VALUES {values}) lsk_v (m_event, erank))"
 
 
+_NAN = "CAST('nan' AS DOUBLE)"   # NULL numbers as NaN: every comparison with them is false, as with NULL
+
+
 def _events_sql(events: str, as_of: str) -> str:
     seek_rank = VIDEO_EVENTS[SEEK_STARTED][0]
     pos_ok = f"(e.video_position IS NOT NULL AND NOT (m.erank = {seek_rank} AND e.video_seek_position IS NULL))"
@@ -56,34 +73,39 @@ def _events_sql(events: str, as_of: str) -> str:
         SELECT e.lead_id, hash(e.lead_id) AS lh, hash(e.lead_id, 'lsv') AS lh2, hash(e.video_session_id) AS sh,
                epoch_us(e.ts) * 32 + m.erank AS ok,
                CAST(m.erank + CASE WHEN {pos_ok} THEN 16 ELSE 0 END + 32 * (COALESCE(v.v_code, -1) + 1) AS INTEGER) AS code,
-               e.video_position AS pos, e.video_total_length AS tot, e.video_playback_rate AS rate
+               COALESCE(e.video_position, {_NAN}) AS pos, COALESCE(e.video_total_length, {_NAN}) AS tot,
+               COALESCE(e.video_playback_rate, {_NAN}) AS rate
         FROM {events} e JOIN {_evmap()} m ON m.m_event = e.event
         LEFT JOIN lsk_vids v ON v.v_id = e.video_asset_id
         WHERE e.ts <= {as_of} AND e.lead_id IS NOT NULL AND e.video_session_id IS NOT NULL"""
 
 
-def _np(col: pa.ChunkedArray, dtype) -> np.ndarray:
-    """A column as one numpy array (nulls of a float column as NaN)."""
-    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    if arr.null_count and pa.types.is_floating(arr.type):
-        arr = pc.fill_null(arr, float("nan"))
-    return np.ascontiguousarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
+_COLS = (("lh", np.uint64), ("lh2", np.uint64), ("sh", np.uint64), ("ok", np.int64), ("code", np.int32),
+         ("pos", np.float64), ("tot", np.float64), ("rate", np.float64))
+
+
+def _batch_arrays(batch: pa.RecordBatch) -> list[np.ndarray]:
+    """The kernel's columns of one record batch as numpy arrays (no copy: none has nulls)."""
+    return [np.ascontiguousarray(batch.column(c).to_numpy(zero_copy_only=False), dtype=t) for c, t in _COLS]
 
 
 def kernel_runs_and_facts(conn, events: str, as_of: str, catalog: str = "video_catalog", *,
                           heartbeat_s: float = DEFAULT_HEARTBEAT_S, jitter_s: float = DEFAULT_JITTER_S,
                           tolerance_s: float = DEFAULT_TOLERANCE_S, threads: int | None = None):
     """The kernel's raw output: (facts table with text keys and µs times, runs table, video ids)."""
-    from leadscore.video.kernel import bucket_scatter, walk
+    from leadscore.video.kernel import PART_BITS, part_count, part_scatter, walk
 
-    vids = sorted(r[0] for r in conn.execute(
-        f"SELECT DISTINCT e.video_asset_id FROM {events} e WHERE e.video_asset_id IS NOT NULL").fetchall())
-    vid_arr = pa.array(vids, pa.string())
-    conn.register("lsk_vids", pa.table({"v_id": vid_arr, "v_code": pa.array(np.arange(len(vids), dtype=np.int32))}))
+    TIMINGS.clear()
+    with _step("videos"):
+        vids = sorted(r[0] for r in conn.execute(
+            f"SELECT DISTINCT e.video_asset_id FROM {events} e WHERE e.video_asset_id IS NOT NULL").fetchall())
+        vid_arr = pa.array(vids, pa.string())
+        conn.register("lsk_vids", pa.table({"v_id": vid_arr, "v_code": pa.array(np.arange(len(vids), dtype=np.int32))}))
     try:
         cat = conn.execute(f"SELECT v.v_code, CAST(c.duration AS DOUBLE) FROM lsk_vids v "
                            f"JOIN {catalog} c ON c.video_id = v.v_id").fetchall()
-        tab = conn.sql(_events_sql(events, as_of)).to_arrow_table()
+        with _step("events query"):
+            tab = conn.sql(_events_sql(events, as_of)).to_arrow_table()
     finally:
         conn.unregister("lsk_vids")
     cat_dur = np.full(len(vids), np.nan)
@@ -92,40 +114,51 @@ def kernel_runs_and_facts(conn, events: str, as_of: str, catalog: str = "video_c
             cat_dur[code] = dur
     n = tab.num_rows
     lead = tab.column("lead_id")
-    cols = [_np(tab.column(c), t) for c, t in (("lh", np.uint64), ("lh2", np.uint64), ("sh", np.uint64),
-                                                  ("ok", np.int64), ("code", np.int32), ("pos", np.float64),
-                                                  ("tot", np.float64), ("rate", np.float64))]
-    del tab
-    bits = int(min(24, max(1, math.log2(max(n, 2) / 8))))
-    *cols, row, starts = bucket_scatter(*cols, bits)
+    # pass 1 of the radix sort: the rows by the top bits of the viewer hash, chunk by chunk
+    with _step("partition"):
+        batches = [_batch_arrays(b) for b in tab.to_batches() if b.num_rows]
+        counts = np.zeros((1 << PART_BITS) + 1, np.int64)
+        for cols in batches:
+            part_count(cols[0], counts)
+        pstarts = np.cumsum(counts)
+        fill = pstarts[:-1].copy()
+        out = [np.empty(n, t) for _, t in _COLS] + [np.empty(n, np.int64)]
+        base = 0
+        for cols in batches:
+            part_scatter(*cols, base, fill, *out)
+            base += len(cols[0])
+        del batches, tab
     st_of, start_of = _tables()
-    args = (*cols, cat_dur, st_of, start_of, VIDEO_EVENTS[SEEK_STARTED][0], float(heartbeat_s) + float(jitter_s),
+    args = (*out, cat_dur, st_of, start_of, VIDEO_EVENTS[SEEK_STARTED][0], float(heartbeat_s) + float(jitter_s),
             float(tolerance_s), float(MAX_RATE))
-    nb = len(starts) - 1
+    row = out[-1]
+    n_parts = len(pstarts) - 1
     threads = threads or min(2, os.cpu_count() or 1)
-    if threads > 1 and n > 100_000:
-        # split the buckets into parts of about equal rows, one thread each (the kernel releases the GIL)
-        cuts = np.searchsorted(starts, np.linspace(0, n, threads + 1)[1:-1])
-        bounds = [0, *[int(c) for c in cuts], nb]
-        with ThreadPoolExecutor(threads) as ex:
-            parts = list(ex.map(lambda ab: walk(starts, ab[0], ab[1], *args), zip(bounds, bounds[1:])))
-    else:
-        parts = [walk(starts, 0, nb, *args)]
-    base = np.cumsum([0] + [len(p[0]) for p in parts])[:-1]
-    cols = [np.concatenate([p[k] for p in parts]) for k in range(10)]
-    r_fact = np.concatenate([p[10] + b for p, b in zip(parts, base)])
-    r_cols = [np.concatenate([p[k] for p in parts]) for k in (11, 12, 13)]
-    f_row, f_vid = cols[0], cols[1]
-    lead_of = pc.take(lead, pa.array(row[f_row]))
-    vid_of = pc.take(vid_arr, pa.array(f_vid))
-    facts = pa.table({
-        "lead_id": lead_of, "video_id": vid_of,
-        "duration": pa.array(cols[2], from_pandas=True), "unique_seconds": cols[3], "watch_seconds": cols[4],
-        "replayed_seconds": cols[5], "furthest": pa.array(cols[6], from_pandas=True), "sessions": cols[7],
-        "first_us": cols[8], "last_us": cols[9],
-    })
-    runs = pa.table({"lead_id": pc.take(lead_of, pa.array(r_fact)), "video_id": pc.take(vid_of, pa.array(r_fact)),
-                     "start_sec": r_cols[0], "end_sec": r_cols[1], "plays": r_cols[2]})
+    with _step("walk"):
+        if threads > 1 and n > 100_000:
+            # the partitions in parts of about equal rows, one thread each (the kernel releases the GIL)
+            cuts = np.searchsorted(pstarts, np.linspace(0, n, threads + 1)[1:-1])
+            bounds = [0, *[int(c) for c in cuts], n_parts]
+            with ThreadPoolExecutor(threads) as ex:
+                parts = list(ex.map(lambda ab: walk(pstarts, ab[0], ab[1], *args), zip(bounds, bounds[1:])))
+        else:
+            parts = [walk(pstarts, 0, n_parts, *args)]
+    with _step("tables"):
+        offsets = np.cumsum([0] + [len(p[0]) for p in parts])[:-1]
+        cols = [np.concatenate([p[k] for p in parts]) for k in range(10)]
+        r_fact = np.concatenate([p[10] + b for p, b in zip(parts, offsets)])
+        r_cols = [np.concatenate([p[k] for p in parts]) for k in (11, 12, 13)]
+        f_row, f_vid = cols[0], cols[1]
+        lead_of = pc.take(lead, pa.array(f_row))
+        vid_of = pc.take(vid_arr, pa.array(f_vid))
+        facts = pa.table({
+            "lead_id": lead_of, "video_id": vid_of,
+            "duration": pa.array(cols[2], from_pandas=True), "unique_seconds": cols[3], "watch_seconds": cols[4],
+            "replayed_seconds": cols[5], "furthest": pa.array(cols[6], from_pandas=True), "sessions": cols[7],
+            "first_us": cols[8], "last_us": cols[9],
+        })
+        runs = pa.table({"lead_id": pc.take(lead_of, pa.array(r_fact)), "video_id": pc.take(vid_of, pa.array(r_fact)),
+                         "start_sec": r_cols[0], "end_sec": r_cols[1], "plays": r_cols[2]})
     return facts, runs
 
 
@@ -169,7 +202,8 @@ def heat_and_views(conn, events: str, as_of: str, catalog: str = "video_catalog"
                                         tolerance_s=tolerance_s, threads=threads)
     conn.register("lsk_facts", facts)
     try:
-        views = conn.sql(_views_sql("lsk_facts", events, as_of, catalog)).to_arrow_table()
+        with _step("facts query"):
+            views = conn.sql(_views_sql("lsk_facts", events, as_of, catalog)).to_arrow_table()
     finally:
         conn.unregister("lsk_facts")
     return HeatAndViews(runs=runs, views=views)

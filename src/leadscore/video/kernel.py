@@ -39,34 +39,28 @@ def state_table(video_events: dict) -> tuple[np.ndarray, np.ndarray]:
     return st, start
 
 
+PART_BITS = 8   # 256 partitions: few enough output streams for the scatter to write at memory speed
+
+
 @njit(cache=True, nogil=True)
-def bucket_scatter(lh, lh2, sh, ok, code, pos, tot, rate, bits):
-    """The rows grouped by the top ``bits`` bits of the viewer hash (a counting sort: bucket b is
-    rows starts[b]:starts[b + 1] of the returned copies), so that the walk reads each viewer's rows
-    from one small contiguous stretch (gathering them from all over the columns costs a cache miss
-    per value). ``row`` gives each row's index in the input."""
-    n = lh.shape[0]
-    nb = 1 << bits
-    shift = np.uint64(64 - bits)
-    starts = np.zeros(nb + 1, np.int64)
-    for i in range(n):
-        starts[np.int64(lh[i] >> shift) + 1] += 1
-    for b in range(nb):
-        starts[b + 1] += starts[b]
-    fill = starts[:-1].copy()
-    o_lh = np.empty_like(lh)
-    o_lh2 = np.empty_like(lh2)
-    o_sh = np.empty_like(sh)
-    o_ok = np.empty_like(ok)
-    o_code = np.empty_like(code)
-    o_pos = np.empty_like(pos)
-    o_tot = np.empty_like(tot)
-    o_rate = np.empty_like(rate)
-    row = np.empty(n, np.int64)
-    for i in range(n):
-        b = np.int64(lh[i] >> shift)
-        x = fill[b]
-        fill[b] = x + 1
+def part_count(lh, counts):
+    """Add the rows of one chunk to the per-partition counts (counts[p + 1])."""
+    shift = np.uint64(64 - PART_BITS)
+    for i in range(lh.shape[0]):
+        counts[np.int64(lh[i] >> shift) + 1] += 1
+
+
+@njit(cache=True, nogil=True)
+def part_scatter(lh, lh2, sh, ok, code, pos, tot, rate, base, fill,
+                 o_lh, o_lh2, o_sh, o_ok, o_code, o_pos, o_tot, o_rate, o_row):
+    """Write the rows of one chunk (input rows base, base + 1, ...) to their partitions (the top
+    PART_BITS bits of the viewer hash): the first pass of a two-pass radix sort; walk does the
+    second inside each partition, in cache."""
+    shift = np.uint64(64 - PART_BITS)
+    for i in range(lh.shape[0]):
+        p = np.int64(lh[i] >> shift)
+        x = fill[p]
+        fill[p] = x + 1
         o_lh[x] = lh[i]
         o_lh2[x] = lh2[i]
         o_sh[x] = sh[i]
@@ -75,8 +69,7 @@ def bucket_scatter(lh, lh2, sh, ok, code, pos, tot, rate, bits):
         o_pos[x] = pos[i]
         o_tot[x] = tot[i]
         o_rate[x] = rate[i]
-        row[x] = i
-    return o_lh, o_lh2, o_sh, o_ok, o_code, o_pos, o_tot, o_rate, row, starts
+        o_row[x] = base + i
 
 
 @njit(cache=True, nogil=True)
@@ -89,6 +82,9 @@ def _less(i, j, lh, lh2, sh, ok, pos):
         return sh[i] < sh[j]
     if ok[i] != ok[j]:
         return ok[i] < ok[j]
+    # NaN (no position) last, so that the order stays total (the walk skips those rows anyway)
+    if np.isnan(pos[j]):
+        return not np.isnan(pos[i])
     return pos[i] < pos[j]
 
 
@@ -155,7 +151,7 @@ def _isort(a, m):
 
 
 @njit(cache=True, nogil=True)
-def _viewer(order, va, vb, sh, ok, code, pos, tot, rate, cat_dur, st_of, start_of, seek_rank, gap_limit, tol,
+def _viewer(order, va, vb, sh, ok, code, pos, tot, rate, row, cat_dur, st_of, start_of, seek_rank, gap_limit, tol,
             max_rate, slot_of, q_a, q_b, q_start, q_rate, q_svid, s_vid, s_len, s_dur, s_nsess, s_lastsess, s_first,
             s_last, s_far, s_ivlast, s_has_iv, c_slot, c_lo, c_hi, vids_here, los, his,
             nf, f_row, f_vid, f_dur, f_uniq, f_watch, f_repl, f_far, f_sess, f_first, f_last,
@@ -349,7 +345,7 @@ def _viewer(order, va, vb, sh, ok, code, pos, tot, rate, cat_dur, st_of, start_o
                     repl += ln
             level += d
             prev_sec = sec
-        f_row[nf] = order[va]
+        f_row[nf] = row[order[va]]
         f_vid[nf] = s_vid[s]
         f_dur[nf] = s_dur[s]
         f_uniq[nf] = uniq
@@ -366,15 +362,46 @@ def _viewer(order, va, vb, sh, ok, code, pos, tot, rate, cat_dur, st_of, start_o
 
 
 @njit(cache=True, nogil=True)
-def walk(starts, b_lo, b_hi, lh, lh2, sh, ok, code, pos, tot, rate, cat_dur, st_of, start_of, seek_rank, gap_limit,
-         tol, max_rate):
-    """Reconstruct every viewer in buckets [b_lo, b_hi) of bucket_scatter's output. Returns the
-    viewer × video facts (representative row (an index into the input), video code, duration, unique /
-    watch / replayed seconds, furthest position (NaN: nothing played), sessions, first and last µs)
-    and the heatmap runs (fact index, start, end, plays)."""
+def walk(pstarts, p_lo, p_hi, g_lh, g_lh2, g_sh, g_ok, g_code, g_pos, g_tot, g_rate, g_row, cat_dur, st_of, start_of,
+         seek_rank, gap_limit, tol, max_rate):
+    """Reconstruct every viewer in partitions [p_lo, p_hi) of part_scatter's output. Returns the
+    viewer × video facts (representative input row, video code, duration, unique / watch / replayed
+    seconds, furthest position (NaN: nothing played), sessions, first and last µs) and the heatmap
+    runs (fact index, start, end, plays).
+
+    Each partition is copied into small buckets by the next bits of the viewer hash (a counting
+    sort, in cache), each bucket sorted by (viewer, session, time, position), then walked viewer by
+    viewer."""
+    pm = 1
+    for p in range(p_lo, p_hi):
+        pm = max(pm, pstarts[p + 1] - pstarts[p])
+    # the partition, bucketed
+    lh = np.empty(pm, np.uint64)
+    lh2 = np.empty(pm, np.uint64)
+    sh = np.empty(pm, np.uint64)
+    ok = np.empty(pm, np.int64)
+    code = np.empty(pm, np.int32)
+    pos = np.empty(pm, np.float64)
+    tot = np.empty(pm, np.float64)
+    rate = np.empty(pm, np.float64)
+    row = np.empty(pm, np.int64)
+    order = np.empty(pm, np.int64)
+    bbits = 1
+    while bbits < 20 and (pm >> (bbits + 3)) > 0:
+        bbits += 1
+    nb = 1 << bbits
+    starts = np.zeros(nb + 1, np.int64)
+    fill = np.empty(nb, np.int64)
+    bshift = np.uint64(64 - bbits)
+    pshift = np.uint64(PART_BITS)
     m = 1
-    for b in range(b_lo, b_hi):
-        m = max(m, starts[b + 1] - starts[b])
+    for p in range(p_lo, p_hi):
+        # the largest bucket of any partition, for the scratch below
+        starts[:] = 0
+        for i in range(pstarts[p], pstarts[p + 1]):
+            starts[np.int64((g_lh[i] << pshift) >> bshift) + 1] += 1
+        for b in range(nb):
+            m = max(m, starts[b + 1])
     # scratch for one viewer (at most one bucket's rows)
     slot_of = np.full(cat_dur.shape[0], -1, np.int64)
     q_a = np.empty(m, np.int64)
@@ -398,9 +425,9 @@ def walk(starts, b_lo, b_hi, lh, lh2, sh, ok, code, pos, tot, rate, cat_dur, st_
     vids_here = np.empty(m, np.int64)
     los = np.empty(m, np.int64)
     his = np.empty(m, np.int64)
-    n_in = starts[b_hi] - starts[b_lo]
-    cap_f = n_in // 8 + 2 * m + 16
-    cap_r = n_in // 8 + 4 * m + 16
+    n_in = pstarts[p_hi] - pstarts[p_lo]
+    cap_f = n_in // 6 + 2 * m + 16
+    cap_r = n_in // 5 + 4 * m + 16
     f_row = np.empty(cap_f, np.int64)
     f_vid = np.empty(cap_f, np.int32)
     f_dur = np.empty(cap_f, np.float64)
@@ -417,17 +444,33 @@ def walk(starts, b_lo, b_hi, lh, lh2, sh, ok, code, pos, tot, rate, cat_dur, st_
     r_plays = np.empty(cap_r, np.int64)
     nf = 0
     nr = 0
-    order = np.empty(starts[b_hi], np.int64)   # sorted bucket by bucket; entries stay inside their bucket
-    for z in range(starts[b_lo], starts[b_hi]):
-        order[z] = z
-    for bk in range(b_lo, b_hi):
-        a0 = starts[bk]
-        a1 = starts[bk + 1]
-        if a1 == a0:
+    for p in range(p_lo, p_hi):
+        g0 = pstarts[p]
+        g1 = pstarts[p + 1]
+        if g1 == g0:
             continue
-        _sort_range(order, a0, a1, lh, lh2, sh, ok, pos)
-        if nf + (a1 - a0) > f_row.shape[0]:
-            need = nf + (a1 - a0)
+        starts[:] = 0
+        for i in range(g0, g1):
+            starts[np.int64((g_lh[i] << pshift) >> bshift) + 1] += 1
+        for b in range(nb):
+            starts[b + 1] += starts[b]
+        fill[:] = starts[:-1]
+        for i in range(g0, g1):
+            b = np.int64((g_lh[i] << pshift) >> bshift)
+            x = fill[b]
+            fill[b] = x + 1
+            lh[x] = g_lh[i]
+            lh2[x] = g_lh2[i]
+            sh[x] = g_sh[i]
+            ok[x] = g_ok[i]
+            code[x] = g_code[i]
+            pos[x] = g_pos[i]
+            tot[x] = g_tot[i]
+            rate[x] = g_rate[i]
+            row[x] = g_row[i]
+            order[x] = x
+        if nf + (g1 - g0) > f_row.shape[0]:
+            need = nf + (g1 - g0)
             f_row = _grow(f_row, need)
             f_vid = _grow(f_vid, need)
             f_dur = _grow(f_dur, need)
@@ -438,22 +481,28 @@ def walk(starts, b_lo, b_hi, lh, lh2, sh, ok, code, pos, tot, rate, cat_dur, st_
             f_sess = _grow(f_sess, need)
             f_first = _grow(f_first, need)
             f_last = _grow(f_last, need)
-        if nr + 2 * (a1 - a0) > r_fact.shape[0]:
-            need = nr + 2 * (a1 - a0)
+        if nr + 2 * (g1 - g0) > r_fact.shape[0]:
+            need = nr + 2 * (g1 - g0)
             r_fact = _grow(r_fact, need)
             r_lo = _grow(r_lo, need)
             r_hi = _grow(r_hi, need)
             r_plays = _grow(r_plays, need)
-        va = a0
-        while va < a1:
-            vb = va + 1
-            while vb < a1 and lh[order[vb]] == lh[order[va]] and lh2[order[vb]] == lh2[order[va]]:
-                vb += 1
-            nf, nr = _viewer(order, va, vb, sh, ok, code, pos, tot, rate, cat_dur, st_of, start_of, seek_rank,
-                             gap_limit, tol, max_rate, slot_of, q_a, q_b, q_start, q_rate, q_svid, s_vid, s_len,
-                             s_dur, s_nsess, s_lastsess, s_first, s_last, s_far, s_ivlast, s_has_iv, c_slot, c_lo,
-                             c_hi, vids_here, los, his, nf, f_row, f_vid, f_dur, f_uniq, f_watch, f_repl, f_far,
-                             f_sess, f_first, f_last, nr, r_fact, r_lo, r_hi, r_plays)
-            va = vb
+        for bk in range(nb):
+            a0 = starts[bk]
+            a1 = starts[bk + 1]
+            if a1 == a0:
+                continue
+            _sort_range(order, a0, a1, lh, lh2, sh, ok, pos)
+            va = a0
+            while va < a1:
+                vb = va + 1
+                while vb < a1 and lh[order[vb]] == lh[order[va]] and lh2[order[vb]] == lh2[order[va]]:
+                    vb += 1
+                nf, nr = _viewer(order, va, vb, sh, ok, code, pos, tot, rate, row, cat_dur, st_of, start_of,
+                                 seek_rank, gap_limit, tol, max_rate, slot_of, q_a, q_b, q_start, q_rate, q_svid,
+                                 s_vid, s_len, s_dur, s_nsess, s_lastsess, s_first, s_last, s_far, s_ivlast, s_has_iv,
+                                 c_slot, c_lo, c_hi, vids_here, los, his, nf, f_row, f_vid, f_dur, f_uniq, f_watch,
+                                 f_repl, f_far, f_sess, f_first, f_last, nr, r_fact, r_lo, r_hi, r_plays)
+                va = vb
     return (f_row[:nf], f_vid[:nf], f_dur[:nf], f_uniq[:nf], f_watch[:nf], f_repl[:nf], f_far[:nf],
             f_sess[:nf], f_first[:nf], f_last[:nf], r_fact[:nr], r_lo[:nr], r_hi[:nr], r_plays[:nr])
