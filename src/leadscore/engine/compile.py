@@ -190,11 +190,12 @@ def _cap(ctx: _Ctx, expr: str, cap: float | None) -> str:
     return f"GREATEST(LEAST({expr}, {float(cap)!r}), {-float(cap)!r})"
 
 
-def _event_rule(ctx: _Ctx, i: int, rule: Rule) -> tuple[str, bool]:
-    """One branch of ``ev_occ``: the rule's matching occurrences with their ranking key, the rule's
-    point values, multipliers and decay. Every event rule is a branch of one UNION ALL, ranked by one
-    window and summed by one GROUP BY (``_event_rules``): a per-rule window and aggregate cost the
-    planner and the executor a few operators each, which for ~30 rules was most of a small re-score."""
+def _event_rule(ctx: _Ctx, i: int, rule: Rule) -> tuple[str, str]:
+    """One branch of the occurrence UNION: the rule's matching occurrences with their ranking key, the
+    rule's point values, multipliers and decay, and how its points depend on an occurrence's rank
+    (``_rank_kind``). Every event rule is a branch of one UNION ALL per rank kind, summed by one GROUP BY
+    (``_event_rules``): a per-rule window and aggregate cost the planner and the executor a few
+    operators each, which for ~30 rules was most of a small re-score."""
     rel, match, resolve = _rule_source(ctx, rule)
     cond = where_sql(ctx.d, rule.where, resolve, ctx.model.junk)
     key = resolve(rule.per).text if rule.per else ("video_id" if rule.video else "'_'")
@@ -206,36 +207,61 @@ def _event_rule(ctx: _Ctx, i: int, rule: Rule) -> tuple[str, bool]:
     d = ctx.d
     cap = f"CAST({float(rule.cap)!r} AS {d.double()})" if rule.cap is not None else f"CAST(NULL AS {d.double()})"
     limit = str(int(rule.max_count)) if rule.max_count else "CAST(NULL AS INTEGER)"
-    ranked = rule.per is not None or rule.max_count is not None or additional != first
     return (f"SELECT {i} AS rule_idx, x.lead_id, CAST(x.{msg} AS {d.text()}) AS message_id, x.{ts} AS ts, "
             f"CAST({key} AS {d.text()}) AS k, CAST({first!r} AS {d.double()}) AS p_first, "
             f"CAST({additional!r} AS {d.double()}) AS p_add, {limit} AS p_max, {cap} AS p_cap, "
             f"CAST({mult} AS {d.double()}) AS mult, CAST({decay} AS {d.double()}) AS dec "
-            f"FROM {rel} x {' '.join(joins)} WHERE {match} AND {cond} AND {_window_sql(ctx, rule, f'x.{ts}')}"), ranked
+            f"FROM {rel} x {' '.join(joins)} WHERE {match} AND {cond} AND {_window_sql(ctx, rule, f'x.{ts}')}"), \
+        _rank_kind(rule, first, additional)
 
 
-def _event_rules(ctx: _Ctx, branches: list[tuple[str, bool]]) -> str:
-    """The CTEs of all event rules together; returns their ``hits`` branch (lead, rule, points, hits).
-    Only rules whose points depend on an occurrence's rank (first/additional, per key, max_count) go
-    through the window; the others keep rank 1."""
-    ranked = [b for b, r in branches if r]
-    plain = [b for b, r in branches if not r]
-    parts = []
-    if ranked:
-        ctx.ctes.append(("ev_occ", " UNION ALL ".join(ranked)))
+def _rank_kind(rule: Rule, first: float, additional: float) -> str:
+    """How a rule's points depend on an occurrence's rank within its (lead, key):
+    ``limited``: max_count keeps the first N (a rank per occurrence: the window);
+    ``first``: the first occurrence earns ``points``, the others ``additional`` (only the first's
+    multiplier and decay must be known: an ordered first-of aggregate, no window);
+    ``once``: every occurrence earns the same points (no rank at all)."""
+    if rule.max_count is not None:
+        return "limited"
+    return "first" if additional != first else "once"
+
+
+def _event_rules(ctx: _Ctx, branches: list[tuple[str, str]], explain: bool = False) -> str:
+    """The CTEs of all event rules together; returns their ``hits`` branches (lead, rule, points, hits).
+
+    Only max_count rules go through the window (``row_number``). First/additional rules sum by key:
+    points = additional × Σ(multiplier × decay) + (first − additional) × the first occurrence's
+    multiplier × decay, the first taken by an ordered aggregate (``Dialect.first_by``); a sort of every
+    occurrence was the largest operator of a full run. An explanation (``explain``) needs each
+    occurrence's own points, so there every rank-dependent rule takes the window."""
+    d = ctx.d
+    kinds = {"limited": [], "first": [], "once": []}
+    for sql, kind in branches:
+        kinds["limited" if explain and kind == "first" else kind].append(sql)
+    total = d.round("sum(pts)", 4)
+    capped = f"CASE WHEN p_cap IS NULL THEN {total} ELSE GREATEST(LEAST({total}, p_cap), -p_cap) END"
+    parts, hits = [], []
+    if kinds["limited"]:
+        ctx.ctes.append(("ev_occ", " UNION ALL ".join(kinds["limited"])))
         parts.append("SELECT o.*, row_number() OVER (PARTITION BY lead_id, rule_idx, k ORDER BY ts, message_id) AS rn "
                      "FROM ev_occ o")
-    if plain:
-        ctx.ctes.append(("ev_once", " UNION ALL ".join(plain)))
+    if kinds["once"]:
+        ctx.ctes.append(("ev_once", " UNION ALL ".join(kinds["once"])))
         parts.append("SELECT o.*, 1 AS rn FROM ev_once o")
-    ctx.ctes.append(("ev_rank", " UNION ALL ".join(parts)))
-    # points: first / additional by rank, times multipliers and decay; max_count drops the rest
-    ctx.ctes.append(("ev_pts", "SELECT rule_idx, lead_id, message_id, ts, "
-                               "(CASE WHEN rn = 1 THEN p_first ELSE p_add END) * mult * dec AS pts, p_cap "
-                               "FROM ev_rank WHERE p_max IS NULL OR rn <= p_max"))
-    total = ctx.d.round("sum(pts)", 4)
-    return (f"SELECT lead_id, rule_idx, CASE WHEN p_cap IS NULL THEN {total} ELSE GREATEST(LEAST({total}, p_cap), -p_cap) END AS pts, "
-            "count(*) AS hits FROM ev_pts GROUP BY lead_id, rule_idx, p_cap")
+    if parts:
+        ctx.ctes.append(("ev_rank", " UNION ALL ".join(parts)))
+        # points: first / additional by rank, times multipliers and decay; max_count drops the rest
+        ctx.ctes.append(("ev_pts", "SELECT rule_idx, lead_id, message_id, ts, "
+                                   "(CASE WHEN rn = 1 THEN p_first ELSE p_add END) * mult * dec AS pts, p_cap "
+                                   "FROM ev_rank WHERE p_max IS NULL OR rn <= p_max"))
+        hits.append(f"SELECT lead_id, rule_idx, {capped} AS pts, count(*) AS hits FROM ev_pts GROUP BY lead_id, rule_idx, p_cap")
+    if kinds["first"]:
+        ctx.ctes.append(("ev_first", " UNION ALL ".join(kinds["first"])))
+        first = d.first_by("mult * dec", ["ts", "message_id"])
+        ctx.ctes.append(("ev_first_k", f"SELECT lead_id, rule_idx, p_cap, p_add * sum(mult * dec) + (p_first - p_add) * {first} AS pts, "
+                                       f"count(*) AS n FROM ev_first GROUP BY lead_id, rule_idx, k, p_cap, p_first, p_add"))
+        hits.append(f"SELECT lead_id, rule_idx, {capped} AS pts, sum(n) AS hits FROM ev_first_k GROUP BY lead_id, rule_idx, p_cap")
+    return " UNION ALL ".join(hits)
 
 
 def _aggregate_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
@@ -392,7 +418,7 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
         else:
             event_branches.append(_event_rule(ctx, i, rule))
     if event_branches:
-        rule_sql.append(_event_rules(ctx, event_branches))
+        rule_sql.append(_event_rules(ctx, event_branches, explain))
     stage_conds: dict[str, str] = {}
     for stage in model.stages:
         stage_conds[stage.name] = _stage_sql(ctx, stage.when, stage_conds, flags)

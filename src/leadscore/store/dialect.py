@@ -89,6 +89,15 @@ class Dialect:
     def bool_or(self, expr: str) -> str:
         return f"bool_or({expr})"
 
+    def first_by(self, expr: str, order: list[str]) -> str:
+        """The aggregate: ``expr`` of the group's row that comes first by ``order`` (ascending; the
+        columns must make the order total)."""
+        if self.name == "postgres":
+            return f"(array_agg({expr} ORDER BY {', '.join(order)}))[1]"
+        if self.name == "spark":
+            return f"min_by({expr}, struct({', '.join(order)}))"
+        return f"arg_min({expr}, ({', '.join(order)}))"
+
 
 DUCKDB = Dialect("duckdb")
 POSTGRES = Dialect("postgres")
