@@ -7,8 +7,14 @@ Scenarios (each against a fresh store):
   batch      /v1/batch, 500 events per request, 8 connections as fast as they go → events/s, latency
   track      /v1/track at a fixed 1,000 requests/s (open loop: latency counted from the scheduled send
              instant, so a stalled server cannot hide its queueing) → achieved rate, p50/p99
-  baseline   the same two loads with group commit off (one transaction per request, the
-             straightforward service of PERFORMANCE.md), measured in the same run → the ratio
+Modes (--modes, each scenario runs in each, in the same run):
+  log        what `leadscore serve` runs: acknowledged once fsynced in the durable ingestion log,
+             applied to the store behind it (LEADSCORE_INGEST_LOG in a temporary directory)
+  commit     acknowledged after the store's group commit (LEADSCORE_INGEST_LOG=off)
+  one        baseline: one transaction per request (the straightforward service of PERFORMANCE.md)
+After the load, the backlog (acknowledged, not yet in the store) and the time the server takes to
+store it are measured: "stored/s" is the events acknowledged over the load time plus that drain,
+the rate the store sustained.
 
 The load generator speaks HTTP/1.1 over raw asyncio streams (keep-alive, Content-Length) instead of
 httpx: on a 2-core machine the generator must cost far less CPU than the server it measures, and
@@ -218,7 +224,7 @@ def start_server(url: str, port: int, env: dict | None = None, *args: str) -> su
             time.sleep(0.1)
 
 
-def _run(backend: str, kind: str, group_commit: bool, seconds: float, tmp: Path, anon: bool = False) -> dict:
+def _run(backend: str, kind: str, mode: str, seconds: float, tmp: Path, anon: bool = False) -> dict:
     import httpx
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -231,8 +237,9 @@ def _run(backend: str, kind: str, group_commit: bool, seconds: float, tmp: Path,
     token = create_key(store, "write", datetime(2026, 11, 23), name="bench").token
     store.close()
     port = _free_port()
-    env = {**os.environ, "LEADSCORE_WRITE_RATE": "1000000", "LEADSCORE_WRITE_BURST": "1000000"}
-    if not group_commit:
+    env = {**os.environ, "LEADSCORE_WRITE_RATE": "1000000", "LEADSCORE_WRITE_BURST": "1000000",
+           "LEADSCORE_INGEST_LOG": str(tmp / f"log-{uuid.uuid4().hex[:6]}") if mode == "log" else "off"}
+    if mode == "one":
         env["LEADSCORE_MAX_GROUP_EVENTS"] = "1"   # every request its own transaction
     proc = start_server(url, port, env, "--ingest-only")
     try:
@@ -244,10 +251,17 @@ def _run(backend: str, kind: str, group_commit: bool, seconds: float, tmp: Path,
         gen.join()
         if "error" in res:
             raise RuntimeError(f"the load generator failed: {res['error']}")
-        res["server_cpu"] = cpu_seconds(proc.pid) - cpu0
         stats = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+        res["backlog"] = stats["pending_events"]
+        t0 = time.perf_counter()
+        while stats["pending_events"] and time.perf_counter() - t0 < 300:   # until the backlog is stored
+            time.sleep(0.05)
+            stats = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+        res["drain"] = time.perf_counter() - t0 if res["backlog"] else 0.0
+        res["server_cpu"] = cpu_seconds(proc.pid) - cpu0
         res["commits"] = stats["commits"]
         res["writer_busy"] = stats["writer_busy_seconds"]
+        res["log_commits"] = stats.get("log_commits")
     finally:
         proc.terminate()
         try:
@@ -267,37 +281,38 @@ def _summary(res: dict) -> dict:
     return {"events_per_s": res["events"] / res["elapsed"], "requests_per_s": len(lat) / res["elapsed"],
             "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "max_ms": lat[-1] * 1000,
             "statuses": res["statuses"], "commits": res["commits"], "stored": res["stored"],
-            "writer_busy": res["writer_busy"] / res["elapsed"],
+            "writer_busy": res["writer_busy"] / (res["elapsed"] + res["drain"]),
+            "backlog": res["backlog"], "drain_s": res["drain"], "log_commits": res["log_commits"],
+            "stored_per_s": res["events"] / (res["elapsed"] + res["drain"]),
             "cpu_us_per_event": res["server_cpu"] / max(res["events"], 1) * 1e6,
-            "cpu_share": res["server_cpu"] / res["elapsed"]}
+            "cpu_share": res["server_cpu"] / (res["elapsed"] + res["drain"])}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", choices=["duckdb", "postgres", "both"], default="both")
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--no-baseline", action="store_true", help="leave out the one-commit-per-request mode")
+    ap.add_argument("--modes", default="log,commit,one", help="comma-separated: log, commit, one (see above)")
+    ap.add_argument("--kinds", default="batch,track", help="comma-separated: batch, track")
     ap.add_argument("--anon", action="store_true", help="batch events also carry an anonymousId (identity links)")
     args = ap.parse_args()
     backends = ["duckdb", "postgres"] if args.backend == "both" else [args.backend]
+    modes = [m for m in args.modes.split(",") if m and not (args.no_baseline and m == "one")]
     tmp = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     print(f"machine: {os.cpu_count()} cores; {args.seconds:g} s per scenario")
     for backend in backends:
-        for kind in ("batch", "track"):
-            ours = _summary(_run(backend, kind, True, args.seconds, tmp, args.anon))
-            line = (f"{backend:8s} {kind:5s} group commit: {ours['events_per_s']:9.0f} events/s "
-                    f"{ours['requests_per_s']:7.0f} req/s  p50 {ours['p50_ms']:7.1f} ms  p99 {ours['p99_ms']:7.1f} ms  "
-                    f"commits {ours['commits']}  writer busy {ours['writer_busy']:.0%}  server CPU {ours['cpu_us_per_event']:.0f} µs/event "
-                    f"({ours['cpu_share']:.2f} cores)  stored {ours['stored']}  statuses {ours['statuses']}  [{_load()}]")
-            print(line, flush=True)
-            if not args.no_baseline:
-                base = _summary(_run(backend, kind, False, args.seconds, tmp, args.anon))
-                print(f"{backend:8s} {kind:5s} one commit/request: {base['events_per_s']:9.0f} events/s "
-                      f"{base['requests_per_s']:7.0f} req/s  p50 {base['p50_ms']:7.1f} ms  p99 {base['p99_ms']:7.1f} ms  "
-                      f"commits {base['commits']}  server CPU {base['cpu_us_per_event']:.0f} µs/event  statuses {base['statuses']}  [{_load()}]", flush=True)
-                ratio = ours["events_per_s"] / base["events_per_s"] if base["events_per_s"] else float("inf")
-                p99 = base["p99_ms"] / ours["p99_ms"] if ours["p99_ms"] else float("nan")
-                print(f"{backend:8s} {kind:5s} ratio: throughput x{ratio:.1f}, p99 latency /{p99:.1f}", flush=True)
+        for kind in args.kinds.split(","):
+            for mode in modes:
+                r = _summary(_run(backend, kind, mode, args.seconds, tmp, args.anon))
+                print(f"{backend:8s} {kind:5s} {mode:6s}: {r['events_per_s']:7.0f} events/s acknowledged "
+                      f"({r['requests_per_s']:5.0f} req/s), stored/s {r['stored_per_s']:7.0f}  "
+                      f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  backlog at end {r['backlog']} "
+                      f"(stored in {r['drain_s']:.1f} s)  commits {r['commits']}"
+                      + (f" log fsyncs {r['log_commits']}" if r["log_commits"] is not None else "")
+                      + f"  writer busy {r['writer_busy']:.0%}  server CPU {r['cpu_us_per_event']:.0f} µs/event "
+                      f"({r['cpu_share']:.2f} cores)  stored {r['stored']}  statuses {r['statuses']}  [{_load()}]",
+                      flush=True)
 
 
 if __name__ == "__main__":

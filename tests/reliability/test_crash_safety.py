@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from leadscore.service.auth import create_key
+from leadscore.service.ingest_log import drain_log
 from leadscore.service.live import LiveScorer, LiveSettings
 from leadscore.engine import score_leads
 from leadscore.engine.models_registry import save_model
@@ -37,15 +38,16 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, url: str, port: int, log: Path):
-        self.url, self.port, self.log = url, port, log
+    def __init__(self, url: str, port: int, log: Path, ingest_log: str):
+        self.url, self.port, self.log, self.ingest_log = url, port, log, ingest_log
         self.proc: subprocess.Popen | None = None
         self.exe = str(Path(sys.executable).parent / "leadscore")
 
     def start(self) -> None:
         out = open(self.log, "ab")
+        env = {**os.environ, "LEADSCORE_DEMO": "0", "LEADSCORE_INGEST_LOG": self.ingest_log}
         self.proc = subprocess.Popen([self.exe, "--db", self.url, "serve", "--port", str(self.port)],
-                                     stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "LEADSCORE_DEMO": "0"})
+                                     stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 120   # the shared CI machine can be slow to import
         while time.monotonic() < deadline:
             try:
@@ -109,12 +111,16 @@ def _client(n: int, port: int, token: str, stop: threading.Event, sent: set, ack
 
 
 @pytest.mark.slow
-def test_acknowledged_events_survive_sigkill_exactly_once(store_url, tmp_path):
+@pytest.mark.parametrize("mode", ["ingestion log", "commit before 200"])
+def test_acknowledged_events_survive_sigkill_exactly_once(store_url, tmp_path, mode):
+    """"ingestion log": what `leadscore serve` runs (acknowledged once fsynced in the log, applied
+    behind); "commit before 200": LEADSCORE_INGEST_LOG=off, acknowledged after the store's commit."""
     store = open_store(store_url)
     token = create_key(store, "write", datetime(2026, 11, 23)).token
     save_model(store, parse_model(LIVE_MODEL), datetime(2026, 11, 23), activate=True)
     store.close()   # the server process owns the store (DuckDB allows one process)
-    server = Server(store_url, _free_port(), tmp_path / "server.log")
+    ingest_log = str(tmp_path / "ingest-log") if mode == "ingestion log" else "off"
+    server = Server(store_url, _free_port(), tmp_path / "server.log", ingest_log)
     sent: set[str] = set()
     acked: set[str] = set()
     lock = threading.Lock()
@@ -149,6 +155,10 @@ def test_acknowledged_events_survive_sigkill_exactly_once(store_url, tmp_path):
 
     store = open_store(store_url)
     try:
+        if mode == "ingestion log":
+            # what a restarted server runs first: the entries acknowledged but not applied when killed
+            drain_log(store, ingest_log)
+            assert drain_log(store, ingest_log) == 0   # and only once
         rows = store.query("SELECT message_id, count(*) FROM events GROUP BY 1")
         stored = {mid for mid, _ in rows}
         assert all(n == 1 for _, n in rows)

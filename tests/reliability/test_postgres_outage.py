@@ -114,3 +114,44 @@ def test_ingestion_answers_503_during_an_outage_and_recovers(pg_url):
         store.close()
     # the acknowledged batches are stored exactly once; the refused ones left nothing behind
     assert ids == {f"m-{i}" for i in list(range(10)) + list(range(100, 110))}
+
+
+def test_with_the_ingestion_log_acknowledged_events_wait_out_the_outage_and_new_ones_get_503(pg_url, tmp_path):
+    """With the durable log (what `leadscore serve` runs), a request acknowledged before the service
+    has noticed the outage is kept in the log and stored once the database is back; once the
+    writer has found the database unreachable, requests get 503 + Retry-After until it answers again."""
+    parts = urlsplit(pg_url)
+    proxy = CuttableProxy((parts.hostname, parts.port or 5432))
+    via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"))
+    store = open_store(via_proxy)
+    key = create_key(store, "write", datetime(2026, 11, 23), name="w").token
+    app = create_app(store, Settings(ingest_log=str(tmp_path / "log")), installers=())
+    writer = app.state.writer
+    headers = {"Content-Type": "application/json"}
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30, auth=(key, "")) as client:
+        assert client.post("/v1/batch", content=batch(0, 10), headers=headers).status_code == 200
+        assert writer.flush(10)
+        proxy.cut()
+        # the writer has not met the outage yet: logged (durable) and acknowledged
+        assert client.post("/v1/batch", content=batch(10, 10), headers=headers).status_code == 200
+        deadline = time.monotonic() + 30
+        while writer.store_down is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        answers = [client.post("/v1/batch", content=batch(100 + 10 * k, 10), headers=headers) for k in range(3)]
+        for r in answers:
+            assert r.status_code == 503, r.text
+            assert int(r.headers["retry-after"]) >= 1
+            assert r.json()["message"].startswith("the store is unavailable")
+        assert client.get("/healthz").json()["pending_events"] == 10
+        proxy.restore()
+        assert writer.flush(30)   # the writer retries by itself
+        assert writer.store_down is None
+        assert client.post("/v1/batch", content=batch(100, 10), headers=headers).status_code == 200
+        assert writer.flush(10)
+    check = open_store(pg_url)
+    try:
+        ids = {r[0] for r in check.query("SELECT message_id FROM events")}
+    finally:
+        check.close()
+        store.close()
+    assert ids == {f"m-{i}" for i in list(range(20)) + list(range(100, 110))}

@@ -13,8 +13,9 @@ storing nothing when it fails:
    ``\\u0000``; refusing it on both stores keeps them alike), known top-level fields, 32 KB per message → 400/413
 6. every message normalised (``leadscore.events.normalize_batch``: Segment's clock-skew rule,
    batch-level ``context``/``integrations``/``sentAt`` merged) → 400 naming each bad message and field
-7. queued for the group-commit writer; answered ``200 {"success": true}`` once committed,
-   503 + Retry-After if the store is unavailable or the queue is full.
+7. queued for the group-commit writer; answered ``200 {"success": true}`` once committed (or, with
+   the durable ingestion log, once fsynced in it), 503 + Retry-After if the store is unavailable or
+   the queue is full.
 
 Large bodies are parsed and validated in a worker thread so they do not stall small requests.
 """
@@ -421,6 +422,19 @@ def prepare(payload: Any, kind: str, received_at: datetime, settings: Settings, 
         raise _message_errors(exc) from None
 
 
+def log_decoder(settings: Settings):
+    """The events of a request kept in the ingestion log: (kind, received_at ISO, body) → events,
+    exactly as when it was accepted (normalisation depends only on the body and the receipt time).
+    The body passed every check then; the limits are not applied again, so a setting tightened
+    since cannot refuse what was acknowledged."""
+    relaxed = settings.with_(strict_fields=False, max_message_bytes=2 ** 40, max_request_bytes=2 ** 40,
+                             max_batch_items=2 ** 40, max_depth=2 ** 20)
+
+    def decode(kind: str, received_at: str, body: bytes) -> list[Event]:
+        return prepare(parse_json(body), kind, datetime.fromisoformat(received_at), relaxed, len(body), True)
+    return decode
+
+
 # ---------------------------------------------------------------- auth
 def _header_token(request: Request) -> str | None:
     try:
@@ -481,11 +495,17 @@ async def handle(request: Request, kind: str) -> Response:
                                                     check_strings, depth)
         else:
             events = prepare(payload, kind, received_at, settings, len(body), check_strings, depth)
-        del payload, body
+        del payload
+        writer = state.writer
+        # with a durable log, the body is what it keeps (the events are rebuilt from it on replay)
+        record = (kind, received_at.isoformat(), body) if writer.log is not None else None
+        del body
         try:
-            future = state.writer.submit(events)
+            future = writer.submit(events, record)
         except (QueueFull, WriterStopped) as exc:
             raise unavailable(f"overloaded, retry later: {exc}", settings.retry_after_seconds) from None
+        except StoreUnavailable as exc:
+            raise unavailable(str(exc), settings.retry_after_seconds) from None
         try:
             await asyncio.wrap_future(future)
         except StoreUnavailable as exc:

@@ -34,6 +34,16 @@ class Settings:
     max_group_events: int = 20_000            # events committed in one transaction at most
     retry_after_seconds: int = 1              # what a 503 tells clients to wait
     inline_parse_bytes: int = 64 * KIB        # larger bodies are parsed in a worker thread
+    # The durable ingestion log (service/ingest_log.py): "" acknowledges a request once the store has
+    # committed it (read-your-writes: what tests and embedding code built with Settings() get);
+    # a path acknowledges once the request is fsynced in a log there and applies the log to the
+    # store behind it (much faster); "auto" (what Settings.from_env(), thus `leadscore serve`,
+    # defaults to) puts it beside a DuckDB file (<file>.ingest-log) or, for PostgreSQL, under
+    # $XDG_STATE_HOME/leadscore/ (one log per server process).
+    ingest_log: str = ""
+    # With the log: the store transactions start at least this far apart (seconds), so a stream of
+    # small requests is stored in a few larger transactions; it adds at most this much to freshness.
+    apply_interval_seconds: float = 0.1
     max_inflight_bytes: int = 64 * MIB        # request bodies being validated at once (bounded memory)
 
     # ---- keys
@@ -61,8 +71,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
-        """``LEADSCORE_MAX_PENDING_EVENTS=50000`` etc. override the defaults; keyword overrides win."""
-        return cls(**{**env_overrides(cls, environ), **overrides})
+        """``LEADSCORE_MAX_PENDING_EVENTS=50000`` etc. override the defaults; keyword overrides win.
+        A deployment gets the durable ingestion log unless ``LEADSCORE_INGEST_LOG`` says otherwise
+        (``off`` or empty: acknowledge after the store's commit)."""
+        return cls(**{"ingest_log": "auto", **env_overrides(cls, environ), **overrides})
 
 
 def env_overrides(cls, environ: dict[str, str] | None = None, prefix: str = "LEADSCORE_") -> dict:

@@ -108,12 +108,28 @@ class Store(ABC):
         return rows[0][0] or 0
 
     # ---- ingestion: every write of one call is one transaction
-    def ingest(self, events: Iterable[Event]) -> IngestResult:
+    def ingest(self, events: Iterable[Event], log_position: tuple[str, int] | None = None) -> IngestResult:
+        """Store ``events`` (a stored messageId is skipped) in one transaction. ``log_position``
+        (log id, sequence number): the ingestion log entry they end at, recorded in the same
+        transaction (``ingest_log_position``) so a restart replays exactly what follows it."""
         events = list(events)
         with self._lock, self.transaction() as conn:
-            return self._ingest(conn, events)
+            return self._ingest(conn, events, log_position)
 
-    def _ingest(self, conn: Any, events: list[Event]) -> IngestResult:
+    def ingest_log_position(self, log_id: str) -> int:
+        """The sequence number ``log_id`` has been applied up to (0: nothing yet); registers the log."""
+        with self._lock, self.transaction() as conn:
+            rows = self._fetchall(conn, "SELECT seq FROM ingest_log_position WHERE log_id = ?", (log_id,))
+            if rows:
+                return int(rows[0][0])
+            self._execute(conn, "INSERT INTO ingest_log_position (log_id, seq) VALUES (?, 0)", (log_id,))
+            return 0
+
+    def _ingest(self, conn: Any, events: list[Event], log_position: tuple[str, int] | None = None) -> IngestResult:
+        if log_position is not None:
+            # the row exists (ingest_log_position registered the log): a plain UPDATE, no conflict check
+            self._execute(conn, "UPDATE ingest_log_position SET seq = ? WHERE log_id = ?",
+                          (log_position[1], log_position[0]))
         if not events:
             return IngestResult(0, 0, [], set())
         # A batch may repeat a messageId (a client retrying inside one batch): keep the first.

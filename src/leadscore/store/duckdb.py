@@ -117,22 +117,22 @@ class DuckDBStore(Store):
     # one-row INSERT OR IGNORE … RETURNING into events against 3.2 ms plain), more than the rest of
     # a small group's transaction; duplicates are rare (a client's retry), so the group is first
     # written as if it had none, and redone with the conflict check when the primary key says it has.
-    def ingest(self, events):
+    def ingest(self, events, log_position=None):
         events = list(events)
         with self._lock:
             if getattr(self._local, "depth", 0):        # inside a caller's transaction: no redo possible
                 with self.transaction() as conn:
-                    return self._ingest(conn, events)
+                    return self._ingest(conn, events, log_position)
             self._local.optimistic = True
             try:
                 with self.transaction() as conn:
-                    return self._ingest(conn, events)
+                    return self._ingest(conn, events, log_position)
             except duckdb.ConstraintException:
                 pass                                     # rolled back; redo skipping stored messageIds
             finally:
                 self._local.optimistic = False
             with self.transaction() as conn:
-                return self._ingest(conn, events)
+                return self._ingest(conn, events, log_position)
 
     def _insert_events(self, conn, events, no_duplicates=False):
         return super()._insert_events(conn, events, no_duplicates or getattr(self._local, "optimistic", False))
