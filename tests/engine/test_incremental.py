@@ -91,3 +91,34 @@ def test_incremental_equals_full_on_a_generated_population(tmp_path):
         rescored[m.name] = len(result.rescored)
     # With decay steps only the leads near an edge are re-scored; half-lives touch every web visitor.
     assert 0 < rescored["stepped"] < 300 * 0.5 <= rescored["default"], rescored
+
+
+ACCOUNT_MODEL = """
+name: accounts
+groups: {company: {axis: fit}, web: {axis: engagement}}
+tiers: [{name: cold}, {name: hot, min: 50}]
+rules:
+  - {name: saas, group: company, trait: {account.industry: SaaS}, points: 25}
+  - {name: pricing, group: web, page: /pricing, points: 20}
+"""
+
+
+def test_a_group_call_rescores_every_member_of_the_account(tmp_path):
+    """b's new group call sets the account's industry: a, who sent nothing new, is re-scored too."""
+    group = lambda uid, at, mid, **traits: {"type": "group", "userId": uid, "groupId": "acc1", "timestamp": at,
+                                           "traits": traits, "messageId": mid}
+    msgs = [
+        group("a", "2026-01-01T00:00:00Z", "g1", name="Acme"),
+        page("a", "/pricing", "2026-01-02T00:00:00Z"),
+        group("b", "2026-01-03T00:00:00Z", "g2", name="Acme"),
+        page("c", "/pricing", "2026-01-04T00:00:00Z"),                 # not a member: not re-scored
+        group("b", "2026-03-01T00:00:00Z", "g3", industry="SaaS"),      # after t1
+    ]
+    path = write_log(tmp_path / "log.parquet", msgs)
+    m = model(ACCOUNT_MODEL)
+    t1, t2 = datetime(2026, 2, 1), datetime(2026, 4, 1)
+    result = rescore_parquet(m, path, LastRun(t1, m.model_version, score_parquet(m, path, t1)), t2)
+    assert sorted(result.rescored) == ["a", "b"]
+    scores = result.frame.set_index("lead_id")["score"].to_dict()
+    assert scores == {"a": 45.0, "b": 25.0, "c": 20.0}     # a: SaaS 25 + pricing 20; b: SaaS 25; c: pricing 20
+    assert_same_scores(score_parquet(m, path, t2), result.frame)

@@ -49,6 +49,7 @@ class Compiled:
     explain: bool = False
     uses_video: bool = False
     uses_probability: bool = False
+    reads_context: bool = False   # some rule reads a context.* field (the wide JSON context is needed)
 
 
 def _seconds(td) -> str:
@@ -488,7 +489,8 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
              for i, r in enumerate(model.rules) if r.kind != "event"] +
             (["SELECT rule_idx, lead_id, message_id, CAST(ts AS TIMESTAMP) AS ts, pts FROM ev_pts"] if event_branches else []))
         sql = "WITH " + ",\n".join(f"{n} AS ({q})" for n, q in ctes) + f"\nSELECT * FROM ({occ}) o ORDER BY rule_idx, ts, message_id"
-        return Compiled(sql, list(model.rules), list(model.groups), True, uses_video, uses_probability)
+        return Compiled(sql, list(model.rules), list(model.groups), True, uses_video, uses_probability,
+                        _reads_context(ctx))
 
     ctes.append(("hits", " UNION ALL ".join(rule_sql)))
     n = len(model.rules)
@@ -553,4 +555,9 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
            f"\nSELECT lead_id, score, fit, engagement, tier, {stage_name} AS stage, grade, disqualified, probability, "
            f"{'last_activity, ' if activity else ''}"
            f"{group_out}, {rule_out} FROM fin ORDER BY score DESC, lead_id")
-    return Compiled(sql, list(model.rules), list(model.groups), False, uses_video, uses_probability)
+    return Compiled(sql, list(model.rules), list(model.groups), False, uses_video, uses_probability,
+                    _reads_context(ctx))
+
+
+def _reads_context(ctx: _Ctx) -> bool:
+    return any(n.startswith("context.") for n in ctx.props)

@@ -86,23 +86,44 @@ def changed_leads_sql(model: Model, dialect: Dialect, t1: datetime, t2: datetime
     """One SELECT of the distinct lead_ids whose score as of t2 may differ from the one as of t1."""
     d, T1, T2 = dialect, _ts(dialect, t1), _ts(dialect, t2)
     conds = [f"(ts > {T1})", f"(received_at > {T1})"]
+    # Every condition but a continuous decay's holds only inside a few narrow time ranges: their union,
+    # on the two timestamp columns alone, goes first, so the scan tests it before any text column.
+    ranges = {f"ts > {T1}", f"received_at > {T1}"}
+    continuous = False
     for rule in model.rules:
         match = _match(rule)
         if match is None:
             continue
         if rule.decay is not None and rule.decay.half_life is not None:
             conds.append(match)                      # continuous decay: every matching lead changes
+            continuous = True
             continue
         for edge in _edges(rule):
             lo, hi = _ts(d, t1 - edge), _ts(d, t2 - edge)
             conds.append(f"({match} AND ts BETWEEN {lo} AND {hi})")
+            ranges.add(f"ts BETWEEN {lo} AND {hi}")
     for stage in model.stages:
         w = stage.when
         if w is not None and w.event and w.within is not None:
             lo, hi = _ts(d, t1 - w.within), _ts(d, t2 - w.within)
             conds.append(f"(event IN ({', '.join(quote_literal(e) for e in w.event)}) AND ts BETWEEN {lo} AND {hi})")
-    return (f"SELECT DISTINCT lead_id FROM {events} WHERE lead_id IS NOT NULL AND ts <= {T2} "
-            f"AND ({' OR '.join(conds)})")
+            ranges.add(f"ts BETWEEN {lo} AND {hi}")
+    when = "" if continuous else f"AND ({' OR '.join(sorted(ranges))}) "
+    sql = (f"SELECT DISTINCT lead_id FROM {events} WHERE ts <= {T2} {when}AND lead_id IS NOT NULL "
+           f"AND ({' OR '.join(conds)})")
+    if _reads_account_traits(model):
+        # A group call changes its account's traits, so every member's score: a member is any lead
+        # with a message naming the account (a superset of the leads whose account it is now).
+        new_groups = (f"SELECT group_id FROM {events} WHERE type = 'group' AND group_id IS NOT NULL "
+                      f"AND ts <= {T2} AND (ts > {T1} OR received_at > {T1})")
+        sql += (f" UNION SELECT DISTINCT lead_id FROM {events} WHERE lead_id IS NOT NULL AND ts <= {T2} "
+                f"AND group_id IN ({new_groups})")
+    return sql
+
+
+def _reads_account_traits(model: Model) -> bool:
+    from leadscore.engine.parquet import model_trait_keys
+    return any(k.startswith("account.") for k in model_trait_keys(model))
 
 
 def _full_needed(model: Model, last: LastRun | None, as_of: datetime) -> str | None:
@@ -128,7 +149,7 @@ def rescore_parquet(model: Model, events_path: str | Path, last: LastRun | None,
                     catalog: str | Path | None = None, conn=None, memory_limit: str | None = None,
                     threads: int | None = None, temp_dir: str | None = None) -> IncrementalResult:
     """Scores of a Parquet event log as of ``as_of``, re-scoring only what changed since ``last``."""
-    from leadscore.engine.parquet import open_duckdb, register_events_view, register_log
+    from leadscore.engine.parquet import LOG_SOURCES, open_duckdb, register_events_view, register_log
     as_of = to_naive_utc(as_of)
     own = conn is None
     conn = conn or open_duckdb(memory_limit, threads, temp_dir)
@@ -147,8 +168,9 @@ def rescore_parquet(model: Model, events_path: str | Path, last: LastRun | None,
         if not changed:
             return IncrementalResult(last.scores.copy(), [], False, "nothing changed")
         leads = sorted(changed)
-        sources = register_log(conn, model, events_path, as_of, catalog, leads=leads)   # those leads' messages only
-        compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=sources)
+        compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=LOG_SOURCES)
+        register_log(conn, model, events_path, as_of, catalog, leads=leads,        # those leads' messages only
+                     context=compiled.reads_context)
         fresh = _frame(model, conn.sql(compiled.sql).to_arrow_table())
         return IncrementalResult(merge_scores(last.scores, fresh, leads), leads, False,
                                  f"{len(leads)} lead(s) with new events or crossed edges")

@@ -258,9 +258,11 @@ def register_events_view(conn, events_path: str | Path, name: str = "ls_all_even
 
 
 def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
-                 catalog: str | Path | None = None, leads: list[str] | None = None) -> Sources:
+                 catalog: str | Path | None = None, leads: list[str] | None = None,
+                 context: bool = True) -> Sources:
     """Create (or replace) the views over the Parquet log on a DuckDB connection; returns the Sources.
-    With ``leads``, the views hold only those leads (their traits, events and population)."""
+    With ``leads``, the views hold only those leads (their traits, events and population); then
+    ``context=False`` (no rule reads context.*) leaves the wide JSON context unread."""
     as_of = to_naive_utc(as_of)
     d = DUCKDB
     files = parquet_files(events_path)
@@ -281,12 +283,22 @@ def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
     conn.unregister("ls_pred_arrow")
     group_raw = None
     if leads is not None:
-        # One pass copies the leads' messages aside; every view but the accounts' then reads that copy.
-        # (with every group call, 1 or 2% of a log, for the accounts' traits).
+        # One pass copies the leads' messages aside; every view but the accounts' then reads that copy
+        # (with every group call, 1 or 2% of a log, for the accounts' traits). Only the columns the
+        # views read are copied: decompressing the wide JSON context of the whole log is most of a
+        # small re-score's time when no rule reads it.
+        # The group calls only matter when the model reads an account's traits.
         lead = "lead_id" if has_lead else "COALESCE(user_id, anonymous_id)"
-        wanted = f"{lead} IN ({', '.join(quote_literal(x) for x in leads) or 'NULL'})"
-        _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_subset AS SELECT *, {wanted} AS ls_wanted FROM {raw} "
-                   f"WHERE {wanted} OR type = 'group'")
+        conn.register("ls_wanted_arrow", pa.table({"lead_id": pa.array(list(leads), pa.string())}))
+        _run(conn, "CREATE OR REPLACE TEMP TABLE ls_wanted_leads AS SELECT DISTINCT lead_id FROM ls_wanted_arrow")
+        conn.unregister("ls_wanted_arrow")
+        wanted = f"{lead} IN (SELECT lead_id FROM ls_wanted_leads)"
+        groups = " OR type = 'group'" if any(k.startswith("account.") for k in keys) else ""
+        unread = {"previous_id", "original_ts", "sent_at"} | (set() if context or "browser" in keys else {"context"})
+        types = dict((r[0], r[1]) for r in conn.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall())
+        copied = ", ".join(f"CAST(NULL AS {types[c]}) AS {c}" if c in unread else c for c in names)
+        _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_subset AS SELECT {copied}, {wanted} AS ls_wanted FROM {raw} "
+                   f"WHERE {wanted}{groups}")
         cols = ", ".join(names)
         _run(conn, f"CREATE OR REPLACE TEMP VIEW ls_subset_leads AS SELECT {cols} FROM ls_subset WHERE ls_wanted")
         group_raw = (f"(SELECT {cols} FROM ls_subset WHERE type = 'group' AND group_id IN "
