@@ -31,6 +31,9 @@ COMPLETION_THRESHOLDS = (25, 50, 75, 80, 100)
 _ST, _START = None, None
 
 
+_NAN = "CAST('nan' AS DOUBLE)"   # NULL numbers as NaN: every comparison with them is false, as with NULL
+
+
 def _tables():
     global _ST, _START
     if _ST is None:
@@ -58,30 +61,24 @@ class HeatAndViews:
     views: pa.Table   # facts.VIEW_COLUMNS (as video_views_sql)
 
 
-def _evmap() -> str:
-    values = ", ".join(f"({quote_literal(k)}, {r})" for k, (r, _) in VIDEO_EVENTS.items())
-    return f"(SELECT * FROM (VALUES {values}) lsk_v (m_event, erank))"
-
-
-_NAN = "CAST('nan' AS DOUBLE)"   # NULL numbers as NaN: every comparison with them is false, as with NULL
-
-
 def _events_sql(events: str, as_of: str) -> str:
-    seek_rank = VIDEO_EVENTS[SEEK_STARTED][0]
-    pos_ok = f"(e.video_position IS NOT NULL AND NOT (m.erank = {seek_rank} AND e.video_seek_position IS NULL))"
+    """The rows the kernel reads: every event with a session id (video events; kernel.part_prepare
+    drops others by their name's hash), integer keys and hashes instead of text but the viewer id."""
     return f"""
         SELECT e.lead_id, hash(e.lead_id) AS lh, hash(e.lead_id, 'lsv') AS lh2, hash(e.video_session_id) AS sh,
-               epoch_us(e.ts) * 32 + m.erank AS ok,
-               CAST(m.erank + CASE WHEN {pos_ok} THEN 16 ELSE 0 END + 32 * (COALESCE(v.v_code, -1) + 1) AS INTEGER) AS code,
+               epoch_us(e.ts) AS t, hash(e.event) AS eh, hash(e.video_asset_id) AS vh,
+               CAST(CASE WHEN e.video_position IS NOT NULL THEN 1 ELSE 0 END
+                    + CASE WHEN e.video_seek_position IS NOT NULL THEN 2 ELSE 0 END
+                    + CASE WHEN e.video_asset_id IS NOT NULL THEN 4 ELSE 0 END AS INTEGER) AS flags,
                COALESCE(e.video_position, {_NAN}) AS pos, COALESCE(e.video_total_length, {_NAN}) AS tot,
                COALESCE(e.video_playback_rate, {_NAN}) AS rate
-        FROM {events} e JOIN {_evmap()} m ON m.m_event = e.event
-        LEFT JOIN lsk_vids v ON v.v_id = e.video_asset_id
+        FROM {events} e
         WHERE e.ts <= {as_of} AND e.lead_id IS NOT NULL AND e.video_session_id IS NOT NULL"""
 
 
-_COLS = (("lh", np.uint64), ("lh2", np.uint64), ("sh", np.uint64), ("ok", np.int64), ("code", np.int32),
-         ("pos", np.float64), ("tot", np.float64), ("rate", np.float64))
+_COLS = (("lh", np.uint64), ("lh2", np.uint64), ("sh", np.uint64), ("t", np.int64), ("eh", np.uint64),
+         ("vh", np.uint64), ("flags", np.int32), ("pos", np.float64), ("tot", np.float64), ("rate", np.float64))
+_OUT = (np.uint64, np.uint64, np.uint64, np.int64, np.int32, np.float64, np.float64, np.float64)
 
 
 def _batch_arrays(batch: pa.RecordBatch) -> list[np.ndarray]:
@@ -93,43 +90,53 @@ def kernel_runs_and_facts(conn, events: str, as_of: str, catalog: str = "video_c
                           heartbeat_s: float = DEFAULT_HEARTBEAT_S, jitter_s: float = DEFAULT_JITTER_S,
                           tolerance_s: float = DEFAULT_TOLERANCE_S, threads: int | None = None):
     """The kernel's raw output: (facts table with text keys and µs times, runs table, video ids)."""
-    from leadscore.video.kernel import PART_BITS, part_count, part_scatter, walk
+    from leadscore.video.kernel import PART_BITS, part_prepare, part_scatter, walk
 
     TIMINGS.clear()
     with _step("videos"):
-        vids = sorted(r[0] for r in conn.execute(
-            f"SELECT DISTINCT e.video_asset_id FROM {events} e WHERE e.video_asset_id IS NOT NULL").fetchall())
+        # the video ids (codes in string order, so MAX over codes is the SQL's MAX over ids) and the
+        # event names, by their 64-bit hashes (as the SQL's DuckDB keys: a collision is treated as never)
+        found = conn.execute(f"SELECT DISTINCT e.video_asset_id, hash(e.video_asset_id) FROM {events} e "
+                             "WHERE e.video_asset_id IS NOT NULL").fetchall()
+        found.sort()
+        vids = [v for v, _ in found]
+        v_hash = np.array([h for _, h in found], np.uint64)
+        v_sort = np.argsort(v_hash, kind="stable")
+        names = list(VIDEO_EVENTS)
+        e_hash = np.array(conn.execute("SELECT hash(n) FROM (SELECT unnest($1) AS n, generate_subscripts($1, 1) AS i) "
+                                       "ORDER BY i", [names]).fetchall(), np.uint64).reshape(-1)
+        e_sort = np.argsort(e_hash, kind="stable")
+        if len(set(v_hash.tolist())) < len(vids) or len(set(e_hash.tolist())) < len(names):
+            raise RuntimeError("two video ids or event names share a 64-bit hash")
+        cat = dict(conn.execute(f"SELECT video_id, CAST(duration AS DOUBLE) FROM {catalog}").fetchall())
+        cat_dur = np.array([np.nan if cat.get(v) is None else cat[v] for v in vids], np.float64)
         vid_arr = pa.array(vids, pa.string())
-        conn.register("lsk_vids", pa.table({"v_id": vid_arr, "v_code": pa.array(np.arange(len(vids), dtype=np.int32))}))
-    try:
-        cat = conn.execute(f"SELECT v.v_code, CAST(c.duration AS DOUBLE) FROM lsk_vids v "
-                           f"JOIN {catalog} c ON c.video_id = v.v_id").fetchall()
-        with _step("events query"):
-            tab = conn.sql(_events_sql(events, as_of)).to_arrow_table()
-    finally:
-        conn.unregister("lsk_vids")
-    cat_dur = np.full(len(vids), np.nan)
-    for code, dur in cat:
-        if dur is not None:
-            cat_dur[code] = dur
-    n = tab.num_rows
+    with _step("events query"):
+        tab = conn.sql(_events_sql(events, as_of)).to_arrow_table()
     lead = tab.column("lead_id")
-    # pass 1 of the radix sort: the rows by the top bits of the viewer hash, chunk by chunk
+    seek_rank = VIDEO_EVENTS[SEEK_STARTED][0]
+    # pass 1 of the radix sort: the video events by the top bits of the viewer hash, chunk by chunk
     with _step("partition"):
-        batches = [_batch_arrays(b) for b in tab.to_batches() if b.num_rows]
+        batches = []
         counts = np.zeros((1 << PART_BITS) + 1, np.int64)
-        for cols in batches:
-            part_count(cols[0], counts)
+        ranks = np.array([VIDEO_EVENTS[names[i]][0] for i in e_sort], np.int64)
+        for b in tab.to_batches():
+            if b.num_rows:
+                lh, lh2, sh, t, eh, vh, flags, pos, tot, rate = _batch_arrays(b)
+                ok, code = part_prepare(lh, t, eh, vh, flags, e_hash[e_sort], ranks, v_hash[v_sort],
+                                        v_sort.astype(np.int64), seek_rank, counts)
+                batches.append((lh, lh2, sh, ok, code, pos, tot, rate))
         pstarts = np.cumsum(counts)
+        n = int(pstarts[-1])
         fill = pstarts[:-1].copy()
-        out = [np.empty(n, t) for _, t in _COLS] + [np.empty(n, np.int64)]
+        out = [np.empty(n, t) for t in _OUT] + [np.empty(n, np.int64)]
         base = 0
         for cols in batches:
             part_scatter(*cols, base, fill, *out)
             base += len(cols[0])
         del batches, tab
     st_of, start_of = _tables()
-    args = (*out, cat_dur, st_of, start_of, VIDEO_EVENTS[SEEK_STARTED][0], float(heartbeat_s) + float(jitter_s),
+    args = (*out, cat_dur, st_of, start_of, seek_rank, float(heartbeat_s) + float(jitter_s),
             float(tolerance_s), float(MAX_RATE))
     row = out[-1]
     n_parts = len(pstarts) - 1

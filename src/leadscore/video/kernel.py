@@ -13,7 +13,7 @@ Written by hand because no library does it: the walk is a state machine over eac
 per-viewer sweep; vectorised numpy would need the same sorts and windows the SQL needs. numba compiles
 it (``cache=True``: compiled once per machine, loaded from ``__pycache__`` afterwards).
 
-Event codes (built by fast.py): ``code = erank + 16 * pos_ok + 32 * (video code + 1)`` where erank is
+Event codes (part_prepare): ``code = erank + 16 * pos_ok + 32 * (video code + 1)`` where erank is
 the tie-break rank of reconstruct.VIDEO_EVENTS, pos_ok says the event has a position (and a
 seek_position for Seek Started), and the video code is the rank of the event's own video id among the
 sorted distinct ids (-1: none), so MAX over codes is MAX over ids as the SQL takes it.
@@ -43,21 +43,48 @@ PART_BITS = 8   # 256 partitions: few enough output streams for the scatter to w
 
 
 @njit(cache=True, nogil=True)
-def part_count(lh, counts):
-    """Add the rows of one chunk to the per-partition counts (counts[p + 1])."""
+def _lookup(keys, values, k):
+    """values[i] where keys[i] == k (keys sorted), else -1."""
+    i = np.searchsorted(keys, k)
+    if i < keys.shape[0] and keys[i] == k:
+        return values[i]
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def part_prepare(lh, t, eh, vh, flags, ev_h, ev_r, v_h, v_c, seek_rank, counts):
+    """For one chunk: each row's ord_key and code (-1: not a video event), and the count of video
+    events per partition (counts[p + 1]; the top PART_BITS bits of the viewer hash).
+    ``eh``/``vh``: 64-bit hashes of the event name and the video id, looked up in the sorted hashes
+    of the known names (ev_h → erank ev_r) and video ids (v_h → code v_c); ``flags``: 1 position,
+    2 seek_position, 4 video id present."""
+    n = lh.shape[0]
+    ok = np.empty(n, np.int64)
+    code = np.empty(n, np.int32)
     shift = np.uint64(64 - PART_BITS)
-    for i in range(lh.shape[0]):
+    for i in range(n):
+        er = _lookup(ev_h, ev_r, eh[i])
+        if er < 0:
+            code[i] = -1
+            continue
+        f = flags[i]
+        pos_ok = (f & 1) != 0 and not (er == seek_rank and (f & 2) == 0)
+        v = _lookup(v_h, v_c, vh[i]) if (f & 4) != 0 else -1
+        code[i] = er + (16 if pos_ok else 0) + 32 * (v + 1)
+        ok[i] = t[i] * 32 + er
         counts[np.int64(lh[i] >> shift) + 1] += 1
+    return ok, code
 
 
 @njit(cache=True, nogil=True)
 def part_scatter(lh, lh2, sh, ok, code, pos, tot, rate, base, fill,
                  o_lh, o_lh2, o_sh, o_ok, o_code, o_pos, o_tot, o_rate, o_row):
-    """Write the rows of one chunk (input rows base, base + 1, ...) to their partitions (the top
-    PART_BITS bits of the viewer hash): the first pass of a two-pass radix sort; walk does the
-    second inside each partition, in cache."""
+    """Write the video events of one chunk (input rows base, base + 1, ...) to their partitions:
+    the first pass of a two-pass radix sort; walk does the second inside each partition, in cache."""
     shift = np.uint64(64 - PART_BITS)
     for i in range(lh.shape[0]):
+        if code[i] < 0:
+            continue
         p = np.int64(lh[i] >> shift)
         x = fill[p]
         fill[p] = x + 1
