@@ -122,3 +122,27 @@ def test_a_group_call_rescores_every_member_of_the_account(tmp_path):
     scores = result.frame.set_index("lead_id")["score"].to_dict()
     assert scores == {"a": 45.0, "b": 25.0, "c": 20.0}     # a: SaaS 25 + pricing 20; b: SaaS 25; c: pricing 20
     assert_same_scores(score_parquet(m, path, t2), result.frame)
+
+
+def test_merge_places_fresh_rows_exactly_where_a_full_sort_would():
+    """merge_scores inserts the re-scored rows by binary search into the ordered last frame: the same
+    frame as concatenating and sorting by (score desc, lead_id), on 300 random cases with ties."""
+    import random
+
+    import pandas as pd
+
+    from leadscore.engine.incremental import merge_scores
+    rng = random.Random(1)
+    for _ in range(300):
+        ids = [f"l{i:03d}" for i in rng.sample(range(200), rng.randint(0, 60))]
+        last = pd.DataFrame({"lead_id": ids, "score": [float(rng.choice([0, 5, 10, 10, 37.5])) for _ in ids],
+                             "x": range(len(ids))})
+        last = last.sort_values(["score", "lead_id"], ascending=[False, True]).reset_index(drop=True)
+        redo = rng.sample(ids, rng.randint(0, len(ids))) + [f"n{i}" for i in range(rng.randint(0, 5))]
+        fresh = pd.DataFrame({"lead_id": redo, "score": [float(rng.choice([0, 5, 10, 20])) for _ in redo], "x": -1})
+        kept = last[~last["lead_id"].isin(set(redo))]
+        expected = pd.concat([kept, fresh], ignore_index=True).sort_values(
+            ["score", "lead_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+        pd.testing.assert_frame_equal(merge_scores(last, fresh, redo), expected, check_dtype=False)
+    unordered = pd.DataFrame({"lead_id": ["b", "a"], "score": [1.0, 2.0], "x": [0, 1]})   # falls back to a sort
+    assert list(merge_scores(unordered, unordered.iloc[:0], [])["lead_id"]) == ["a", "b"]
