@@ -103,8 +103,9 @@ def kernel_runs_and_facts(conn, events: str, as_of: str, catalog: str = "video_c
         v_hash = np.array([h for _, h in found], np.uint64)
         v_sort = np.argsort(v_hash, kind="stable")
         names = list(VIDEO_EVENTS)
-        e_hash = np.array(conn.execute("SELECT hash(n) FROM (SELECT unnest($1) AS n, generate_subscripts($1, 1) AS i) "
-                                       "ORDER BY i", [names]).fetchall(), np.uint64).reshape(-1)
+        values = ", ".join(f"({quote_literal(name)}, {i})" for i, name in enumerate(names))
+        e_hash = np.array(conn.execute(f"SELECT hash(n) FROM (VALUES {values}) v (n, i) ORDER BY i").fetchall(),
+                          np.uint64).reshape(-1)
         e_sort = np.argsort(e_hash, kind="stable")
         if len(set(v_hash.tolist())) < len(vids) or len(set(e_hash.tolist())) < len(names):
             raise RuntimeError("two video ids or event names share a 64-bit hash")
