@@ -138,6 +138,14 @@ def generate(path: str, sessions: int, sample: int, seed: int = 7) -> dict:
 
 # -------------------------------------------------------------------------------------------- phases
 def _peak_mib() -> float:
+    """This process's peak RSS (VmHWM: ru_maxrss would also count the parent's RSS when it forked)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -90,7 +90,7 @@ def kernel_runs_and_facts(conn, events: str, as_of: str, catalog: str = "video_c
                           heartbeat_s: float = DEFAULT_HEARTBEAT_S, jitter_s: float = DEFAULT_JITTER_S,
                           tolerance_s: float = DEFAULT_TOLERANCE_S, threads: int | None = None):
     """The kernel's raw output: (facts table with text keys and µs times, runs table, video ids)."""
-    from leadscore.video.kernel import PART_BITS, part_prepare, part_scatter, walk
+    from leadscore.video.kernel import PART_BITS, part_count, part_scatter, walk
 
     TIMINGS.clear()
     with _step("videos"):
@@ -118,39 +118,46 @@ def kernel_runs_and_facts(conn, events: str, as_of: str, catalog: str = "video_c
     seek_rank = VIDEO_EVENTS[SEEK_STARTED][0]
     # pass 1 of the radix sort: the video events by the top bits of the viewer hash, chunk by chunk
     with _step("partition"):
-        batches = []
+        batches = [_batch_arrays(b) for b in tab.to_batches() if b.num_rows]
         counts = np.zeros((1 << PART_BITS) + 1, np.int64)
-        ranks = np.array([VIDEO_EVENTS[names[i]][0] for i in e_sort], np.int64)
-        for b in tab.to_batches():
-            if b.num_rows:
-                lh, lh2, sh, t, eh, vh, flags, pos, tot, rate = _batch_arrays(b)
-                ok, code = part_prepare(lh, t, eh, vh, flags, e_hash[e_sort], ranks, v_hash[v_sort],
-                                        v_sort.astype(np.int64), seek_rank, counts)
-                batches.append((lh, lh2, sh, ok, code, pos, tot, rate))
-        pstarts = np.cumsum(counts)
-        n = int(pstarts[-1])
-        fill = pstarts[:-1].copy()
-        out = [np.empty(n, t) for t in _OUT] + [np.empty(n, np.int64)]
-        base = 0
         for cols in batches:
-            part_scatter(*cols, base, fill, *out)
-            base += len(cols[0])
+            part_count(cols[0], counts)
+        pstarts = np.cumsum(counts)
+        fill = pstarts[:-1].copy()
+        out = [np.empty(int(pstarts[-1]), t) for t in _OUT] + [np.empty(int(pstarts[-1]), np.int64)]
+        ranks = np.array([VIDEO_EVENTS[names[i]][0] for i in e_sort], np.int64)
+        lookups = (e_hash[e_sort], ranks, v_hash[v_sort], v_sort.astype(np.int64), seek_rank)
+        bases = np.cumsum([0] + [len(c[0]) for c in batches])
+
+        def scatter(p_range):
+            for cols, base in zip(batches, bases):
+                part_scatter(*cols, *lookups, int(base), fill, p_range[0], p_range[1], *out)
+
+        n_parts = len(pstarts) - 1
+        threads = threads or min(2, os.cpu_count() or 1)
+        if threads > 1 and pstarts[-1] > 100_000:
+            # each thread writes the partitions of its own range (reading every chunk)
+            cuts = np.searchsorted(pstarts, np.linspace(0, pstarts[-1], threads + 1)[1:-1])
+            bounds = [0, *[int(c) for c in cuts], n_parts]
+            with ThreadPoolExecutor(threads) as ex:
+                list(ex.map(scatter, zip(bounds, bounds[1:])))
+        else:
+            scatter((0, n_parts))
+        pends = fill
+        n = int((pends - pstarts[:-1]).sum())
         del batches, tab
     st_of, start_of = _tables()
     args = (*out, cat_dur, st_of, start_of, seek_rank, float(heartbeat_s) + float(jitter_s),
             float(tolerance_s), float(MAX_RATE))
-    row = out[-1]
-    n_parts = len(pstarts) - 1
-    threads = threads or min(2, os.cpu_count() or 1)
     with _step("walk"):
         if threads > 1 and n > 100_000:
             # the partitions in parts of about equal rows, one thread each (the kernel releases the GIL)
-            cuts = np.searchsorted(pstarts, np.linspace(0, n, threads + 1)[1:-1])
+            cuts = np.searchsorted(pstarts, np.linspace(0, pstarts[-1], threads + 1)[1:-1])
             bounds = [0, *[int(c) for c in cuts], n_parts]
             with ThreadPoolExecutor(threads) as ex:
-                parts = list(ex.map(lambda ab: walk(pstarts, ab[0], ab[1], *args), zip(bounds, bounds[1:])))
+                parts = list(ex.map(lambda ab: walk(pstarts, pends, ab[0], ab[1], *args), zip(bounds, bounds[1:])))
         else:
-            parts = [walk(pstarts, 0, n_parts, *args)]
+            parts = [walk(pstarts, pends, 0, n_parts, *args)]
     with _step("tables"):
         offsets = np.cumsum([0] + [len(p[0]) for p in parts])[:-1]
         cols = [np.concatenate([p[k] for p in parts]) for k in range(10)]

@@ -52,47 +52,43 @@ def _lookup(keys, values, k):
 
 
 @njit(cache=True, nogil=True)
-def part_prepare(lh, t, eh, vh, flags, ev_h, ev_r, v_h, v_c, seek_rank, counts):
-    """For one chunk: each row's ord_key and code (-1: not a video event), and the count of video
-    events per partition (counts[p + 1]; the top PART_BITS bits of the viewer hash).
-    ``eh``/``vh``: 64-bit hashes of the event name and the video id, looked up in the sorted hashes
-    of the known names (ev_h → erank ev_r) and video ids (v_h → code v_c); ``flags``: 1 position,
-    2 seek_position, 4 video id present."""
-    n = lh.shape[0]
-    ok = np.empty(n, np.int64)
-    code = np.empty(n, np.int32)
+def part_count(lh, counts):
+    """Add the rows of one chunk to the per-partition counts (counts[p + 1]; the partition is the top
+    PART_BITS bits of the viewer hash)."""
     shift = np.uint64(64 - PART_BITS)
-    for i in range(n):
+    for i in range(lh.shape[0]):
+        counts[np.int64(lh[i] >> shift) + 1] += 1
+
+
+@njit(cache=True, nogil=True)
+def part_scatter(lh, lh2, sh, t, eh, vh, flags, pos, tot, rate, ev_h, ev_r, v_h, v_c, seek_rank, base, fill,
+                 p_lo, p_hi, o_lh, o_lh2, o_sh, o_ok, o_code, o_pos, o_tot, o_rate, o_row):
+    """Write the video events of one chunk (input rows base, base + 1, ...) that fall in partitions
+    [p_lo, p_hi) to their partitions: the first pass of a two-pass radix sort (walk does the second
+    inside each partition, in cache). Threads taking disjoint partition ranges write disjoint rows.
+
+    Each row gets its ord_key (``o_ok``) and code (see the module text). ``eh``/``vh``: 64-bit hashes
+    of the event name and the video id, looked up in the sorted hashes of the known names (ev_h →
+    erank ev_r; an unknown name is not a video event: skipped) and video ids (v_h → code v_c);
+    ``flags``: 1 position, 2 seek_position, 4 video id present."""
+    shift = np.uint64(64 - PART_BITS)
+    for i in range(lh.shape[0]):
+        p = np.int64(lh[i] >> shift)
+        if p < p_lo or p >= p_hi:
+            continue
         er = _lookup(ev_h, ev_r, eh[i])
         if er < 0:
-            code[i] = -1
             continue
         f = flags[i]
         pos_ok = (f & 1) != 0 and not (er == seek_rank and (f & 2) == 0)
         v = _lookup(v_h, v_c, vh[i]) if (f & 4) != 0 else -1
-        code[i] = er + (16 if pos_ok else 0) + 32 * (v + 1)
-        ok[i] = t[i] * 32 + er
-        counts[np.int64(lh[i] >> shift) + 1] += 1
-    return ok, code
-
-
-@njit(cache=True, nogil=True)
-def part_scatter(lh, lh2, sh, ok, code, pos, tot, rate, base, fill,
-                 o_lh, o_lh2, o_sh, o_ok, o_code, o_pos, o_tot, o_rate, o_row):
-    """Write the video events of one chunk (input rows base, base + 1, ...) to their partitions:
-    the first pass of a two-pass radix sort; walk does the second inside each partition, in cache."""
-    shift = np.uint64(64 - PART_BITS)
-    for i in range(lh.shape[0]):
-        if code[i] < 0:
-            continue
-        p = np.int64(lh[i] >> shift)
         x = fill[p]
         fill[p] = x + 1
         o_lh[x] = lh[i]
         o_lh2[x] = lh2[i]
         o_sh[x] = sh[i]
-        o_ok[x] = ok[i]
-        o_code[x] = code[i]
+        o_ok[x] = t[i] * 32 + er
+        o_code[x] = er + (16 if pos_ok else 0) + 32 * (v + 1)
         o_pos[x] = pos[i]
         o_tot[x] = tot[i]
         o_rate[x] = rate[i]
@@ -389,9 +385,10 @@ def _viewer(order, va, vb, sh, ok, code, pos, tot, rate, row, cat_dur, st_of, st
 
 
 @njit(cache=True, nogil=True)
-def walk(pstarts, p_lo, p_hi, g_lh, g_lh2, g_sh, g_ok, g_code, g_pos, g_tot, g_rate, g_row, cat_dur, st_of, start_of,
+def walk(pstarts, pends, p_lo, p_hi, g_lh, g_lh2, g_sh, g_ok, g_code, g_pos, g_tot, g_rate, g_row, cat_dur, st_of, start_of,
          seek_rank, gap_limit, tol, max_rate):
-    """Reconstruct every viewer in partitions [p_lo, p_hi) of part_scatter's output. Returns the
+    """Reconstruct every viewer in partitions [p_lo, p_hi) of part_scatter's output (partition p is
+    rows pstarts[p]:pends[p]). Returns the
     viewer × video facts (representative input row, video code, duration, unique / watch / replayed
     seconds, furthest position (NaN: nothing played), sessions, first and last µs) and the heatmap
     runs (fact index, start, end, plays).
@@ -401,7 +398,7 @@ def walk(pstarts, p_lo, p_hi, g_lh, g_lh2, g_sh, g_ok, g_code, g_pos, g_tot, g_r
     viewer."""
     pm = 1
     for p in range(p_lo, p_hi):
-        pm = max(pm, pstarts[p + 1] - pstarts[p])
+        pm = max(pm, pends[p] - pstarts[p])
     # the partition, bucketed
     lh = np.empty(pm, np.uint64)
     lh2 = np.empty(pm, np.uint64)
@@ -425,7 +422,7 @@ def walk(pstarts, p_lo, p_hi, g_lh, g_lh2, g_sh, g_ok, g_code, g_pos, g_tot, g_r
     for p in range(p_lo, p_hi):
         # the largest bucket of any partition, for the scratch below
         starts[:] = 0
-        for i in range(pstarts[p], pstarts[p + 1]):
+        for i in range(pstarts[p], pends[p]):
             starts[np.int64((g_lh[i] << pshift) >> bshift) + 1] += 1
         for b in range(nb):
             m = max(m, starts[b + 1])
@@ -452,7 +449,9 @@ def walk(pstarts, p_lo, p_hi, g_lh, g_lh2, g_sh, g_ok, g_code, g_pos, g_tot, g_r
     vids_here = np.empty(m, np.int64)
     los = np.empty(m, np.int64)
     his = np.empty(m, np.int64)
-    n_in = pstarts[p_hi] - pstarts[p_lo]
+    n_in = 0
+    for p in range(p_lo, p_hi):
+        n_in += pends[p] - pstarts[p]
     cap_f = n_in // 6 + 2 * m + 16
     cap_r = n_in // 5 + 4 * m + 16
     f_row = np.empty(cap_f, np.int64)
@@ -473,7 +472,7 @@ def walk(pstarts, p_lo, p_hi, g_lh, g_lh2, g_sh, g_ok, g_code, g_pos, g_tot, g_r
     nr = 0
     for p in range(p_lo, p_hi):
         g0 = pstarts[p]
-        g1 = pstarts[p + 1]
+        g1 = pends[p]
         if g1 == g0:
             continue
         starts[:] = 0
