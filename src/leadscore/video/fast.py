@@ -1,14 +1,16 @@
 """Heatmap runs and viewer facts on DuckDB through the compiled walk (leadscore.video.kernel).
 
-The same results as ``video_heatmap_sql`` / ``video_views_sql`` (reconstruct.py, facts.py), ~3× less
-work (bench/RESULTS.md, "Video"): DuckDB filters the video events and hands their typed columns over
-unsorted (integer codes for the event, the video and the keys, no per-event text but the viewer id),
-the kernel buckets, sorts and walks them, and DuckDB joins the catalog and the CTA clicks onto the
-facts with the SQL's own expressions. PostgreSQL, Spark and the scoring engine keep the SQL.
+The same rows and values as ``video_heatmap_sql`` / ``video_views_sql`` (reconstruct.py, facts.py)
+for about a quarter of the CPU (bench/RESULTS.md, "Video"): DuckDB filters the events that carry a
+video session and hands their typed columns over unsorted, with 64-bit hashes instead of text for the
+event name, the video, the session and the viewer (the viewer's id itself comes along, for the
+output); the kernel partitions, sorts and walks them; DuckDB then joins the catalog and the CTA clicks
+onto the facts with the SQL's own expressions. PostgreSQL, Spark and the scoring engine keep the SQL.
 
 Keys, as the SQL's DuckDB keys (reconstruct._key): a viewer is a pair of 64-bit hashes of its id, a
-session within a viewer the 64-bit hash of its id; different ids get the same key only if their own
-64-bit hashes collide: treated as never.
+session within a viewer the 64-bit hash of its id, an event name or a video id its 64-bit hash (the
+known names and ids are checked for collisions among themselves); different ids get the same key
+only if their 64-bit hashes collide: treated as never.
 """
 from __future__ import annotations
 

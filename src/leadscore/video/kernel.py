@@ -1,19 +1,22 @@
 """The per-session walk of :mod:`leadscore.video.reconstruct`, compiled (numba), for the DuckDB store.
 
-The SQL reconstruction spends most of its time in a window sort over every event and in a sweep
-over cell boundaries (bench/RESULTS.md, "Video"). Here the events arrive unsorted as typed numpy
-columns (from :mod:`leadscore.video.fast`); they are bucketed by the viewer's 64-bit hash (a counting
-sort, O(n)), each small bucket is sorted by (viewer, session, time, position), and one pass per
-viewer does what the CTEs ``lsv_grp`` … ``lsv_iv``, ``lsv_cells`` … ``lsv_runs`` and ``lsv_ivagg`` /
-``lsv_hagg`` do, with the same arithmetic in the same order, so the results are identical (the
-differential test tests/video/test_kernel.py checks it against the SQL).
+The SQL reconstruction spends most of its time in a window sort over every event and in a sweep over
+cell boundaries (bench/RESULTS.md, "Video"). Here DuckDB hands the events over unsorted as typed
+columns (leadscore.video.fast); a two-pass radix sort groups them by viewer: part_scatter writes each
+row to one of 256 partitions by the top bits of the viewer's 64-bit hash (few output streams, so the
+copy runs at memory speed, two threads over disjoint partition ranges), then walk copies each
+partition (in cache) into small buckets by the next bits, sorts each bucket by (viewer, session,
+time, position) and makes one pass per viewer that does what the CTEs ``lsv_grp`` … ``lsv_iv``,
+``lsv_cells`` … ``lsv_runs`` and ``lsv_ivagg`` / ``lsv_hagg`` do, with the same arithmetic in the same
+order, so the results are identical (tests/video/test_kernel.py checks it against the SQL).
 
 Written by hand because no library does it: the walk is a state machine over each session's events
 (the player's state, the next event's time and position, clamping, the credit checks) followed by a
-per-viewer sweep; vectorised numpy would need the same sorts and windows the SQL needs. numba compiles
-it (``cache=True``: compiled once per machine, loaded from ``__pycache__`` afterwards).
+per-viewer sweep; vectorised numpy would need the same global sorts and windows that make the SQL
+slow. numba compiles it (``cache=True``: compiled once per machine, ~40 s, then loaded from
+``__pycache__``).
 
-Event codes (part_prepare): ``code = erank + 16 * pos_ok + 32 * (video code + 1)`` where erank is
+Event codes (part_scatter): ``code = erank + 16 * pos_ok + 32 * (video code + 1)`` where erank is
 the tie-break rank of reconstruct.VIDEO_EVENTS, pos_ok says the event has a position (and a
 seek_position for Seek Started), and the video code is the rank of the event's own video id among the
 sorted distinct ids (-1: none), so MAX over codes is MAX over ids as the SQL takes it.
