@@ -25,14 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from leadscore.store.dialect import quote_literal
+from leadscore.video.facts import COMPLETION_THRESHOLDS
 from leadscore.video.reconstruct import (
     CTA_EVENT, DEFAULT_HEARTBEAT_S, DEFAULT_JITTER_S, DEFAULT_TOLERANCE_S, MAX_RATE, SEEK_STARTED, VIDEO_EVENTS,
 )
 
-COMPLETION_THRESHOLDS = (25, 50, 75, 80, 100)
 _ST, _START = None, None
-
-
 _NAN = "CAST('nan' AS DOUBLE)"   # NULL numbers as NaN: every comparison with them is false, as with NULL
 
 
@@ -64,7 +62,7 @@ class HeatAndViews:
 
 
 def _events_sql(events: str, as_of: str) -> str:
-    """The rows the kernel reads: every event with a session id (video events; kernel.part_prepare
+    """The rows the kernel reads: every event with a session id (video events; kernel.part_scatter
     drops others by their name's hash), integer keys and hashes instead of text but the viewer id."""
     return f"""
         SELECT e.lead_id, hash(e.lead_id) AS lh, hash(e.lead_id, 'lsv') AS lh2, hash(e.video_session_id) AS sh,
@@ -136,7 +134,7 @@ def kernel_runs_and_facts(conn, events: str, as_of: str, catalog: str = "video_c
                 part_scatter(*cols, *lookups, int(base), fill, p_range[0], p_range[1], *out)
 
         n_parts = len(pstarts) - 1
-        threads = threads or min(2, os.cpu_count() or 1)
+        threads = threads or min(8, os.cpu_count() or 1)
         if threads > 1 and pstarts[-1] > 100_000:
             # each thread writes the partitions of its own range (reading every chunk)
             cuts = np.searchsorted(pstarts, np.linspace(0, pstarts[-1], threads + 1)[1:-1])
@@ -181,7 +179,8 @@ def kernel_runs_and_facts(conn, events: str, as_of: str, catalog: str = "video_c
 
 def _views_sql(facts: str, events: str, as_of: str, catalog: str) -> str:
     """The viewer facts from the kernel's table, with the expressions of facts._facts_ctes /
-    video_views_sql (catalog fields, percent, completion, CTA clicks)."""
+    video_views_sql (catalog fields, percent, completion, CTA clicks): change them together
+    (tests/video/test_kernel.py compares the two)."""
     completed = ",\n       ".join(
         f"CASE WHEN percent_watched >= {n} THEN TRUE ELSE FALSE END AS completed_{n}" for n in COMPLETION_THRESHOLDS)
     return f"""
