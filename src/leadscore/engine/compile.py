@@ -50,6 +50,7 @@ class Compiled:
     uses_video: bool = False
     uses_probability: bool = False
     reads_context: bool = False   # some rule reads a context.* field (the wide JSON context is needed)
+    events_sql: str = ""          # the SELECT of the rule-read event rows (the ``ev`` CTE), for staging
 
 
 def _seconds(td) -> str:
@@ -390,10 +391,12 @@ def scoped_sources(dialect: Dialect, ids: list[str], context: bool = True) -> li
 
 def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[str] | None = None,
                   sources: Sources | None = None, explain: bool = False, scope: list[str] | None = None,
-                  activity: bool = False) -> Compiled:
+                  activity: bool = False, staged_events: str | None = None) -> Compiled:
     """``scope``: with ``leads``, every id of those leads (see :func:`scoped_sources`) — the query then
     reads only their messages and traits. ``activity``: add ``last_activity`` (the lead's newest
-    message at or before the instant)."""
+    message at or before the instant). ``staged_events`` (DuckDB): a table already holding
+    ``Compiled.events_sql``'s rows; each rule then scans it (a compressed table) instead of the query
+    materialising the rows once for all rules, which spills to disk when they outgrow memory."""
     prefix: list[tuple[str, str]] = []
     if leads is not None:
         # The lead list once, as a relation, not an IN list in every filter (which the planner pays for each time).
@@ -450,6 +453,11 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
         ev_sql = f"SELECT e.lead_id, e.message_id, e.ts, e.type, e.event, e.name{prop_cols} {ev_from}"
     if scoped:
         prefix += scoped_sources(dialect, scope, context=any(n.startswith("context.") for n in ctx.props))
+    events_sql = ev_sql
+    if staged_events is not None:
+        if dialect.name != "duckdb":
+            raise ValueError("staged_events is a DuckDB table; other dialects materialise the rows themselves")
+        ev_sql = f"SELECT * FROM {staged_events}"
     base = prefix + [
         ("pop", f"SELECT lead_id FROM {src.population} WHERE TRUE{lead_filter}"),
         ("ev", ev_sql),
@@ -488,9 +496,9 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
             [f"SELECT {i} AS rule_idx, lead_id, CAST(message_id AS {dialect.text()}) AS message_id, CAST(ts AS TIMESTAMP) AS ts, pts FROM r{i}_p"
              for i, r in enumerate(model.rules) if r.kind != "event"] +
             (["SELECT rule_idx, lead_id, message_id, CAST(ts AS TIMESTAMP) AS ts, pts FROM ev_pts"] if event_branches else []))
-        sql = "WITH " + ",\n".join(f"{n} AS ({q})" for n, q in ctes) + f"\nSELECT * FROM ({occ}) o ORDER BY rule_idx, ts, message_id"
+        sql = "WITH " + ",\n".join(_cte(n, q, staged_events) for n, q in ctes) + f"\nSELECT * FROM ({occ}) o ORDER BY rule_idx, ts, message_id"
         return Compiled(sql, list(model.rules), list(model.groups), True, uses_video, uses_probability,
-                        _reads_context(ctx))
+                        _reads_context(ctx), events_sql)
 
     ctes.append(("hits", " UNION ALL ".join(rule_sql)))
     n = len(model.rules)
@@ -551,12 +559,19 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     stage_name = "CASE stage_idx " + " ".join(f"WHEN {k} THEN {quote_literal(s.name)}" for k, s in enumerate(model.stages)) + " END"
     group_out = ", ".join(f"g_{_safe(g)}" for g in model.groups)
     rule_out = ", ".join(f"r{i}, h{i}" for i in range(n))
-    sql = ("WITH " + ",\n".join(f"{name} AS ({q})" for name, q in ctes) +
+    sql = ("WITH " + ",\n".join(_cte(name, q, staged_events) for name, q in ctes) +
            f"\nSELECT lead_id, score, fit, engagement, tier, {stage_name} AS stage, grade, disqualified, probability, "
            f"{'last_activity, ' if activity else ''}"
            f"{group_out}, {rule_out} FROM fin ORDER BY score DESC, lead_id")
     return Compiled(sql, list(model.rules), list(model.groups), False, uses_video, uses_probability,
-                    _reads_context(ctx))
+                    _reads_context(ctx), events_sql)
+
+
+def _cte(name: str, query: str, staged_events: str | None) -> str:
+    # A staged ``ev`` is read by each consumer (NOT MATERIALIZED), not copied again into the query.
+    if name == "ev" and staged_events is not None:
+        return f"{name} AS NOT MATERIALIZED ({query})"
+    return f"{name} AS ({query})"
 
 
 def _reads_context(ctx: _Ctx) -> bool:

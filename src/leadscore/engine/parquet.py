@@ -320,18 +320,55 @@ def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
     return LOG_SOURCES
 
 
+# From this many messages on, the event rows the rules read are staged in a compressed table first
+# (see ``stage``): measured on the demo population with 3 GB for DuckDB, 48M messages took 26% less
+# CPU so; at 1M messages the staging's own pass and compression cost more than they save.
+STAGE_MIN_ROWS = 10_000_000
+
+
+def log_rows(events_path: str | Path) -> int:
+    """The number of messages in the log, from the Parquet footers (nothing is scanned)."""
+    import pyarrow.parquet as pq
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(events_path))
+
+
+def stage_events(conn, events_sql: str) -> str:
+    """The rule-read event rows (``Compiled.events_sql``) written once to a compressed in-memory table;
+    returns its name for ``compile_model(staged_events=...)``.
+
+    Every rule reads these rows. Left to the query, DuckDB materialises them once, uncompressed, for
+    all the rules; past memory that copy spills to disk and every rule reads it back from there (most
+    of a 48M-message run). A checkpointed table of an attached in-memory database is compressed
+    (~5x smaller) and each rule scans only the columns it needs."""
+    _run(conn, "ATTACH IF NOT EXISTS ':memory:' AS ls_stage (COMPRESS)")
+    _run(conn, f"CREATE OR REPLACE TABLE ls_stage.ev AS {events_sql}")
+    _run(conn, "CHECKPOINT ls_stage")
+    return "ls_stage.ev"
+
+
 def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads: list[str] | None = None,
                   catalog: str | Path | None = None, conn=None, memory_limit: str | None = None,
-                  threads: int | None = None, temp_dir: str | None = None) -> pd.DataFrame:
+                  threads: int | None = None, temp_dir: str | None = None,
+                  stage: bool | None = None) -> pd.DataFrame:
     """Score the leads of a Parquet event log as of an instant with DuckDB: the same frame as
-    :func:`leadscore.engine.score.score_leads` (one row per lead, ordered by score then lead_id)."""
+    :func:`leadscore.engine.score.score_leads` (one row per lead, ordered by score then lead_id).
+    ``stage``: stage the rule-read event rows first (:func:`stage_events`); by default for a whole
+    log of at least ``STAGE_MIN_ROWS`` messages."""
     as_of = to_naive_utc(as_of)
     own = conn is None
     conn = conn or open_duckdb(memory_limit, threads, temp_dir)
+    staged = None
     try:
         sources = register_log(conn, model, events_path, as_of, catalog)
         compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=sources)
+        if stage is None:
+            stage = leads is None and log_rows(events_path) >= STAGE_MIN_ROWS
+        if stage:
+            staged = stage_events(conn, compiled.events_sql)
+            compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=sources, staged_events=staged)
         return _frame(model, conn.sql(compiled.sql).to_arrow_table())
     finally:
+        if staged is not None and not own:
+            _run(conn, f"DROP TABLE IF EXISTS {staged}")
         if own:
             conn.close()
