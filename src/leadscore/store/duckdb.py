@@ -92,12 +92,8 @@ class DuckDBStore(Store):
         if not rows:
             return []
         arrays = list(zip(*rows))
-        # Read by DuckDB's replacement scan (a Python variable named in the SQL): one call into DuckDB
-        # per statement instead of register + execute + unregister. Each call releases the GIL and
-        # must win it back from the event loop's thread; measured, a small group's transaction costs
-        # 30-40 % less CPU this way.
-        _ls_stage = pa.table({c: pa.array(list(v)) if any(x is not None for x in v) else pa.array(list(v), pa.string())
-                              for c, v in zip(columns, arrays)})
+        stage = pa.table({c: pa.array(list(v)) if any(x is not None for x in v) else pa.array(list(v), pa.string())
+                          for c, v in zip(columns, arrays)})
         cols = ", ".join(columns)
         select = ", ".join(f"CAST({c} AS JSON)" if c in _JSON_COLS else c for c in columns)
         if conflict == "ignore":
@@ -108,9 +104,24 @@ class DuckDBStore(Store):
             sql = f"INSERT INTO {table} ({cols}) SELECT {select} FROM _ls_stage"
         if returning:
             sql += f" RETURNING {returning}"
-            return conn.execute(sql).fetchall()
-        conn.execute(sql)
-        return []
+        # Registered, not read by DuckDB's replacement scan (a Python variable named in the SQL): the
+        # scan looks the name up through Python frames, taking the GIL again and again, and in the
+        # service each take waits for the busy event loop. Measured beside a spinning Python thread
+        # (same run, store.ingest into 100,000 events): the spinning thread got 7-19 % more done with
+        # the stage registered, at equal transaction times (100 and 5,000 events); in a bare loop a
+        # 100-row INSERT by replacement scan took 83-253 ms against 10-22 ms registered. Alone, the
+        # scan was 30-40 % cheaper for small groups (one call into DuckDB instead of three).
+        conn.register("_ls_stage", stage)
+        try:
+            out = conn.execute(sql).fetchall() if returning else conn.execute(sql) and []
+        except BaseException:
+            try:   # in an aborted transaction this fails too; the next register replaces the name
+                conn.unregister("_ls_stage")
+            except duckdb.Error:
+                pass
+            raise
+        conn.unregister("_ls_stage")
+        return out
 
     # ---- ingestion: events go in with a plain INSERT, and only a duplicate messageId pays for
     # INSERT OR IGNORE. DuckDB's conflict check costs ~4 ms per statement (measured: 7.1 ms for a
