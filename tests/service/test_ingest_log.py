@@ -178,3 +178,22 @@ def test_concurrent_clients_share_fsyncs(store, tmp_path):
         assert svc.writer.flush(10)
         assert len(_ids(store)) == 200
         assert svc.writer.log_commits < 200 and svc.writer.logged_seq == 200
+
+
+def test_a_deployment_gets_the_log_beside_its_duckdb_file_and_code_built_settings_do_not(tmp_path):
+    from leadscore.service.ingest_log import ingest_log_path
+    from leadscore.store import open_store
+
+    store = open_store(str(tmp_path / "x.duckdb"))
+    memory = open_store(":memory:")
+    try:
+        assert Settings().ingest_log == "" and ingest_log_path(Settings(), store) is None
+        deployed = Settings.from_env({})
+        assert deployed.ingest_log == "auto"
+        assert ingest_log_path(deployed, store) == tmp_path / "x.duckdb.ingest-log"
+        assert ingest_log_path(deployed, memory) is None
+        assert ingest_log_path(Settings.from_env({"LEADSCORE_INGEST_LOG": "off"}), store) is None
+        assert ingest_log_path(Settings.from_env({"LEADSCORE_INGEST_LOG": str(tmp_path / "l")}), store) == tmp_path / "l"
+    finally:
+        store.close()
+        memory.close()
