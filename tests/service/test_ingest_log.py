@@ -28,10 +28,10 @@ def _batch(ids, **extra):
 
 
 class _Svc:
-    def __init__(self, store, log_path, hooks=(), **settings):
+    def __init__(self, store, log_path, hooks=(), installers=(), **settings):
         self.store, self.log_path = store, log_path
         self.key = create_key(store, "write", NOW, name="w").token
-        self.app = create_app(store, Settings(ingest_log=str(log_path), **settings), installers=(),
+        self.app = create_app(store, Settings(ingest_log=str(log_path), **settings), installers=installers,
                               after_ingest=hooks)
         self.srv = ServerThread(self.app)
 
@@ -197,3 +197,20 @@ def test_a_deployment_gets_the_log_beside_its_duckdb_file_and_code_built_setting
     finally:
         store.close()
         memory.close()
+
+
+def test_erasure_waits_for_the_logged_events_of_the_lead(store, tmp_path):
+    """An event acknowledged into the log but not yet stored is erased with its lead, not stored after:
+    with 3 s between two store transactions, e1 and e2 are still in the log when the erasure arrives."""
+    admin = create_key(store, "admin", NOW, name="a").token
+    with _Svc(store, tmp_path / "log", installers=("leadscore.service.api",), apply_interval_seconds=3.0) as svc:
+        assert svc.post("/v1/batch", _batch(["e0"])).status_code == 200
+        assert svc.writer.flush(10)
+        assert svc.post("/v1/batch", {"batch": [
+            {"type": "track", "userId": "u0", "event": "Page Viewed", "messageId": m,
+             "timestamp": "2026-11-20T10:00:00Z"} for m in ("e1", "e2")]}).status_code == 200
+        r = httpx.delete(f"{svc.srv.url}/api/leads/u0", headers={"Authorization": f"Bearer {admin}"}, timeout=20)
+        assert r.status_code == 200, r.text
+        assert r.json()["deleted"]["events"] == 3        # e0 stored before, e1 and e2 applied first
+        assert svc.writer.flush(10)
+    assert _ids(store) == []

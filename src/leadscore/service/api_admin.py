@@ -19,7 +19,7 @@ from leadscore.service.api_schemas import (
     WebhookCreated, WebhookIn, WebhookOut,
 )
 from leadscore.service.auth import require
-from leadscore.service.errors import ApiError
+from leadscore.service.errors import ApiError, unavailable
 
 MAX_MODEL_BYTES = 1_000_000
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
@@ -234,6 +234,7 @@ def build_admin_router() -> APIRouter:
                    summary="Erase a lead: events, traits, anonymous ids, scores, history, alerts and queued deliveries")
     def erase(lead_id: str, request: Request) -> dict:
         _check_id(lead_id, "lead_id")
+        _flush_ingestion(request)
         live = getattr(request.app.state, "live", None)
         store = request.app.state.store
         if live is not None:
@@ -248,9 +249,18 @@ def build_admin_router() -> APIRouter:
     @router.get("/leads/{lead_id}/export", response_model=LeadExport, dependencies=admin, tags=["privacy"],
                 responses=NOT_FOUND, summary="Everything held about one lead, as JSON")
     def export(lead_id: str, request: Request) -> dict:
+        _flush_ingestion(request)
         out = call(api_privacy.export_lead, request.app.state.store, _check_id(lead_id, "lead_id"))
         if out is None:
             raise not_found("lead", lead_id)
         return out
 
     return router
+
+
+def _flush_ingestion(request: Request) -> None:
+    """Erasure and export see every event acknowledged before them: the durable ingestion log is
+    applied to the store first (else a logged event of an erased lead would be stored after it)."""
+    writer = getattr(request.app.state, "writer", None)
+    if writer is not None and not writer.flush():
+        raise unavailable("acknowledged events are still being stored; retry shortly", 5)
