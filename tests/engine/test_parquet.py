@@ -166,3 +166,11 @@ def test_staged_event_rows_give_the_same_scores(demo_log):
     staged = score_parquet(m, out / "events.parquet", DEMO_AS_OF, stage=True)
     assert (staged["score"] != 0).sum() > 100
     assert_same_scores(plain, staged)
+
+
+def test_staging_leaves_no_scratch_file(demo_log, tmp_path):
+    config, out = demo_log
+    spill = tmp_path / "spill"
+    score_parquet(load_model("models/default.yaml"), out / "events.parquet", DEMO_AS_OF, stage=True,
+                  temp_dir=str(spill))
+    assert spill.is_dir() and not list(spill.glob("ls_stage-*"))

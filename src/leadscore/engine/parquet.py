@@ -332,18 +332,32 @@ def log_rows(events_path: str | Path) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(events_path))
 
 
-def stage_events(conn, events_sql: str) -> str:
-    """The rule-read event rows (``Compiled.events_sql``) written once to a compressed in-memory table;
-    returns its name for ``compile_model(staged_events=...)``.
+def stage_events(conn, events_sql: str, directory: str | None = None) -> tuple[str, Path]:
+    """The rule-read event rows (``Compiled.events_sql``) written once to a compressed table of a
+    scratch database file in ``directory`` (the spill folder; else the system's temporary folder);
+    returns the table's name for ``compile_model(staged_events=...)`` and the file (remove it with
+    :func:`unstage_events`).
 
     Every rule reads these rows. Left to the query, DuckDB materialises them once, uncompressed, for
     all the rules; past memory that copy spills to disk and every rule reads it back from there (most
-    of a 48M-message run). A checkpointed table of an attached in-memory database is compressed
-    (~5x smaller) and each rule scans only the columns it needs."""
-    _run(conn, "ATTACH IF NOT EXISTS ':memory:' AS ls_stage (COMPRESS)")
-    _run(conn, f"CREATE OR REPLACE TABLE ls_stage.ev AS {events_sql}")
+    of a 48M-message run). A checkpointed table is compressed (~5x smaller), each rule scans only the
+    columns it needs, and its blocks, backed by the file, leave memory whenever the query needs room
+    (an in-memory database's cannot: at 100M messages that ran out of memory)."""
+    import tempfile
+    import uuid
+    folder = Path(directory or tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"ls_stage-{uuid.uuid4().hex}.duckdb"
+    _run(conn, f"ATTACH {quote_literal(str(path))} AS ls_stage")
+    _run(conn, f"CREATE TABLE ls_stage.ev AS {events_sql}")
     _run(conn, "CHECKPOINT ls_stage")
-    return "ls_stage.ev"
+    return "ls_stage.ev", path
+
+
+def unstage_events(conn, path: Path) -> None:
+    _run(conn, "DETACH ls_stage")
+    for f in (path, Path(f"{path}.wal")):
+        f.unlink(missing_ok=True)
 
 
 def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads: list[str] | None = None,
@@ -364,11 +378,21 @@ def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads:
         if stage is None:
             stage = leads is None and log_rows(events_path) >= STAGE_MIN_ROWS
         if stage:
-            staged = stage_events(conn, compiled.events_sql)
-            compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=sources, staged_events=staged)
+            table, staged = stage_events(conn, compiled.events_sql, temp_dir or _temp_directory(conn))
+            compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=sources, staged_events=table)
         return _frame(model, conn.sql(compiled.sql).to_arrow_table())
     finally:
-        if staged is not None and not own:
-            _run(conn, f"DROP TABLE IF EXISTS {staged}")
+        if staged is not None:
+            unstage_events(conn, staged)
         if own:
             conn.close()
+
+
+def _temp_directory(conn) -> str | None:
+    """The connection's spill folder when one was set; None for DuckDB's default (``.tmp`` under the
+    working directory for an in-memory connection), so the system's temporary folder is used."""
+    try:
+        value = _run(conn, "SELECT current_setting('temp_directory')")[0][0]
+    except Exception:  # noqa: BLE001 - an older DuckDB without the setting: the system's temporary folder
+        return None
+    return value if value and value != ".tmp" else None
