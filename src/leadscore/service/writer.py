@@ -190,11 +190,14 @@ class GroupCommitWriter:
         return item.future
 
     # ---- the writer thread
-    def _take_group(self, first: _Pending) -> tuple[list[_Pending], bool]:
+    def _take_group(self, first: _Pending, source: queue.Queue | None = None) -> tuple[list[_Pending], bool]:
+        """``first`` and what else waits in ``source`` (the request queue by default), up to
+        max_group_events; True as well when the stop marker was met."""
+        source = self._queue if source is None else source
         group, size, stop = [first], len(first.events), False
         while size < self.max_group_events:
             try:
-                nxt = self._queue.get_nowait()
+                nxt = source.get_nowait()
             except queue.Empty:
                 break
             if nxt is None:
@@ -344,17 +347,7 @@ class GroupCommitWriter:
             if wait > 0 and len(first.events) < self.max_group_events and not self._stopping:
                 time.sleep(wait)
             last = time.monotonic()
-            group, size = [first], len(first.events)
-            while size < self.max_group_events:
-                try:
-                    nxt = self._apply_queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                group.append(nxt)
-                size += len(nxt.events)
+            group, stop = self._take_group(first, self._apply_queue)
             if not self._apply(group):
                 return   # abandoned at stop: the rest stays in the log
         self._discard(force=True)
