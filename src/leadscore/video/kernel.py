@@ -177,6 +177,16 @@ def _isort(a, m):
 
 
 @njit(cache=True, nogil=True)
+def _video_of(c, session_video):
+    """An event's video (its code's own, else its session's), or -1 when the event is not accepted
+    (flag bit 4) or no video is known."""
+    if (c >> 4) & 1 == 0:
+        return -1
+    v = (c >> 5) - 1
+    return session_video if v < 0 else v
+
+
+@njit(cache=True, nogil=True)
 def _viewer(order, va, vb, sh, ok, code, pos, tot, rate, row, cat_dur, st_of, start_of, seek_rank, gap_limit, tol,
             max_rate, slot_of, q_a, q_b, q_start, q_rate, q_svid, s_vid, s_len, s_dur, s_nsess, s_lastsess, s_first,
             s_last, s_far, s_ivlast, s_has_iv, c_slot, c_lo, c_hi, vids_here, los, his,
@@ -221,11 +231,7 @@ def _viewer(order, va, vb, sh, ok, code, pos, tot, rate, row, cat_dur, st_of, st
         for z in range(q_a[q], q_b[q]):
             i = order[z]
             c = code[i]
-            if (c >> 4) & 1 == 0:
-                continue
-            v = (c >> 5) - 1
-            if v < 0:
-                v = q_svid[q]
+            v = _video_of(c, q_svid[q])
             if v < 0:
                 continue
             t = ok[i] >> 5
@@ -266,11 +272,7 @@ def _viewer(order, va, vb, sh, ok, code, pos, tot, rate, row, cat_dur, st_of, st
         nv = 0
         for z in range(q_a[q], q_b[q]):
             c = code[order[z]]
-            if (c >> 4) & 1 == 0:
-                continue
-            v = (c >> 5) - 1
-            if v < 0:
-                v = sv
+            v = _video_of(c, sv)
             if v < 0:
                 continue
             seen = False
@@ -290,12 +292,7 @@ def _viewer(order, va, vb, sh, ok, code, pos, tot, rate, row, cat_dur, st_of, st
             for z in range(q_a[q], q_b[q]):
                 j = order[z]
                 c = code[j]
-                if (c >> 4) & 1 == 0:
-                    continue
-                vj = (c >> 5) - 1
-                if vj < 0:
-                    vj = sv
-                if vj != v:
+                if _video_of(c, sv) != v:   # v >= 0: not accepted (-1) is skipped too
                     continue
                 if prev_playing:
                     start = _clamp(pos[prev], dur)
