@@ -81,11 +81,26 @@ def batch(n0: int, n: int) -> bytes:
                                   "timestamp": "2026-11-20T10:00:00Z"} for i in range(n0, n0 + n)]}).encode()
 
 
-def test_ingestion_answers_503_during_an_outage_and_recovers(pg_url):
+def proxied_store(pg_url: str):
+    """A cuttable proxy in front of the PostgreSQL server, and a store connected through it."""
     parts = urlsplit(pg_url)
     proxy = CuttableProxy((parts.hostname, parts.port or 5432))
     via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"))
-    store = open_store(via_proxy)
+    return proxy, open_store(via_proxy)
+
+
+def stored_ids(pg_url: str, store) -> set[str]:
+    """The message ids the database holds, read directly (not through the proxy); closes ``store``."""
+    check = open_store(pg_url)
+    try:
+        return {r[0] for r in check.query("SELECT message_id FROM events")}
+    finally:
+        check.close()
+        store.close()
+
+
+def test_ingestion_answers_503_during_an_outage_and_recovers(pg_url):
+    proxy, store = proxied_store(pg_url)
     key = create_key(store, "write", datetime(2026, 11, 23), name="w").token
     app = create_app(store, Settings(), installers=())
     headers = {"Content-Type": "application/json"}
@@ -106,12 +121,7 @@ def test_ingestion_answers_503_during_an_outage_and_recovers(pg_url):
             time.sleep(0.5)
         assert r.status_code == 200
         assert client.post("/v1/batch", content=batch(100, 10), headers=headers).status_code == 200  # a retry
-    check = open_store(pg_url)
-    try:
-        ids = {r[0] for r in check.query("SELECT message_id FROM events")}
-    finally:
-        check.close()
-        store.close()
+    ids = stored_ids(pg_url, store)
     # the acknowledged batches are stored exactly once; the refused ones left nothing behind
     assert ids == {f"m-{i}" for i in list(range(10)) + list(range(100, 110))}
 
@@ -120,10 +130,7 @@ def test_with_the_ingestion_log_acknowledged_events_wait_out_the_outage_and_new_
     """With the durable log (what `leadscore serve` runs), a request acknowledged before the service
     has noticed the outage is kept in the log and stored once the database is back; once the
     writer has found the database unreachable, requests get 503 + Retry-After until it answers again."""
-    parts = urlsplit(pg_url)
-    proxy = CuttableProxy((parts.hostname, parts.port or 5432))
-    via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"))
-    store = open_store(via_proxy)
+    proxy, store = proxied_store(pg_url)
     key = create_key(store, "write", datetime(2026, 11, 23), name="w").token
     app = create_app(store, Settings(ingest_log=str(tmp_path / "log")), installers=())
     writer = app.state.writer
@@ -148,10 +155,5 @@ def test_with_the_ingestion_log_acknowledged_events_wait_out_the_outage_and_new_
         assert writer.store_down is None
         assert client.post("/v1/batch", content=batch(100, 10), headers=headers).status_code == 200
         assert writer.flush(10)
-    check = open_store(pg_url)
-    try:
-        ids = {r[0] for r in check.query("SELECT message_id FROM events")}
-    finally:
-        check.close()
-        store.close()
+    ids = stored_ids(pg_url, store)
     assert ids == {f"m-{i}" for i in list(range(20)) + list(range(100, 110))}
