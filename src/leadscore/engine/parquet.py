@@ -267,7 +267,8 @@ def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
     d = DUCKDB
     files = parquet_files(events_path)
     raw = _read_parquet(files)
-    names = [r[0] for r in conn.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall()]
+    types = {r[0]: r[1] for r in _run(conn, f"DESCRIBE SELECT * FROM {raw}")}   # name → type, in file order
+    names = list(types)
     has_lead = check_columns(events_path, names)
     as_of_sql = d.ts_literal(as_of.strftime("%Y-%m-%d %H:%M:%S.%f"))
     keys = model_trait_keys(model)
@@ -295,7 +296,6 @@ def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
         wanted = f"{lead} IN (SELECT lead_id FROM ls_wanted_leads)"
         groups = " OR type = 'group'" if any(k.startswith("account.") for k in keys) else ""
         unread = {"previous_id", "original_ts", "sent_at"} | (set() if context or "browser" in keys else {"context"})
-        types = dict((r[0], r[1]) for r in conn.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall())
         copied = ", ".join(f"CAST(NULL AS {types[c]}) AS {c}" if c in unread else c for c in names)
         _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_subset AS SELECT {copied}, {wanted} AS ls_wanted FROM {raw} "
                    f"WHERE {wanted}{groups}")
