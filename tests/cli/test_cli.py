@@ -104,3 +104,31 @@ def test_csv_leads_import_with_a_column_mapping(tmp_path):
     assert not any(r[0] == "2" and r[1] == "title" for r in rows)  # 'Select' means missing
     bad = run("ingest", str(csv), "--id-column", "Id", "--map", "email=E-mail", db=db, check=False)
     assert bad.returncode == 1 and "E-mail" in bad.stderr
+
+
+def test_score_a_parquet_log_with_duckdb_writes_the_stores_scores(tmp_path):
+    """`leadscore score --events LOG --out F`: DuckDB over the Parquet log (in lead partitions here),
+    no store involved; the scores are the store's for the same messages; a bad path is named."""
+    from datetime import datetime
+
+    import pandas as pd
+
+    from leadscore.engine import score_leads
+    from leadscore.events import normalize_batch
+    from leadscore.model import load_model
+    from tests.engine.test_parquet import assert_same_scores, write_log
+
+    log = write_log(tmp_path / "log.parquet", GOOD)
+    out = tmp_path / "scores.parquet"
+    res = run("score", "--events", log, "--as-of", "2026-04-01T00:00:00Z", "--out", str(out), "--partitions", "2",
+              "--memory-limit", "1GB", "--spill", str(tmp_path / "spill"), db=tmp_path / "store.duckdb")
+    assert "2 scores written to" in res.stdout and "u1" in res.stdout
+    assert not (tmp_path / "store.duckdb").exists()          # no store is created to score a log
+    store = open_store(str(tmp_path / "s.duckdb"))
+    store.ingest(normalize_batch(GOOD, datetime(2026, 4, 1)))
+    expected = score_leads(store, load_model("models/default.yaml"), datetime(2026, 4, 1))
+    written = pd.read_parquet(out)
+    assert written.loc[written["lead_id"] == "u1", "score"].item() > 0
+    assert_same_scores(expected, written)
+    bad = run("score", "--events", str(tmp_path / "nope.parquet"), check=False)
+    assert bad.returncode == 1 and "nope.parquet: no such event log" in bad.stderr

@@ -174,3 +174,51 @@ def test_staging_leaves_no_scratch_file(demo_log, tmp_path):
     score_parquet(load_model("models/default.yaml"), out / "events.parquet", DEMO_AS_OF, stage=True,
                   temp_dir=str(spill))
     assert spill.is_dir() and not list(spill.glob("ls_stage-*"))
+
+
+def _partition_of(lead: str, count: int) -> int:
+    import duckdb
+    return duckdb.connect().execute(f"SELECT hash(?) % {count}", [lead]).fetchone()[0]
+
+
+def test_a_lead_partitioned_run_gives_the_one_pass_scores_in_the_same_order(demo_log):
+    """Scoring in lead partitions (what a log too large for one pass in memory gets) changes no row,
+    nor the order (score, then lead_id), staged or not."""
+    config, out = demo_log
+    m = load_model("models/default.yaml")
+    one = score_parquet(m, out / "events.parquet", DEMO_AS_OF, stage=False, partitions=1)
+    for stage in (False, True):
+        parts = score_parquet(m, out / "events.parquet", DEMO_AS_OF, stage=stage, partitions=3)
+        assert list(parts["lead_id"]) == list(one["lead_id"])
+        assert_same_scores(one, parts)
+
+
+def test_an_account_trait_reaches_members_in_every_partition(tmp_path):
+    """The account's group call comes from one member; the other member, in another partition, still
+    reads the account's industry."""
+    a = "lead-a"
+    b = next(f"lead-b{i}" for i in range(100) if _partition_of(f"lead-b{i}", 2) != _partition_of(a, 2))
+    msgs = [
+        {"type": "group", "userId": a, "groupId": "acc1", "timestamp": "2026-01-02T00:00:00Z",
+         "traits": {"name": "Acme", "industry": "SaaS"}, "messageId": "g1"},
+        {"type": "group", "userId": b, "groupId": "acc1", "timestamp": "2026-01-03T00:00:00Z",
+         "traits": {}, "messageId": "g2"},
+        page(b, "/pricing", "2026-03-01T00:00:00Z"),
+    ]
+    path = write_log(tmp_path / "log.parquet", msgs)
+    frame = score_parquet(model(TRAIT_MODEL), path, datetime(2026, 4, 1), partitions=2).set_index("lead_id")
+    # a: SaaS account 7; b: SaaS account 7 + pricing 20 = 27, ranked first.
+    assert list(frame.index) == [b, a]
+    assert (frame.loc[a, "score"], frame.loc[b, "rule:saas"], frame.loc[b, "score"]) == (7, 7, 27)
+
+
+def test_the_partition_count_follows_the_log_size_and_memory_limit():
+    from leadscore.engine.parquet import ROWS_PER_GIB, auto_partitions, memory_limit_bytes, open_duckdb
+    gib = 2**30
+    assert auto_partitions(10_000_000, None) == 1                      # no limit known: one pass
+    assert auto_partitions(2 * ROWS_PER_GIB, 2 * gib) == 1              # exactly what 2 GiB holds
+    assert auto_partitions(2 * ROWS_PER_GIB + 1, 2 * gib) == 2
+    assert auto_partitions(7 * ROWS_PER_GIB, gib) == 7
+    assert memory_limit_bytes(open_duckdb("1GB")) == pytest.approx(10**9, rel=0.01)   # DuckDB shows 953.6 MiB
+    with pytest.raises(ValueError, match="partitions=2: .* 1 when scoring a list of leads"):
+        score_parquet(model(TRAIT_MODEL), "unused.parquet", datetime(2026, 4, 1), leads=["a"], partitions=2)

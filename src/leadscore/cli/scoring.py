@@ -23,8 +23,12 @@ MODEL_OPT = click.option("--model", "model_path", type=click.Path(dir_okay=False
                          help="Model file (default: the store's active model, else models/default.yaml).")
 
 
-def _model(ctx, path):
+def _model(ctx, path, store_optional: bool = False):
+    """``store_optional`` (scoring an event log): the store's active model only when the store exists;
+    a log is scored without creating one."""
     try:
+        if store_optional and not path and "://" not in ctx.db and not Path(ctx.db).exists():
+            return resolve_model(None, None)
         return resolve_model(ctx.store(), path)
     except ModelError as exc:
         err_console.print(f"[red]{exc}[/red]", markup=True, highlight=False)
@@ -127,14 +131,27 @@ def leads_table(frame, model, top: int, title: str) -> Table:
 @click.option("--save/--no-save", default=True, show_default=True, help="Store the scores with model version and as-of.")
 @click.option("--engine", type=click.Choice(["sql", "spark"]), default="sql", show_default=True,
               help="sql: the store's own database; spark: PySpark over a Parquet event log (see --events).")
-@click.option("--events", "events_path", type=click.Path(), help="Spark: the Parquet event log (file or folder).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Spark: write scores to this Parquet path.")
+@click.option("--events", "events_path", type=click.Path(),
+              help="Score this Parquet event log (file or folder) instead of the store: with DuckDB "
+                   "(sql, nothing is stored) or Spark.")
+@click.option("--out", type=click.Path(dir_okay=False), help="With --events: write the scores to this Parquet path.")
+@click.option("--memory-limit", default=None, help="With --events on sql: DuckDB's memory limit (e.g. 3GB); "
+                                                   "beyond it work spills to --spill.")
+@click.option("--spill", type=click.Path(file_okay=False), default=None,
+              help="With --events on sql: the folder for spilled work and the staged rows.")
+@click.option("--partitions", type=click.IntRange(1, 4096), default=None,
+              help="With --events on sql: score the leads in this many hash partitions (default: from the "
+                   "log's size and the memory limit).")
 @click.option("--show-sql", is_flag=True, help="Print the compiled SQL and stop.")
 @click.option("--dry-run", is_flag=True, help="Score without saving and show how many leads change tier against the last saved run.")
 @pass_ctx
-def score(ctx, model_path, as_of, top, save, engine, events_path, out, show_sql, dry_run):
+def score(ctx, model_path, as_of, top, save, engine, events_path, out, memory_limit, spill, partitions,
+          show_sql, dry_run):
     """Score every lead as of an instant and print the top leads with their reasons."""
-    model = _model(ctx, model_path)
+    model = _model(ctx, model_path, store_optional=bool(events_path))
+    if engine == "sql" and events_path:
+        _score_log(model, events_path, as_of, top, out, memory_limit, spill, partitions)
+        return
     if engine == "spark":
         from leadscore.engine.spark import score_parquet_with_spark
         if not events_path:
@@ -159,6 +176,22 @@ def score(ctx, model_path, as_of, top, save, engine, events_path, out, show_sql,
     counts = frame["tier"].value_counts()
     console.print("  ".join(f"[{TIER_STYLE.get(t, '')}]{t}[/]: {counts.get(t.name if hasattr(t, 'name') else t, 0)}"
                             for t in [t.name for t in model.tiers][::-1]))
+
+
+def _score_log(model, events_path, as_of, top, out, memory_limit, spill, partitions) -> None:
+    """DuckDB over a Parquet event log, the store untouched (engine.parquet.score_parquet)."""
+    from leadscore.engine.parquet import EventLogError, score_parquet
+    try:
+        with console.status(f"scoring {events_path} as of {as_of.isoformat()} with {model.model_version}"):
+            frame = score_parquet(model, events_path, as_of, memory_limit=memory_limit, temp_dir=spill,
+                                  partitions=partitions)
+    except EventLogError as exc:
+        raise click.ClickException(str(exc)) from None
+    if out:
+        frame.to_parquet(out, index=False)
+        console.print(f"{len(frame)} scores written to {out}", highlight=False)
+    console.print(leads_table(frame, model, top, f"{len(frame)} leads of {events_path} scored as of "
+                                                 f"{as_of:%Y-%m-%d %H:%M} UTC with model {model.model_version}"))
 
 
 def _tier_changes(store, frame) -> None:

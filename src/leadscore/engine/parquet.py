@@ -257,12 +257,22 @@ def register_events_view(conn, events_path: str | Path, name: str = "ls_all_even
     return name
 
 
+def lead_part_sql(lead: str, part: tuple[int, int]) -> str:
+    """The condition that ``lead`` (an expression) falls in partition ``part`` = (index, count)."""
+    index, count = part
+    return f"hash({lead}) % {int(count)} = {int(index)}"
+
+
 def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
                  catalog: str | Path | None = None, leads: list[str] | None = None,
-                 context: bool = True) -> Sources:
+                 context: bool = True, part: tuple[int, int] | None = None) -> Sources:
     """Create (or replace) the views over the Parquet log on a DuckDB connection; returns the Sources.
     With ``leads``, the views hold only those leads (their traits, events and population); then
-    ``context=False`` (no rule reads context.*) leaves the wide JSON context unread."""
+    ``context=False`` (no rule reads context.*) leaves the wide JSON context unread. With ``part`` =
+    (index, count), only the leads of that hash partition (:func:`lead_part_sql`); an account's
+    traits are still read from every member's group calls."""
+    if part is not None and leads is not None:
+        raise ValueError("register_log: give leads or part, not both")
     as_of = to_naive_utc(as_of)
     d = DUCKDB
     files = parquet_files(events_path)
@@ -283,6 +293,10 @@ def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
     _run(conn, "CREATE OR REPLACE TEMP TABLE lead_predictions AS SELECT * FROM ls_pred_arrow")
     conn.unregister("ls_pred_arrow")
     group_raw = None
+    if part is not None:
+        group_raw = raw
+        lead = "lead_id" if has_lead else "COALESCE(user_id, anonymous_id)"
+        raw = f"(SELECT * FROM {raw} WHERE {lead_part_sql(lead, part)})"
     if leads is not None:
         # One pass copies the leads' messages aside; every view but the accounts' then reads that copy
         # (with every group call, 1 or 2% of a log, for the accounts' traits). Only the columns the
@@ -360,28 +374,84 @@ def unstage_events(conn, path: Path) -> None:
         f.unlink(missing_ok=True)
 
 
+# Scoring holds per-lead state (aggregates, the ranking window, the pivot) that DuckDB cannot always
+# spill: measured on the demo population with DuckDB's memory_limit at 3 GB, 48M messages scored in
+# one pass in every run, 101M ran out of memory in 2 runs of 4. Past this many messages per GiB of
+# the limit, the leads are scored in hash partitions, each a pass of its own over the staged rows.
+ROWS_PER_GIB = 16_000_000
+
+
+def memory_limit_bytes(conn) -> int | None:
+    """DuckDB's memory_limit on this connection, in bytes (None when it cannot be read)."""
+    import re
+    try:
+        value = _run(conn, "SELECT current_setting('memory_limit')")[0][0]
+    except Exception:  # noqa: BLE001 - an older DuckDB without current_setting for it
+        return None
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?i?B|bytes)?\s*", str(value))
+    if not m:
+        return None
+    unit = (m.group(2) or "bytes").upper()
+    scale = {"BYTES": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}.get(unit)
+    return int(float(m.group(1)) * scale) if scale else None
+
+
+def auto_partitions(rows: int, memory_bytes: int | None) -> int:
+    """How many lead partitions a whole-log run of ``rows`` messages needs (1: one pass)."""
+    if not memory_bytes:
+        return 1
+    per_part = max(1, int(ROWS_PER_GIB * memory_bytes / 2**30))
+    return max(1, -(-rows // per_part))
+
+
 def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads: list[str] | None = None,
                   catalog: str | Path | None = None, conn=None, memory_limit: str | None = None,
                   threads: int | None = None, temp_dir: str | None = None,
-                  stage: bool | None = None) -> pd.DataFrame:
+                  stage: bool | None = None, partitions: int | None = None) -> pd.DataFrame:
     """Score the leads of a Parquet event log as of an instant with DuckDB: the same frame as
     :func:`leadscore.engine.score.score_leads` (one row per lead, ordered by score then lead_id).
     ``stage``: stage the rule-read event rows first (:func:`stage_events`); by default for a whole
-    log of at least ``STAGE_MIN_ROWS`` messages."""
+    log of at least ``STAGE_MIN_ROWS`` messages. ``partitions``: score the leads in that many hash
+    partitions, one query each over the same staged rows, so that the per-lead state of one query is
+    a fraction of the whole (by default from the log's size and DuckDB's memory_limit,
+    :func:`auto_partitions`). A lead's score reads only its own messages and traits and its account's
+    traits, so the partitions' rows are the one query's rows."""
     as_of = to_naive_utc(as_of)
     own = conn is None
     conn = conn or open_duckdb(memory_limit, threads, temp_dir)
     staged = None
     try:
+        rows = log_rows(events_path) if leads is None else 0
+        if partitions is None:
+            partitions = auto_partitions(rows, memory_limit_bytes(conn)) if leads is None else 1
+        if partitions < 1 or (partitions > 1 and leads is not None):
+            raise ValueError(f"partitions={partitions}: give a count ≥ 1, and 1 when scoring a list of leads")
         sources = register_log(conn, model, events_path, as_of, catalog)
         compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=sources)
         if stage is None:
-            stage = leads is None and log_rows(events_path) >= STAGE_MIN_ROWS
+            stage = leads is None and rows >= STAGE_MIN_ROWS
+        table = None
         if stage:
             table, staged = stage_events(conn, compiled.events_sql, temp_dir or _temp_directory(conn))
             compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=sources, staged_events=table)
-        return _frame(model, conn.sql(compiled.sql).to_arrow_table())
+        if partitions == 1:
+            return _frame(model, conn.sql(compiled.sql).to_arrow_table())
+        results = []
+        for index in range(partitions):
+            part = (index, partitions)
+            register_log(conn, model, events_path, as_of, catalog, part=part)
+            if table is not None:
+                _run(conn, f"CREATE OR REPLACE TEMP VIEW ls_stage_part AS SELECT * FROM {table} "
+                           f"WHERE {lead_part_sql('lead_id', part)}")
+            compiled = compile_model(model, DUCKDB, as_of, sources=sources,
+                                     staged_events="ls_stage_part" if table is not None else None)
+            results.append(conn.sql(compiled.sql).to_arrow_table())
+        merged = pa.concat_tables(results).sort_by([("score", "descending"), ("lead_id", "ascending")])
+        return _frame(model, merged)
     finally:
+        if partitions is not None and partitions > 1:
+            _run(conn, "DROP VIEW IF EXISTS ls_stage_part")
         if staged is not None:
             unstage_events(conn, staged)
         if own:
