@@ -9,9 +9,13 @@ Scenarios (each against a fresh store):
              instant, so a stalled server cannot hide its queueing) → achieved rate, p50/p99
 Modes (--modes, each scenario runs in each, in the same run):
   log        what `leadscore serve` runs: acknowledged once fsynced in the durable ingestion log,
-             applied to the store behind it (LEADSCORE_INGEST_LOG in a temporary directory)
+             applied to the store behind it (LEADSCORE_INGEST_LOG in a temporary directory); /v1/* is
+             answered by the ingestion process the server starts (service/frontend.py)
+  log1       the same in one process (LEADSCORE_INGEST_PROCESS=0): the previous design, for comparison
   commit     acknowledged after the store's group commit (LEADSCORE_INGEST_LOG=off)
   one        baseline: one transaction per request (the straightforward service of PERFORMANCE.md)
+The server runs with --ingest-only (no live scoring, REST API or dashboard installers) unless --full.
+"server CPU" counts the `leadscore serve` process and its children (the ingestion process).
 After the load, the backlog (acknowledged, not yet in the store) and the time the server takes to
 store it are measured: "stored/s" is the events acknowledged over the load time plus that drain,
 the rate the store sustained.
@@ -178,9 +182,19 @@ def _free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process (all its threads) and of its live descendants, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:
+            continue
+        total += sum(cpu_seconds(int(child)) for child in children)
+    return total
 
 
 def _load() -> str:
@@ -224,7 +238,7 @@ def start_server(url: str, port: int, env: dict | None = None, *args: str) -> su
             time.sleep(0.1)
 
 
-def _run(backend: str, kind: str, mode: str, seconds: float, tmp: Path, anon: bool = False) -> dict:
+def _run(backend: str, kind: str, mode: str, seconds: float, tmp: Path, anon: bool = False, full: bool = False) -> dict:
     import httpx
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -238,10 +252,12 @@ def _run(backend: str, kind: str, mode: str, seconds: float, tmp: Path, anon: bo
     store.close()
     port = _free_port()
     env = {**os.environ, "LEADSCORE_WRITE_RATE": "1000000", "LEADSCORE_WRITE_BURST": "1000000",
-           "LEADSCORE_INGEST_LOG": str(tmp / f"log-{uuid.uuid4().hex[:6]}") if mode == "log" else "off"}
+           "LEADSCORE_INGEST_LOG": str(tmp / f"log-{uuid.uuid4().hex[:6]}") if mode in ("log", "log1") else "off"}
+    if mode == "log1":
+        env["LEADSCORE_INGEST_PROCESS"] = "0"     # the log, in one process
     if mode == "one":
         env["LEADSCORE_MAX_GROUP_EVENTS"] = "1"   # every request its own transaction
-    proc = start_server(url, port, env, "--ingest-only")
+    proc = start_server(url, port, env, *(() if full else ("--ingest-only",)))
     try:
         cpu0 = cpu_seconds(proc.pid)
         out: mp.Queue = mp.Queue()
@@ -254,10 +270,14 @@ def _run(backend: str, kind: str, mode: str, seconds: float, tmp: Path, anon: bo
         stats = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
         res["backlog"] = stats["pending_events"]
         t0 = time.perf_counter()
-        while stats["pending_events"] and time.perf_counter() - t0 < 300:   # until the backlog is stored
+
+        def behind(stats: dict) -> bool:
+            return bool(stats["pending_events"]) or stats.get("applied_seq", 0) < stats.get("logged_seq", 0)
+        was_behind = behind(stats)
+        while behind(stats) and time.perf_counter() - t0 < 300:   # until the backlog is stored
             time.sleep(0.05)
             stats = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
-        res["drain"] = time.perf_counter() - t0 if res["backlog"] else 0.0
+        res["drain"] = time.perf_counter() - t0 if was_behind else 0.0
         res["server_cpu"] = cpu_seconds(proc.pid) - cpu0
         res["commits"] = stats["commits"]
         res["writer_busy"] = stats["writer_busy_seconds"]
@@ -293,7 +313,8 @@ def main() -> None:
     ap.add_argument("--backend", choices=["duckdb", "postgres", "both"], default="both")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--no-baseline", action="store_true", help="leave out the one-commit-per-request mode")
-    ap.add_argument("--modes", default="log,commit,one", help="comma-separated: log, commit, one (see above)")
+    ap.add_argument("--modes", default="log,commit,one", help="comma-separated: log, log1, commit, one (see above)")
+    ap.add_argument("--full", action="store_true", help="the whole service (live scoring, REST API), not --ingest-only")
     ap.add_argument("--kinds", default="batch,track", help="comma-separated: batch, track")
     ap.add_argument("--anon", action="store_true", help="batch events also carry an anonymousId (identity links)")
     args = ap.parse_args()
@@ -304,7 +325,7 @@ def main() -> None:
     for backend in backends:
         for kind in args.kinds.split(","):
             for mode in modes:
-                r = _summary(_run(backend, kind, mode, args.seconds, tmp, args.anon))
+                r = _summary(_run(backend, kind, mode, args.seconds, tmp, args.anon, args.full))
                 print(f"{backend:8s} {kind:5s} {mode:6s}: {r['events_per_s']:7.0f} events/s acknowledged "
                       f"({r['requests_per_s']:5.0f} req/s), stored/s {r['stored_per_s']:7.0f}  "
                       f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  backlog at end {r['backlog']} "

@@ -214,3 +214,34 @@ def test_erasure_waits_for_the_logged_events_of_the_lead(store, tmp_path):
         assert r.json()["deleted"]["events"] == 3        # e0 stored before, e1 and e2 applied first
         assert svc.writer.flush(10)
     assert _ids(store) == []
+
+
+def test_entries_not_handed_over_are_read_back_from_the_log(store, tmp_path):
+    """`leadscore serve` appends in its ingestion process, which hands each logged request over a
+    socket; one killed between its fsync and its message leaves entries the store's side never
+    received. The next entry that arrives shows the gap, and the missing ones are read back from the
+    log (decoded as at a restart) before it, in order; a repeated delivery is ignored."""
+    from leadscore.service.ingest_api import log_decoder
+    from leadscore.service.writer import GroupCommitWriter, _Pending
+
+    decode = log_decoder(Settings())
+    log = IngestLog(tmp_path / "log")
+    front = IngestLog(tmp_path / "log", exclusive=False)   # the ingestion process's handle: no lock
+    writer = GroupCommitWriter(store, [], log=log, decode=decode, appender=False).start()
+    try:
+        bodies = [json.dumps(_batch([f"g{i}a", f"g{i}b"])).encode() for i in range(3)]
+        seqs = front.append([("batch", "2026-11-20T10:00:12+00:00", body) for body in bodies])
+        item = _Pending(decode("batch", "2026-11-20T10:00:12+00:00", bodies[2]), seq=seqs[2])
+        writer.receive([item])                  # only the third arrives
+        assert writer.flush(10)
+        assert _ids(store) == ["g0a", "g0b", "g1a", "g1b", "g2a", "g2b"]
+        assert (writer.recovered_events, writer.received_seq, writer.applied_seq) == (4, seqs[2], seqs[2])
+        commits = writer.commits
+        writer.receive([item])                  # delivered twice: nothing queued again
+        time.sleep(0.3)
+        assert (writer.pending_events, writer.commits) == (0, commits)
+        assert store.query("SELECT seq FROM ingest_log_position WHERE log_id = ?", (log.log_id,)) == [(seqs[2],)]
+    finally:
+        writer.stop()
+        front.close()
+        log.close()

@@ -21,13 +21,24 @@ def serve(ctx: CliContext, db: str | None, host: str, port: int, demo: bool, ing
     import uvicorn
 
     from leadscore.service.app import create_app
+    from leadscore.service.ingest_log import ingest_log_path
     from leadscore.service.settings import Settings
 
     if db:
         ctx.db = db
     store = ctx.store()
     settings = Settings.from_env(demo=demo)
-    app = create_app(store, settings, installers=() if ingest_only else None)
+    front = None
+    if settings.ingest_process and ingest_log_path(settings, store) is not None:
+        # /v1/* answered by a child process on the public socket (bound here, so a port in use
+        # fails now); this process owns the store and serves the rest through it (service/frontend.py)
+        from leadscore.service.frontend import IngestProcess
+        try:
+            front = IngestProcess(host, port, log_level)
+        except OSError as exc:
+            store.close()
+            raise click.ClickException(str(exc)) from None
+    app = create_app(store, settings, installers=() if ingest_only else None, ingest_process=front)
     if demo:
         from datetime import datetime, timezone
 
@@ -36,11 +47,18 @@ def serve(ctx: CliContext, db: str | None, host: str, port: int, demo: bool, ing
         console.print(f"demo write key (shown once): [bold]{new.token}[/bold]")
     console.print(f"leadscore serving {ctx.db} on http://{host}:{port}  (ingestion: /v1/batch, keys: /api/keys)")
     try:
-        # One process, one event loop: the store (DuckDB in particular) belongs to this process, and
-        # the group-commit writer thread is what makes ingestion fast, not more workers.
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
-                    timeout_graceful_shutdown=10)
+        # One process owns the store (DuckDB allows no other) and its writer threads; with the log,
+        # the ingestion process in front of it answers /v1/* and passes it everything else.
+        if front is None:
+            uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
+                        timeout_graceful_shutdown=10)
+        else:
+            config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=10,
+                                    proxy_headers=False)   # the client comes in X-Leadscore-Client
+            uvicorn.Server(config).run(sockets=[front.core_socket])
     finally:
+        if front is not None:
+            front.stop()   # no-op after the app's shutdown stopped it; else (start-up failed) the sockets
         store.close()
 
 

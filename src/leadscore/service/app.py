@@ -1,8 +1,10 @@
 """The HTTP service: ``create_app(store, settings)`` builds the FastAPI application.
 
 What it holds (``app.state``): ``store``, ``settings``, ``keys`` (the KeyRing), ``writer`` (group
-commit, over the durable ingestion log when ``settings.ingest_log`` names one) and ``after_ingest`` (a list of callables, each called with every committed ``IngestResult``
-from a background thread: live scoring attaches here).
+commit, over the durable ingestion log when ``settings.ingest_log`` names one), ``ingest_process``
+(the separate ingestion process `leadscore serve` runs, or None) and ``after_ingest`` (a list of
+callables, each called with every committed ``IngestResult`` from a background thread: live scoring
+attaches here).
 
 Extending it, without editing this file:
 - pass ``routers=[...]`` (APIRouters) to ``create_app``, or call ``app.include_router`` afterwards;
@@ -17,7 +19,7 @@ from __future__ import annotations
 import importlib
 import logging
 from contextlib import asynccontextmanager
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +35,9 @@ from leadscore.service.ingest_log import IngestLog, ingest_log_path
 from leadscore.service.settings import Settings
 from leadscore.service.writer import GroupCommitWriter
 from leadscore.store import IngestResult, Store
+
+if TYPE_CHECKING:
+    from leadscore.service.frontend import IngestProcess
 
 log = logging.getLogger("leadscore.service")
 
@@ -97,15 +102,23 @@ def _install(app: FastAPI, names: Iterable[str]) -> None:
 
 def create_app(store: Store, settings: Settings | None = None, *, routers: Sequence = (),
                installers: Iterable[str] | None = None,
-               after_ingest: Iterable[Callable[[IngestResult], None]] = ()) -> FastAPI:
-    """The service over ``store``. ``installers=None`` means ``INSTALLERS``; pass ``()`` for none."""
+               after_ingest: Iterable[Callable[[IngestResult], None]] = (),
+               ingest_process: "IngestProcess | None" = None) -> FastAPI:
+    """The service over ``store``. ``installers=None`` means ``INSTALLERS``; pass ``()`` for none.
+
+    ``ingest_process`` (what `leadscore serve` passes, service/frontend.py): /v1/* is answered by a
+    separate ingestion process, which appends to the log; this app applies the log and serves the
+    rest, over the process's private socket. Without it everything runs in this process."""
     settings = settings or Settings()
     hooks: list[Callable[[IngestResult], None]] = list(after_ingest)
     log_path = ingest_log_path(settings, store)
+    if ingest_process is not None and log_path is None:
+        raise ValueError("an ingestion process needs the durable ingestion log (settings.ingest_log)")
     ingest_log = IngestLog(log_path) if log_path is not None else None
     writer = GroupCommitWriter(store, hooks, settings.max_pending_events, settings.max_group_events,
                                log=ingest_log, decode=ingest_api.log_decoder(settings),
-                               apply_interval=settings.apply_interval_seconds)
+                               apply_interval=settings.apply_interval_seconds,
+                               appender=ingest_process is None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -138,10 +151,19 @@ def create_app(store: Store, settings: Settings | None = None, *, routers: Seque
     app.state.on_start = []                   # callables(app) run at startup, after the writer starts
     app.state.on_stop = []                    # callables(app) run at shutdown, before the writer drains
     app.state.ingest_inflight = _Inflight(settings.max_inflight_bytes)
+    app.state.ingest_process = ingest_process
+    if ingest_process is not None:
+        # first to start (right after the writer has queued the log's replay) and first to stop
+        # (before anything drains), so ingestion is answered as long as possible
+        app.state.on_start.append(ingest_process.start)
+        app.state.on_stop.append(ingest_process.stop)
 
     _error_handlers(app)
     app.add_middleware(_PathCORS, prefixes=("/v1/",), origins=settings.cors_origins)
     app.add_middleware(_IngestFastPath)   # added last: the outermost of ours
+    if ingest_process is not None:
+        from leadscore.service.frontend import ForwardedClient
+        app.add_middleware(ForwardedClient)
 
     app.include_router(ingest_api.build_router())
     app.include_router(keys_api.build_router())

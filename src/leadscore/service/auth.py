@@ -157,12 +157,23 @@ class KeyRing:
         self._loaded_at: float | None = None
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
+        # Called with the active keys each time a reload finds them changed (under the ring's lock, so
+        # in order): how `leadscore serve` passes them on to its ingestion process.
+        self.listeners: list[Callable[[list[ApiKey]], None]] = []
 
     def reload(self) -> None:
         keys = list_keys(self.store, include_revoked=False)
         with self._lock:
+            changed = set(keys) != set(self._by_hash.values())
             self._by_hash = {k.token_hash: k for k in keys}
             self._loaded_at = self.clock()
+            if changed:
+                for listener in list(self.listeners):
+                    listener(keys)
+
+    def active_keys(self) -> list[ApiKey]:
+        with self._lock:
+            return list(self._by_hash.values())
 
     def _fresh(self) -> None:
         if self._loaded_at is None or self.clock() - self._loaded_at >= self.settings.key_refresh_seconds:
@@ -206,6 +217,29 @@ class KeyRing:
         self.reload()
         self._buckets.pop(key_id, None)
         return key
+
+
+class PushedKeyRing(KeyRing):
+    """The keys of the ingestion process (service/frontend.py), which cannot read the store: the
+    store's process sends them with ``set_keys`` at start and whenever they change."""
+
+    def __init__(self, settings, clock: Callable[[], float] = time.monotonic):
+        super().__init__(None, settings, clock)
+
+    def set_keys(self, keys: Iterable[ApiKey]) -> None:
+        with self._lock:
+            self._by_hash = {k.token_hash: k for k in keys}
+            self._loaded_at = self.clock()
+            ids = {k.key_id for k in self._by_hash.values()}
+            for key_id in list(self._buckets):   # one C call: safe beside the event loop adding buckets
+                if key_id not in ids:
+                    self._buckets.pop(key_id, None)
+
+    def reload(self) -> None:
+        pass   # pushed, not pulled
+
+    def _fresh(self) -> None:
+        pass
 
 
 def tokens_from_headers(authorization: str | None, api_key_header: str | None = None) -> str | None:

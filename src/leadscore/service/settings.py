@@ -44,6 +44,9 @@ class Settings:
     # With the log: the store transactions start at least this far apart (seconds), so a stream of
     # small requests is stored in a few larger transactions; it adds at most this much to freshness.
     apply_interval_seconds: float = 0.1
+    # With the log, `leadscore serve` answers /v1/* from a separate ingestion process (service/frontend.py)
+    # so requests never wait for the GIL held by store work; False: everything in one process.
+    ingest_process: bool = True
     max_inflight_bytes: int = 64 * MIB        # request bodies being validated at once (bounded memory)
 
     # ---- keys
