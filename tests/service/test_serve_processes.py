@@ -44,12 +44,16 @@ def children(pid: int) -> list[int]:
 
 
 def alive(pid: int) -> bool:
-    """Running (a zombie waiting to be reaped by init has exited: it holds no socket, runs nothing)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
+    """Any thread of it still running (a zombie waiting to be reaped by init has exited, and holds no
+    socket; but its main thread shows as a zombie while the others are still being torn down)."""
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False
 
 
 def wait_until(predicate, timeout: float = 10.0, step: float = 0.05):

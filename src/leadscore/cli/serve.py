@@ -46,6 +46,8 @@ def serve(ctx: CliContext, db: str | None, host: str, port: int, demo: bool, ing
         new = create_key(store, "write", datetime.now(timezone.utc).replace(tzinfo=None), name="demo")
         console.print(f"demo write key (shown once): [bold]{new.token}[/bold]")
     console.print(f"leadscore serving {ctx.db} on http://{host}:{port}  (ingestion: /v1/batch, keys: /api/keys)")
+    from leadscore.service.frontend import freeze_heap
+    freeze_heap()   # full garbage collections then scan what serving allocates, not every module and class
     try:
         # One process owns the store (DuckDB allows no other) and its writer threads; with the log,
         # the ingestion process in front of it answers /v1/* and passes it everything else.

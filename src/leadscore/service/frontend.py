@@ -38,6 +38,7 @@ import logging
 import operator
 import os
 import pickle
+import queue
 import shutil
 import signal
 import socket
@@ -105,7 +106,7 @@ class FrontApp:
     """ASGI app of the ingestion process: POST /v1/{kind} answered here (CORS for browser trackers),
     anything else passed to the store's process."""
 
-    def __init__(self, settings, keys, appender, core_socket: str):
+    def __init__(self, settings, keys, appender, core_socket: str, on_stop=None):
         from starlette.middleware.cors import CORSMiddleware
 
         from leadscore.service import ingest_api
@@ -116,6 +117,7 @@ class FrontApp:
         self.state = SimpleNamespace(settings=settings, keys=keys, writer=appender,
                                      ingest_inflight=_Inflight(settings.max_inflight_bytes))
         self.core_socket = core_socket
+        self.on_stop = on_stop
         self.cors = CORSMiddleware(self._ingest, allow_origins=list(settings.cors_origins),
                                    allow_methods=["POST", "OPTIONS"], allow_headers=["*"], max_age=86400)
         self.client = None
@@ -159,6 +161,8 @@ class FrontApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.state.writer.stop()      # logs and hands over what is queued
+                if self.on_stop is not None:
+                    self.on_stop()            # (uvicorn re-raises SIGTERM once this returns: last chance)
                 await self.client.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -213,6 +217,18 @@ class FrontApp:
             await response.aclose()
 
 
+def freeze_heap() -> None:
+    """Move everything alive now (modules, classes, the app: ~10^5 objects that live as long as the
+    process) out of the cyclic garbage collector's sight, so its full collections scan only what
+    requests allocate. Measured in the ingestion process at 1,000 /v1/track requests/s: 2 full
+    collections in 8 s, one taking 101 ms (the request tail) on a loaded machine. For a server
+    process (``leadscore serve``), not a library call: frozen objects are never collected."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _die_with_parent(parent: int) -> None:
     """Linux: SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG); elsewhere the
     control socket's EOF does it (below), a little later."""
@@ -246,10 +262,41 @@ def main(argv: list[str] | None = None) -> int:
     keys = PushedKeyRing(settings)
     keys.set_keys(config["keys"])
 
+    # Logged requests go to the store's process from a thread of their own: the log thread (and so the
+    # acknowledgements) never waits for the socket, nor for pickling. Unbounded, but what waits here is
+    # counted in the backlog (not yet reported received), which answers 503 beyond max_pending_events.
+    outbox: queue.SimpleQueue = queue.SimpleQueue()
+
     def deliver(items) -> None:
-        channel.send(("logged", [(item.seq, [encode(ev) for ev in item.events]) for item in items],
-                      {"logged_seq": appender.logged_seq, "log_commits": appender.log_commits,
-                       "log_busy_seconds": appender.log_busy_seconds}))
+        outbox.put(items)
+
+    def send_logged() -> None:
+        while True:
+            items = outbox.get()
+            if items is None:
+                return
+            while True:   # everything waiting, in one message
+                try:
+                    more = outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    outbox.put(None)
+                    break
+                items = items + more
+            try:
+                channel.send(("logged", [(item.seq, [encode(ev) for ev in item.events]) for item in items],
+                              {"logged_seq": appender.logged_seq, "log_commits": appender.log_commits,
+                               "log_busy_seconds": appender.log_busy_seconds}))
+            except OSError:
+                return   # the store's process is gone; it reads the log back when it starts again
+
+    sender = threading.Thread(target=send_logged, name="leadscore-handover", daemon=True)
+    sender.start()
+
+    def drain_sender() -> None:
+        outbox.put(None)
+        sender.join(30)
 
     appender = LogAppender(ingest_log, deliver, settings.max_pending_events)
     appender.report(config["report"])
@@ -268,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
 
     threading.Thread(target=listen, name="leadscore-control", daemon=True).start()
     use_short_switch_interval()
-    app = FrontApp(settings, keys, appender, config["core"])
+    app = FrontApp(settings, keys, appender, config["core"], on_stop=drain_sender)
+    freeze_heap()
     server = uvicorn.Server(uvicorn.Config(app, log_level=config["log_level"], access_log=False,
                                            timeout_graceful_shutdown=10, lifespan="on"))
     server.run(sockets=[socket.socket(fileno=listen_fd)])
@@ -284,6 +332,7 @@ class IngestProcess:
     """
 
     RESTART_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+    GIVE_UP_AFTER = 5        # exits in a row, each within 30 s of its start: the server stops (SIGTERM to itself)
 
     def __init__(self, host: str, port: int, log_level: str = "warning", stop_timeout: float = 15.0):
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
@@ -395,7 +444,8 @@ class IngestProcess:
         channel.close()
 
     def _supervise(self) -> None:
-        delay = 0
+        quick = 0   # exits in a row soon after a start
+        started = time.monotonic()
         while True:
             proc, reader = self.proc, self._reader
             code = proc.wait()
@@ -405,16 +455,19 @@ class IngestProcess:
             self.writer.catch_up_from_log()
             if self._stopping.is_set():
                 return
+            quick = quick + 1 if time.monotonic() - started < 30 else 1
+            if quick >= self.GIVE_UP_AFTER:
+                log.critical("the ingestion process exited %d times in a row soon after starting (last: %s); "
+                             "stopping the server", quick, code)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
             log.error("the ingestion process exited with %s; starting it again", code)
-            time.sleep(self.RESTART_DELAYS[min(delay, len(self.RESTART_DELAYS) - 1)])
-            delay += 1
+            time.sleep(self.RESTART_DELAYS[min(quick - 1, len(self.RESTART_DELAYS) - 1)])
             self.restarts += 1
             started = time.monotonic()
             self._spawn()
             if self._stopping.is_set():
                 return
-            if time.monotonic() - started > 30:
-                delay = 0
 
     # ---- what the ingestion process is told
     def _send(self, message) -> None:

@@ -135,11 +135,12 @@ class IngestLog:
     def count(self) -> int:
         return self._conn().execute("SELECT count(*) FROM entries").fetchone()[0]
 
-    def discard_through(self, seq: int) -> None:
+    def discard_through(self, seq: int, checkpoint: bool = True) -> None:
         """Delete the entries up to ``seq`` (applied to the store), then checkpoint the WAL."""
         conn = self._conn()
         conn.execute("DELETE FROM entries WHERE seq <= ?", (seq,))
-        self.checkpoint()
+        if checkpoint:
+            self.checkpoint()
 
     def checkpoint(self) -> None:
         # PASSIVE: never waits for (or blocks) the appending thread; the WAL restarts from its
