@@ -306,3 +306,17 @@ def test_tracker_static_files_and_cors_for_browser_trackers(store, tmp_path):
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
         # the REST API keeps the same-origin policy
         assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://x.example"}).headers
+
+
+@pytest.mark.parametrize("body, depth", [
+    (b'[]', 1),
+    (b'{"k": {"k": {"k": {}}}}', 4),
+    (b'{"a": "[[[{", "b": [1, [2, {"c": 3}]]}', 4),          # brackets in a string are text
+    (b'{"a": "x\\"[[[{", "b": [[]]}', 3),                    # ... after an escaped quote too
+    (b'{"a": "\\\\", "b": "]]]", "c": {"d": []}}', 3),       # an escaped backslash ends no string
+])
+def test_body_depth_counts_nesting_outside_strings(body, depth):
+    from leadscore.service.ingest_api import body_depth, parse_json
+
+    parse_json(body)   # valid JSON, as it is when body_depth is called
+    assert body_depth(body) == depth

