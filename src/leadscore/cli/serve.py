@@ -63,6 +63,8 @@ def serve(ctx: CliContext, db: str | None, host: str, port: int, demo: bool, ing
         if front is not None:
             front.stop()   # no-op after the app's shutdown stopped it; else (start-up failed) the sockets
         store.close()
+        import gc
+        gc.unfreeze()   # let the interpreter's exit finalise them (DuckDB's bindings report frozen ones as leaks)
 
 
 commands = [serve]

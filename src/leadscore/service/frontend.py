@@ -319,8 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     freeze_heap()
     server = uvicorn.Server(uvicorn.Config(app, log_level=config["log_level"], access_log=False,
                                            timeout_graceful_shutdown=10, lifespan="on"))
-    server.run(sockets=[socket.socket(fileno=listen_fd)])
+    try:
+        server.run(sockets=[socket.socket(fileno=listen_fd)])
+    except KeyboardInterrupt:   # Ctrl-C reaches the whole process group: uvicorn stopped, and re-raised it
+        pass
     ingest_log.close()
+    import gc
+    gc.unfreeze()
     return 0
 
 
@@ -407,7 +412,8 @@ class IngestProcess:
             if self._stopping.is_set():
                 return
             ours, theirs = socket.socketpair()
-            cmd = [sys.executable, "-m", "leadscore.service.frontend",
+            # -P: the working directory is not put on sys.path (a stray json.py there would shadow the real one)
+            cmd = [sys.executable, "-P", "-m", "leadscore.service.frontend",
                    str(self.listener.fileno()), str(theirs.fileno()), str(os.getpid())]
             self.proc = subprocess.Popen(cmd, pass_fds=(self.listener.fileno(), theirs.fileno()))
             theirs.close()
@@ -453,6 +459,10 @@ class IngestProcess:
                 reader.join()
             # entries it logged but did not hand over (killed between its fsync and its message)
             self.writer.catch_up_from_log()
+            if code in (-signal.SIGINT, -signal.SIGTERM, 0) and not self._stopping.is_set():
+                # interrupted with its parent (Ctrl-C reaches the whole process group): the parent's own
+                # shutdown follows in a moment; give it that moment before starting another
+                self._stopping.wait(2.0)
             if self._stopping.is_set():
                 return
             quick = quick + 1 if time.monotonic() - started < 30 else 1
