@@ -157,3 +157,38 @@ def test_with_the_ingestion_log_acknowledged_events_wait_out_the_outage_and_new_
         assert writer.flush(10)
     ids = stored_ids(pg_url, store)
     assert ids == {f"m-{i}" for i in list(range(20)) + list(range(100, 110))}
+
+
+def test_leadscore_serve_keeps_what_it_acknowledged_and_answers_503_until_the_database_is_back(pg_url, tmp_path):
+    """The same through `leadscore serve` as a user runs it: its ingestion process acknowledges and
+    refuses, the store's process (connected through the cuttable proxy) meets the outage and tells it."""
+    from tests.service.serve_process import Serve, applied, wait_until
+
+    proxy, store = proxied_store(pg_url)
+    key = create_key(store, "write", datetime(2026, 11, 23), name="w").token
+    via_proxy = store.url
+    store.close()
+    headers = {"Content-Type": "application/json"}
+    with Serve(via_proxy, tmp_path, "--ingest-only") as serve, \
+            httpx.Client(base_url=serve.base, timeout=30, auth=(key, "")) as client:
+        assert client.post("/v1/batch", content=batch(0, 10), headers=headers).status_code == 200
+        assert wait_until(lambda: applied(serve), timeout=10)
+        proxy.cut()
+        # the store's process has not met the outage yet: logged (durable) and acknowledged
+        assert client.post("/v1/batch", content=batch(10, 10), headers=headers).status_code == 200
+        assert wait_until(lambda: client.get("/healthz").json()["store_unavailable"], timeout=30)
+        r = wait_until(lambda: (lambda r: r if r.status_code == 503 else None)(
+            client.post("/v1/batch", content=batch(100, 10), headers=headers)), timeout=5)
+        assert r and int(r.headers["retry-after"]) >= 1, r
+        assert r.json()["message"].startswith("the store is unavailable")
+        assert client.get("/healthz").json()["pending_events"] == 10
+        proxy.restore()
+        assert wait_until(lambda: client.post("/v1/batch", content=batch(100, 10), headers=headers).status_code == 200,
+                          timeout=30, step=0.5)
+        assert wait_until(lambda: applied(serve), timeout=10)
+    check = open_store(pg_url)
+    try:
+        ids = {r[0] for r in check.query("SELECT message_id FROM events")}
+    finally:
+        check.close()
+    assert ids == {f"m-{i}" for i in list(range(20)) + list(range(100, 110))}
