@@ -74,7 +74,8 @@ def child(kind: str, a: dict) -> dict:
         m = load_model(a["model"])
         conn = open_duckdb(a["memory_limit"], a["threads"], tmp)   # as the floor: the connection is not timed
         t = time.perf_counter()
-        frame = score_parquet(m, files[0] if len(files) == 1 else Path(files[0]).parent, as_of, conn=conn)
+        frame = score_parquet(m, files[0] if len(files) == 1 else Path(files[0]).parent, as_of, conn=conn,
+                              partitions=a.get("partitions"))
         return {"seconds": time.perf_counter() - t, "leads": len(frame), "peak_mb": _peak_mb()}
     if kind == "floor":
         from bench.scale_floor import floor_sql

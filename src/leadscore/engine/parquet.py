@@ -18,7 +18,7 @@ whatever its time, so the two agree for an as-of instant after the last identify
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable
@@ -265,14 +265,10 @@ def lead_part_sql(lead: str, part: tuple[int, int]) -> str:
 
 def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
                  catalog: str | Path | None = None, leads: list[str] | None = None,
-                 context: bool = True, part: tuple[int, int] | None = None) -> Sources:
+                 context: bool = True) -> Sources:
     """Create (or replace) the views over the Parquet log on a DuckDB connection; returns the Sources.
     With ``leads``, the views hold only those leads (their traits, events and population); then
-    ``context=False`` (no rule reads context.*) leaves the wide JSON context unread. With ``part`` =
-    (index, count), only the leads of that hash partition (:func:`lead_part_sql`); an account's
-    traits are still read from every member's group calls."""
-    if part is not None and leads is not None:
-        raise ValueError("register_log: give leads or part, not both")
+    ``context=False`` (no rule reads context.*) leaves the wide JSON context unread."""
     as_of = to_naive_utc(as_of)
     d = DUCKDB
     files = parquet_files(events_path)
@@ -293,10 +289,6 @@ def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
     _run(conn, "CREATE OR REPLACE TEMP TABLE lead_predictions AS SELECT * FROM ls_pred_arrow")
     conn.unregister("ls_pred_arrow")
     group_raw = None
-    if part is not None:
-        group_raw = raw
-        lead = "lead_id" if has_lead else "COALESCE(user_id, anonymous_id)"
-        raw = f"(SELECT * FROM {raw} WHERE {lead_part_sql(lead, part)})"
     if leads is not None:
         # One pass copies the leads' messages aside; every view but the accounts' then reads that copy
         # (with every group call, 1 or 2% of a log, for the accounts' traits). Only the columns the
@@ -346,7 +338,7 @@ def log_rows(events_path: str | Path) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(events_path))
 
 
-def stage_events(conn, events_sql: str, directory: str | None = None) -> tuple[str, Path]:
+def stage_events(conn, events_sql: str, directory: str | None = None, partitions: int = 1) -> tuple[str, Path]:
     """The rule-read event rows (``Compiled.events_sql``) written once to a compressed table of a
     scratch database file in ``directory`` (the spill folder; else the system's temporary folder);
     returns the table's name for ``compile_model(staged_events=...)`` and the file (remove it with
@@ -356,13 +348,17 @@ def stage_events(conn, events_sql: str, directory: str | None = None) -> tuple[s
     all the rules; past memory that copy spills to disk and every rule reads it back from there (most
     of a 48M-message run). A checkpointed table is compressed (~5x smaller), each rule scans only the
     columns it needs, and its blocks, backed by the file, leave memory whenever the query needs room
-    (an in-memory database's cannot: at 100M messages that ran out of memory)."""
+    (an in-memory database's cannot: at 100M messages that ran out of memory). With ``partitions`` > 1
+    each row also gets its lead's partition (``ls_part``, :func:`lead_part_sql`), hashed once here: a
+    partition's rules then filter on a small integer, not hash every lead id again."""
     import tempfile
     import uuid
     folder = Path(directory or tempfile.gettempdir())
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"ls_stage-{uuid.uuid4().hex}.duckdb"
     _run(conn, f"ATTACH {quote_literal(str(path))} AS ls_stage")
+    if partitions > 1:
+        events_sql = f"SELECT *, CAST(hash(lead_id) % {int(partitions)} AS INTEGER) AS ls_part FROM ({events_sql})"
     _run(conn, f"CREATE TABLE ls_stage.ev AS {events_sql}")
     _run(conn, "CHECKPOINT ls_stage")
     return "ls_stage.ev", path
@@ -375,10 +371,12 @@ def unstage_events(conn, path: Path) -> None:
 
 
 # Scoring holds per-lead state (aggregates, the ranking window, the pivot) that DuckDB cannot always
-# spill: measured on the demo population with DuckDB's memory_limit at 3 GB, 48M messages scored in
-# one pass in every run, 101M ran out of memory in 2 runs of 4. Past this many messages per GiB of
-# the limit, the leads are scored in hash partitions, each a pass of its own over the staged rows.
-ROWS_PER_GIB = 16_000_000
+# spill: measured on the demo population with DuckDB's memory_limit at 3 GB (2.8 GiB), 48M messages
+# scored in one pass in every run, 101M ran out of memory in 2 runs of 4. Past this many messages
+# per GiB of the limit (50M at 3 GB), the leads are scored in hash partitions, each a query of its
+# own over the staged rows; a partition costs ~20% more than its share of one pass (each partition's
+# rules scan the whole staged table), so one pass is kept wherever it was seen to fit.
+ROWS_PER_GIB = 18_000_000
 
 
 def memory_limit_bytes(conn) -> int | None:
@@ -433,25 +431,41 @@ def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads:
             stage = leads is None and rows >= STAGE_MIN_ROWS
         table = None
         if stage:
-            table, staged = stage_events(conn, compiled.events_sql, temp_dir or _temp_directory(conn))
+            table, staged = stage_events(conn, compiled.events_sql, temp_dir or _temp_directory(conn), partitions)
             compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=sources, staged_events=table)
         if partitions == 1:
             return _frame(model, conn.sql(compiled.sql).to_arrow_table())
-        results = []
+        # The log's traits, accounts and population are derived once (tables of the stage, or temp tables),
+        # so that a partition reads the log's Parquet files only when a rule reads raw events (video).
+        derived = {"traits": sources.traits, "account_traits": sources.account_traits,
+                   "population": sources.population}
+        schema = "ls_stage." if staged is not None else ""
+        for name, rel in derived.items():
+            _run(conn, f"CREATE {'' if staged is not None else 'TEMP '}TABLE {schema}ls_all_{name} AS SELECT * FROM {rel}")
+        # Each partition's rows go to a DuckDB table (its memory is DuckDB's, within the limit), then one
+        # ordered fetch: Python holds the result once, not once per partition and again merged.
         for index in range(partitions):
-            part = (index, partitions)
-            register_log(conn, model, events_path, as_of, catalog, part=part)
+            where = lead_part_sql("lead_id", (index, partitions))
+            views = {"events": f"SELECT * FROM {sources.events} WHERE {where}",
+                     "traits": f"SELECT * FROM {schema}ls_all_traits WHERE {where}",
+                     "population": f"SELECT * FROM {schema}ls_all_population WHERE {where}"}
             if table is not None:
-                _run(conn, f"CREATE OR REPLACE TEMP VIEW ls_stage_part AS SELECT * FROM {table} "
-                           f"WHERE {lead_part_sql('lead_id', part)}")
-            compiled = compile_model(model, DUCKDB, as_of, sources=sources,
-                                     staged_events="ls_stage_part" if table is not None else None)
-            results.append(conn.sql(compiled.sql).to_arrow_table())
-        merged = pa.concat_tables(results).sort_by([("score", "descending"), ("lead_id", "ascending")])
-        return _frame(model, merged)
+                views["stage"] = f"SELECT * EXCLUDE (ls_part) FROM {table} WHERE ls_part = {index}"
+            for name, sql in views.items():
+                _run(conn, f"CREATE OR REPLACE TEMP VIEW ls_part_{name} AS {sql}")
+            part_sources = replace(sources, events="ls_part_events", traits="ls_part_traits",
+                                   population="ls_part_population", account_traits=f"{schema}ls_all_account_traits")
+            compiled = compile_model(model, DUCKDB, as_of, sources=part_sources,
+                                     staged_events="ls_part_stage" if table is not None else None)
+            _run(conn, f"CREATE TEMP TABLE ls_part_scores AS {compiled.sql}" if index == 0 else
+                       f"INSERT INTO ls_part_scores {compiled.sql}")
+        return _frame(model, conn.sql("SELECT * FROM ls_part_scores ORDER BY score DESC, lead_id").to_arrow_table())
     finally:
         if partitions is not None and partitions > 1:
-            _run(conn, "DROP VIEW IF EXISTS ls_stage_part")
+            for name in ("events", "traits", "population", "stage"):
+                _run(conn, f"DROP VIEW IF EXISTS ls_part_{name}")
+            for name in ("ls_part_scores", "ls_all_traits", "ls_all_account_traits", "ls_all_population"):
+                _run(conn, f"DROP TABLE IF EXISTS temp.{name}")
         if staged is not None:
             unstage_events(conn, staged)
         if own:
