@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from leadscore.demo import DemoConfig, write_population
 from leadscore.demo.generator import EVENT_SCHEMA
 from leadscore.engine.access import PropertyAccess, duckdb_shape
-from leadscore.engine.parquet import EventLogError, score_parquet
+from leadscore.engine.parquet import EventLogError, log_relation, parquet_files, score_parquet
 from leadscore.engine.typed_log import TypedLogError, convert_to_typed, merge_structures, typed_structure
 from leadscore.events import normalize_batch
 from leadscore.model import load_model
@@ -334,38 +334,71 @@ def test_a_converted_key_reads_as_its_json_text(tmp_path_factory, values):
                 assert g == w, (path, kind, g, w)
 
 
+def _two_files(folder) -> str:
+    """A folder of two typed files whose structs differ: the second adds ``coupon`` (a key first
+    sent after the first file was written)."""
+    folder.mkdir(exist_ok=True)
+    write_typed_log(folder / "part-0.parquet", _messages())
+    write_typed_log(folder / "part-1.parquet", [
+        track("b", "Plan Chosen", "2026-10-03T10:00:00Z", seats=12, coupon="SPRING")])
+    return str(folder)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_folder_of_typed_files_unites_their_fields(tmp_path, nested):
+    """The second file adds a key (coupon); with ``nested`` it also lacks the first file's nested
+    objects (address, company), which DuckDB cannot project through its union by name."""
+    folder = tmp_path / "log"
+    folder.mkdir()
+    write_typed_log(folder / "part-0.parquet", _messages())
+    extra = {"address": {"country": "FR"}, "company": {"name": "Beta"}} if not nested else {}
+    msg = track("b", "Plan Chosen", "2026-10-03T10:00:00Z", seats=12, coupon="SPRING", **extra)
+    if not nested:
+        msg["context"] = {"page": {"url": "https://example.com/plans"}}
+    write_typed_log(folder / "part-1.parquet", [msg])
+    assert "coupon" not in _column_types(folder / "part-0.parquet")["properties"]
+    raw, types = log_relation(duckdb.connect(), parquet_files(folder))
+    assert "coupon VARCHAR" in types["properties"] and "UNION ALL BY NAME" in raw
+    frame = score_parquet(CASES, folder, AS_OF).set_index("lead_id")
+    a, b = frame.loc["a"], frame.loc["b"]
+    # b's second Plan Chosen carries a coupon and 12 seats; its first neither
+    assert [b[f"rule:{n}"] for n in ("coupon", "no_coupon", "seats_num", "seats_text")] == [17, 19, 2, 0]
+    assert a["rule:us_buyer"] == 23 and a["rule:acme"] == 71 and b["rule:us"] == 0
+
+
+def test_a_folder_of_same_typed_files_is_read_as_is(tmp_path, cases):
+    folder = tmp_path / "same"
+    folder.mkdir()
+    for k in range(2):
+        (folder / f"part-{k}.parquet").write_bytes(open(cases[2], "rb").read())
+    raw, types = log_relation(duckdb.connect(), parquet_files(folder))
+    assert raw.startswith("read_parquet(") and types == _column_types(cases[2])
+
+
 # ----------------------------------------------------------------------------- Spark
 @pytest.mark.spark
-def test_a_typed_log_on_spark_scores_as_the_json_log_on_duckdb(tmp_path):
+def test_typed_logs_on_spark(tmp_path):
+    """The typed demo log on Spark scores as the JSON log on DuckDB; the hand-worked cases (a folder
+    of two typed files with different fields) as on DuckDB, but for Spark's own double printing."""
     pytest.importorskip("pyspark")
     from leadscore.engine.spark import score_parquet_with_spark, spark_session, stop_session
-    write_population(DemoConfig(60, seed=5), tmp_path, "parquet-typed")
-    write_population(DemoConfig(60, seed=5), tmp_path, "parquet")
-    typed = tmp_path / "typed"
-    typed.mkdir()
-    (tmp_path / "events-typed.parquet").rename(typed / "part-0.parquet")     # a folder of typed files
-    write_typed_log(typed / "part-1.parquet", _messages())
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    (tmp_path / "events.parquet").rename(plain / "part-0.parquet")
-    write_log(plain / "part-1.parquet", _messages())
+    write_population(DemoConfig(60, seed=5), tmp_path / "demo", "parquet-typed")
+    write_population(DemoConfig(60, seed=5), tmp_path / "demo", "parquet")
+    folder = _two_files(tmp_path / "cases")
     m = load_model("bench/playbook.yaml")
     spark = spark_session()
     try:
-        on_spark = score_parquet_with_spark(m, typed, AS_OF, spark=spark, catalog=tmp_path / "videos.yaml")
-        cases = score_parquet_with_spark(CASES, typed, AS_OF, spark=spark).set_index("lead_id")
+        on_spark = score_parquet_with_spark(m, tmp_path / "demo" / "events-typed.parquet", AS_OF, spark=spark)
+        cases = score_parquet_with_spark(CASES, folder, AS_OF, spark=spark).set_index("lead_id")
     finally:
         stop_session()
-    assert len(on_spark) == 62 and (on_spark["score"] != 0).sum() > 50
-    assert_same_scores(score_parquet(m, plain, AS_OF), on_spark)
-    on_duckdb = score_parquet(CASES, typed, AS_OF).set_index("lead_id")
-    # Spark prints doubles its own way (2.5E-5, 1.0E20), as its get_json_object does on JSON text
-    spark_own = {"rule:tiny_double", "rule:huge_double", "engagement", "score", "group:e", "grade", "tier"}
-    for col in set(CASES_COLUMNS(on_duckdb)) - spark_own:
-        assert str(cases.loc["a", col]) == str(on_duckdb.loc["a", col]), col
-        assert str(cases.loc["b", col]) == str(on_duckdb.loc["b", col]), col
+    assert len(on_spark) == 60 and (on_spark["score"] != 0).sum() > 50
+    assert_same_scores(score_parquet(m, tmp_path / "demo" / "events.parquet", AS_OF), on_spark)
+    on_duckdb = score_parquet(CASES, folder, AS_OF).set_index("lead_id")
+    # Spark prints doubles as its CAST does (2.5E-5, 1.0E20), as its get_json_object does on JSON text
     assert (cases.loc["a", "rule:tiny_double"], cases.loc["a", "rule:huge_double"]) == (0, 0)
-
-
-def CASES_COLUMNS(frame) -> list[str]:  # noqa: N802 - read as a constant
-    return [c for c in frame.columns if c != "lead_id"]
+    spark_own = {"rule:tiny_double", "hits:tiny_double", "rule:huge_double", "hits:huge_double",
+                 "engagement", "score", "group:e", "grade", "tier", "stage"}
+    for col in [c for c in on_duckdb.columns if c not in spark_own]:
+        assert [str(cases.loc[k, col]) for k in "ab"] == [str(on_duckdb.loc[k, col]) for k in "ab"], col
+    assert cases.loc["b", "rule:coupon"] == 17 and cases.loc["a", "rule:vp"] == 47

@@ -44,6 +44,8 @@ def duckdb_shape(column: str, t) -> Shape | None:
     """The shape of a DuckDB column type (a ``DuckDBPyType``): None when it holds JSON text."""
     if t.id == "varchar":
         return None
+    if t.id == "null":
+        return {}                   # a column of nulls only (an Arrow null column): no key has a value
     if t.id != "struct":
         raise PropertyTypeError(f"the {column} column is {t}: expected JSON text (VARCHAR or JSON) or a STRUCT "
                                 f"of the keys (nested structs for objects)")

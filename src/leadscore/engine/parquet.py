@@ -246,15 +246,32 @@ def _read_parquet(files: list[str], union: bool = False) -> str:
 
 def log_relation(conn, files: list[str]) -> tuple[str, dict[str, str]]:
     """The log's relation over its files and its columns' types (name → DuckDB type text, in file
-    order). A typed log of several files is read with its columns united by name: each file's
-    STRUCT may have its own fields (a key first sent after a file was written), and a plain scan
-    takes the first file's type and silently drops the fields the others add."""
+    order). The files of a typed log may each have their own STRUCT fields (a key first sent after a
+    file was written): a plain scan would take the first file's type and silently drop the fields
+    the others add, so each group of same-typed files is cast to the type uniting them all (by name).
+    DuckDB's own ``union_by_name`` is not used for that: projecting into a struct field some files
+    lack fails inside DuckDB 2.0 (duckdb/duckdb#24253 and similar internal errors). A cast reads the
+    whole struct of those files, not only the fields the rules use; files of one type are read as is."""
     raw = _read_parquet(files)
-    types = {r[0]: r[1] for r in _run(conn, f"DESCRIBE SELECT * FROM {raw}")}
-    if len(files) > 1 and any(types.get(c, "").startswith("STRUCT(") for c in LOG_JSON_COLUMNS):
-        raw = _read_parquet(files, union=True)
-        types = {r[0]: r[1] for r in _run(conn, f"DESCRIBE SELECT * FROM {raw}")}
+    types = _describe(conn, raw)
+    typed = [c for c in LOG_JSON_COLUMNS if types.get(c, "").startswith("STRUCT(")]
+    if len(files) <= 1 or not typed:
+        return raw, types
+    groups: dict[tuple, list[str]] = {}
+    for f in files:
+        own = _describe(conn, _read_parquet([f]))
+        groups.setdefault(tuple(own.items()), []).append(f)
+    if len(groups) == 1:
+        return raw, types
+    types = _describe(conn, _read_parquet(files, union=True))      # the united types (only described)
+    casts = ", ".join(f"CAST({c} AS {types[c]}) AS {c}" for c in typed)
+    raw = "(" + " UNION ALL BY NAME ".join(f"SELECT * REPLACE ({casts}) FROM {_read_parquet(g)}"
+                                           for g in groups.values()) + ")"
     return raw, types
+
+
+def _describe(conn, rel: str) -> dict[str, str]:
+    return {r[0]: r[1] for r in _run(conn, f"DESCRIBE SELECT * FROM {rel}")}
 
 
 def _run(conn, sql: str) -> list[tuple]:
