@@ -339,8 +339,9 @@ def _two_files(folder) -> str:
     sent after the first file was written)."""
     folder.mkdir(exist_ok=True)
     write_typed_log(folder / "part-0.parquet", _messages())
-    write_typed_log(folder / "part-1.parquet", [
-        track("b", "Plan Chosen", "2026-10-03T10:00:00Z", seats=12, coupon="SPRING")])
+    msg = track("b", "Plan Chosen", "2026-10-03T10:00:00Z", seats=12, coupon="SPRING")
+    msg["context"] = {"page": {"url": "https://example.com/plans"}}   # (a null-only column cannot merge on Spark)
+    write_typed_log(folder / "part-1.parquet", [msg])
     return str(folder)
 
 

@@ -247,8 +247,10 @@ def score_parquet_with_spark(model: Model, events_path: str | Path, as_of: datet
             result.write.mode("overwrite").parquet(str(out))
         frame = _frame(model, result.toPandas())
     finally:
-        for name in cached:
+        for name in reversed(cached):           # the later ones read the earlier ones
             spark.sql(f"UNCACHE TABLE IF EXISTS {name}")
+        for name in reversed(cached):           # CACHE TABLE made each a view: a next run on this session makes them again
+            spark.catalog.dropTempView(name)
     if out is not None and not _REMOTE.match(str(out)):
         write_scores_parquet(frame, out)
     return frame
