@@ -3,7 +3,7 @@ hand-written DuckDB query of the same rules) and a vectorised pandas version, in
 
     .venv/bin/python -m bench.scale_bench [--leads 20000] [--data /tmp/leadscore-bench]
         [--memory-limit 3GB] [--threads 2] [--sample 10000] [--pandas-max-events 20000000]
-        [--growth 20000,60000,100000] [--skip-default]
+        [--growth 20000,60000,100000] [--skip-default] [--typed]
 
 1. The demo population of --leads leads is generated once as Parquet (DATA/leads-N/events.parquet;
    reused when present). 1,000,000 leads make ~48,000,000 events.
@@ -20,6 +20,9 @@ hand-written DuckDB query of the same rules) and a vectorised pandas version, in
    leads, against a full run as of t2 (bench/playbook.yaml with its half-lives written as decay
    steps: an exponential decay changes every visitor's points every hour). Checked equal.
 5. --growth: the engine's time at several population sizes (linear growth check).
+--typed: everything runs on the typed log instead (properties and context as STRUCT columns, as a
+warehouse export keeps them): DATA/leads-N/events-typed.parquet, converted once from the JSON log
+(leadscore.engine.typed_log; reused when present); the floor and pandas read its fields directly.
 Figures print as a table and as JSON (the last line).
 """
 from __future__ import annotations
@@ -81,13 +84,13 @@ def child(kind: str, a: dict) -> dict:
         from bench.scale_floor import floor_sql
         conn = open_duckdb(a["memory_limit"], a["threads"], tmp)
         t = time.perf_counter()
-        n = len(conn.sql(floor_sql(files, as_of)).fetchall())
+        n = len(conn.sql(floor_sql(files, as_of, typed=a.get("typed", False))).fetchall())
         return {"seconds": time.perf_counter() - t, "leads": n, "peak_mb": _peak_mb()}
     if kind == "pandas":
         from bench.scale_pandas import pandas_scores
         leads = set(a["leads"]) if a.get("leads") else None
         t = time.perf_counter()
-        n = len(pandas_scores(files, as_of, leads))
+        n = len(pandas_scores(files, as_of, leads, typed=a.get("typed", False)))
         return {"seconds": time.perf_counter() - t, "leads": n, "peak_mb": _peak_mb()}
     if kind == "incremental":
         from leadscore.engine.incremental import LastRun, rescore_parquet
@@ -118,8 +121,8 @@ def child(kind: str, a: dict) -> dict:
         engine = score_parquet(load_model(PLAYBOOK), files[0], as_of, leads=sample)
         conn = duckdb.connect()
         conn.register("sample_leads", pd.DataFrame({"lead_id": sample}))
-        floor = conn.sql(floor_sql(files, as_of, leads="sample_leads")).df()
-        pandas = pandas_scores(files, as_of, set(sample))
+        floor = conn.sql(floor_sql(files, as_of, leads="sample_leads", typed=a.get("typed", False))).df()
+        pandas = pandas_scores(files, as_of, set(sample), typed=a.get("typed", False))
         return {"leads": len(engine), "floor": _compare(engine, floor), "pandas": _compare(engine, pandas),
                 "scored": int((engine["score"] != 0).sum()), "peak_mb": _peak_mb()}
     raise SystemExit(f"unknown child {kind!r}")
@@ -171,6 +174,17 @@ def ensure_population(data: Path, leads: int) -> Path:
     return path
 
 
+def ensure_typed(path: Path, memory_limit: str, threads: int, temp_dir: str) -> Path:
+    """The typed log beside a JSON log (events-typed.parquet), converted once."""
+    from leadscore.engine.parquet import open_duckdb
+    from leadscore.engine.typed_log import convert_to_typed
+    typed = path.with_name("events-typed.parquet")
+    if not typed.exists():
+        res = convert_to_typed(path, typed, conn=open_duckdb(memory_limit, threads, temp_dir))
+        print(f"converted {res.rows:,} events to a typed log in {res.seconds:.0f} s → {typed}", flush=True)
+    return typed
+
+
 def _events(path: Path) -> int:
     import pyarrow.parquet as pq
     return pq.ParquetFile(path).metadata.num_rows
@@ -198,6 +212,8 @@ def main(argv=None) -> int:
     p.add_argument("--incremental-hours", type=float, default=1.0)
     p.add_argument("--growth", default="", help="comma-separated lead counts for the linear-growth points")
     p.add_argument("--skip-default", action="store_true", help="do not time the default model (video rules)")
+    p.add_argument("--typed", action="store_true",
+                   help="run on the typed log (properties/context as STRUCT columns), converted once from the JSON log")
     p.add_argument("--child")
     p.add_argument("--args", help="(internal) the child's arguments, a JSON file")
     ns = p.parse_args(argv)
@@ -209,10 +225,13 @@ def main(argv=None) -> int:
     data = Path(ns.data)
     temp = str(data / "spill")
     path = ensure_population(data, leads)
+    if ns.typed:
+        path = ensure_typed(path, ns.memory_limit, ns.threads, temp)
     n_events = _events(path)
     common = {"files": [str(path)], "as_of": AS_OF.isoformat(), "memory_limit": ns.memory_limit,
-              "threads": ns.threads, "temp_dir": temp}
-    print(f"log: {path} — {leads:,} leads, {n_events:,} events; DuckDB memory_limit {ns.memory_limit}, "
+              "threads": ns.threads, "temp_dir": temp, "typed": ns.typed}
+    print(f"log: {path} ({'typed: STRUCT properties/context' if ns.typed else 'JSON-text properties/context'}) — "
+          f"{leads:,} leads, {n_events:,} events; DuckDB memory_limit {ns.memory_limit}, "
           f"{ns.threads} threads; as of {AS_OF:%Y-%m-%d}", flush=True)
 
     sample = _sample(path, min(ns.sample, leads))
@@ -258,6 +277,8 @@ def main(argv=None) -> int:
     growth = []
     for g in [int(x) for x in ns.growth.split(",") if x.strip()]:
         gp = ensure_population(data, g)
+        if ns.typed:
+            gp = ensure_typed(gp, ns.memory_limit, ns.threads, temp)
         ge = _events(gp)
         res = _run_child("engine", {**common, "files": [str(gp)], "model": str(PLAYBOOK)})
         growth.append({"leads": g, "events": ge, "seconds": round(res["seconds"], 2), "peak_mb": round(res["peak_mb"]),
@@ -270,7 +291,7 @@ def main(argv=None) -> int:
     print(f"engine / floor = {ratios['engine_vs_floor']}× (target ≤ 1.5×); pandas / engine = "
           f"{ratios['pandas_vs_engine']}× (target ≥ 5×); incremental = {100 * ratios['incremental_share']:.1f}% of a "
           f"full run (target ≤ 5%)", flush=True)
-    print(json.dumps({"leads": leads, "events": n_events, "rows": rows, "incremental": inc, "growth": growth,
+    print(json.dumps({"leads": leads, "events": n_events, "typed": ns.typed, "rows": rows, "incremental": inc, "growth": growth,
                       "ratios": ratios, "agreement_sample": agree["leads"]}, default=str))
     return 0
 

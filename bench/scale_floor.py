@@ -2,7 +2,8 @@
 
 Written by hand, without the compiler, the way one would shape it for speed: one scan of the file
 keeping only the event types some rule reads, every JSON property extracted once (one parse per
-message), one GROUP BY per lead and channel, first/additional points by ``arg_min`` instead of a
+message; on a typed log, whose properties are a STRUCT, the fields read directly), one GROUP BY per
+lead and channel, first/additional points by ``arg_min`` instead of a
 window, the first N by a sliced ordered list. Its numbers must equal the engine's on every lead
 (scale_bench.py checks); keep it in step with bench/playbook.yaml.
 """
@@ -13,33 +14,65 @@ from datetime import datetime
 DAY = 86400.0
 
 
-def floor_sql(files: list[str], as_of: datetime, leads: str | None = None) -> str:
-    """The query; ``leads``: a relation (lead_id) to score only those leads (the agreement sample)."""
+# The properties the rules read: (name, JSON path, typed field, numeric)
+PROPS = [("path", "$.path", "properties.path", False), ("top", "$.time_on_page", "properties.time_on_page", True),
+         ("scroll", "$.scroll_depth", "properties.scroll_depth", True),
+         ("session_id", "$.session_id", "properties.session_id", False),
+         ("email_id", "$.email_id", "properties.email_id", False),
+         ("ctype", "$.campaign_type", "properties.campaign_type", False),
+         ("cta_type", "$.cta_type", "properties.cta_type", False),
+         ("seniority", "$.seniority", "properties.seniority", False),
+         ("country", "$.address.country", "properties.address.country", False),
+         ("email", "$.email", "properties.email", False)]
+TRAITS = ("seniority", "country", "email")
+
+
+def _props_sql(typed: bool) -> tuple[str, str]:
+    """(the SELECT list of the property columns, the inner SELECT list they are read from).
+
+    JSON text: every property extracted in one parse per message (a list), numbers cast from its
+    text; a trait is present when its key is (json_exists). Typed (STRUCT) properties: the fields,
+    read as they are; a trait is present when it is not null."""
+    if typed:
+        cols = ", ".join(f"{'CAST(' + f + ' AS DOUBLE)' if num else f} AS {n}" for n, _, f, num in PROPS)
+        has = ", ".join(f"properties.{'address.country' if t == 'country' else t} IS NOT NULL" for t in TRAITS)
+        return cols + f", CASE WHEN type = 'identify' THEN [{has}] END AS has", ""
+    paths = ", ".join(f"'{j}'" for _, j, _, _ in PROPS)
+    cols = ", ".join(f"{'try_cast(p[' + str(k + 1) + '] AS DOUBLE)' if num else 'p[' + str(k + 1) + ']'} AS {n}"
+                     for k, (n, _, _, num) in enumerate(PROPS))
+    exists = ", ".join(f"json_exists(properties, '{j}')" for n, j, _, _ in PROPS if n in TRAITS)
+    return cols + ", has", (f", json_extract_string(properties, [{paths}]) AS p, "
+                            f"CASE WHEN type = 'identify' THEN [{exists}] END AS has")
+
+
+def floor_sql(files: list[str], as_of: datetime, leads: str | None = None, typed: bool = False) -> str:
+    """The query; ``leads``: a relation (lead_id) to score only those leads (the agreement sample);
+    ``typed``: the log's properties are a STRUCT (a typed log) instead of JSON text."""
     src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
     if leads is not None:
         src = f"(SELECT * FROM {src} WHERE lead_id IN (SELECT lead_id FROM {leads}))"
     T = f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S.%f}'"
     hl30 = f"power(0.5, greatest(age, 0) / {30 * DAY})"
     hl60 = f"power(0.5, greatest(age, 0) / {60 * DAY})"
-    return f"""
-WITH ev AS (
-    SELECT lead_id, message_id, ts, type, event, (epoch_us({T}) - epoch_us(ts)) / 1e6 AS age,
-           json_extract_string(properties, ['$.path', '$.time_on_page', '$.scroll_depth', '$.session_id',
-                                            '$.email_id', '$.campaign_type', '$.cta_type', '$.seniority',
-                                            '$.address.country', '$.email']) AS p,
-           CASE WHEN type = 'identify' THEN [json_exists(properties, '$.seniority'),
-                                             json_exists(properties, '$.address.country'),
-                                             json_exists(properties, '$.email')] END AS has
-    FROM {src}
+    cols, inner = _props_sql(typed)
+    age = f"(epoch_us({T}) - epoch_us(ts)) / 1e6 AS age"
+    scan = f"""FROM {src}
     WHERE ts <= {T} AND lead_id IS NOT NULL
       AND (type IN ('page', 'identify') OR event IN ('Email Delivered', 'Email Opened', 'Email Link Clicked',
            'Email Replied', 'Demo Requested', 'Trial Started', 'Product Used', 'Form Submitted',
-           'Resource Downloaded', 'Social Engaged', 'CTA Clicked', 'Meeting Booked'))
+           'Resource Downloaded', 'Social Engaged', 'CTA Clicked', 'Meeting Booked'))"""
+    if typed:
+        ev = f"SELECT lead_id, message_id, ts, type, event, {age}, {cols}\n    {scan}"
+    else:
+        ev = (f"SELECT lead_id, message_id, ts, type, event, age, {cols} FROM (\n"
+              f"    SELECT lead_id, message_id, ts, type, event, {age}{inner}\n    {scan}) j")
+    return f"""
+WITH ev AS (
+    {ev}
 ),
 pop AS (SELECT DISTINCT lead_id FROM {src} WHERE lead_id IS NOT NULL),
 pg AS (
-    SELECT lead_id, message_id, ts, age, p[1] AS path, try_cast(p[2] AS DOUBLE) AS top,
-           try_cast(p[3] AS DOUBLE) AS scroll, p[4] AS session_id, {hl30} AS dec
+    SELECT lead_id, message_id, ts, age, path, top, scroll, session_id, {hl30} AS dec
     FROM ev WHERE type = 'page'
 ),
 web AS (
@@ -61,7 +94,7 @@ sess AS (
     FROM (SELECT lead_id, count(*) AS n FROM pg WHERE age < {30 * DAY} GROUP BY lead_id, session_id)
     GROUP BY lead_id
 ),
-em AS (SELECT lead_id, message_id, ts, age, event, p[5] AS email_id, p[6] AS ctype FROM ev WHERE event LIKE 'Email %'),
+em AS (SELECT lead_id, message_id, ts, age, event, email_id, ctype FROM ev WHERE event LIKE 'Email %'),
 sent AS (SELECT lead_id, email_id, min(ts) AS sent_ts FROM em
          WHERE event = 'Email Delivered' AND email_id IS NOT NULL GROUP BY lead_id, email_id),
 resp AS (
@@ -98,19 +131,19 @@ act AS (
               + 5 * (sum({hl60}) FILTER (WHERE event = 'Resource Downloaded')
                      - arg_min({hl60}, (ts, message_id)) FILTER (WHERE event = 'Resource Downloaded')), 4) AS downloads,
         round(sum(3 * {hl30}) FILTER (WHERE event = 'Social Engaged'), 4) AS social,
-        10.0 * count(*) FILTER (WHERE event = 'CTA Clicked' AND p[7] = 'button')
-          + 40.0 * count(*) FILTER (WHERE event = 'CTA Clicked' AND p[7] = 'meeting') AS cta,
+        10.0 * count(*) FILTER (WHERE event = 'CTA Clicked' AND cta_type = 'button')
+          + 40.0 * count(*) FILTER (WHERE event = 'CTA Clicked' AND cta_type = 'meeting') AS cta,
         count(*) FILTER (WHERE event IN ('Demo Requested', 'Meeting Booked')) AS sql_events,
-        arg_max(p[8], (ts, message_id)) FILTER (WHERE type = 'identify' AND has[1]) AS seniority,
-        arg_max(p[9], (ts, message_id)) FILTER (WHERE type = 'identify' AND has[2]) AS country,
-        arg_max(p[10], (ts, message_id)) FILTER (WHERE type = 'identify' AND has[3]) AS email
+        arg_max(seniority, (ts, message_id)) FILTER (WHERE type = 'identify' AND has[1]) AS seniority_t,
+        arg_max(country, (ts, message_id)) FILTER (WHERE type = 'identify' AND has[2]) AS country_t,
+        arg_max(email, (ts, message_id)) FILTER (WHERE type = 'identify' AND has[3]) AS email_t
     FROM ev WHERE type <> 'page' GROUP BY lead_id
 ),
 g AS (
     SELECT pop.lead_id,
-        round(least(CASE WHEN a.seniority IN ('c_level', 'vp') THEN 30.0 WHEN a.seniority = 'director' THEN 20.0 ELSE 0 END, 45), 4) AS persona,
-        round(least(CASE WHEN a.country IN ('US', 'GB', 'DE', 'FR', 'CA', 'AU', 'NL') THEN 10.0
-                         WHEN a.country IS NOT NULL THEN -20.0 ELSE 0 END, 40), 4) AS company,
+        round(least(CASE WHEN a.seniority_t IN ('c_level', 'vp') THEN 30.0 WHEN a.seniority_t = 'director' THEN 20.0 ELSE 0 END, 45), 4) AS persona,
+        round(least(CASE WHEN a.country_t IN ('US', 'GB', 'DE', 'FR', 'CA', 'AU', 'NL') THEN 10.0
+                         WHEN a.country_t IS NOT NULL THEN -20.0 ELSE 0 END, 40), 4) AS company,
         round(least(coalesce(w.homepage, 0) + coalesce(w.blog, 0) + coalesce(w.pricing, 0) + coalesce(w.docs, 0)
                     + coalesce(w.cases, 0) + coalesce(w.careers, 0) + coalesce(w.bounce, 0) + coalesce(w.deep, 0)
                     + coalesce(w.returns, 0) + coalesce(w.inactive, 0) + coalesce(s.per_session, 0), 80), 4) AS web,
@@ -120,7 +153,7 @@ g AS (
         round(least(coalesce(a.downloads, 0), 30), 4) AS downloads,
         round(least(coalesce(a.social, 0), 15), 4) AS social,
         coalesce(a.sql_events, 0) AS sql_events,
-        a.email IS NOT NULL AND a.email <> '' AS is_lead
+        a.email_t IS NOT NULL AND a.email_t <> '' AS is_lead
     FROM pop LEFT JOIN web w USING (lead_id) LEFT JOIN sess s USING (lead_id)
     LEFT JOIN email e USING (lead_id) LEFT JOIN act a USING (lead_id)
 ),

@@ -1,7 +1,8 @@
 """What an analyst would write: bench/playbook.yaml's rules in vectorised pandas.
 
 Reads the Parquet log with pyarrow (only the columns and event types the rules need), parses the
-JSON properties in one vectorised pass (pyarrow's JSON reader over the joined lines), then
+JSON properties in one vectorised pass (pyarrow's JSON reader over the joined lines) — or, on a
+typed log (properties a STRUCT), reads the fields the rules need as columns — then
 groupby/transform per lead, e-mail and session. No Python loop per event. Its numbers must equal
 the engine's and the hand-written query's (scale_bench.py checks); keep it in step with the model.
 """
@@ -37,19 +38,40 @@ def _props(col: pa.ChunkedArray) -> pd.DataFrame:
     return out.to_pandas()
 
 
-def pandas_scores(files: list[str], as_of: datetime, leads: set[str] | None = None) -> pd.DataFrame:
+def _typed_columns() -> dict:
+    """A typed log (properties a STRUCT): the property fields the rules read, projected by the scan
+    itself (numbers as float64, as from the JSON)."""
+    cols = {}
+    for f in PROPS:
+        if pa.types.is_struct(f.type):
+            for sub in f.type:
+                cols[sub.name] = ds.field("properties", f.name, sub.name)
+        else:
+            ref = ds.field("properties", f.name)
+            cols[f.name] = ref.cast(pa.float64()) if pa.types.is_floating(f.type) else ref
+    return cols
+
+
+def pandas_scores(files: list[str], as_of: datetime, leads: set[str] | None = None,
+                  typed: bool = False) -> pd.DataFrame:
+    """``typed``: the log's properties are a STRUCT (a typed log): its fields are read as columns,
+    with no JSON to parse."""
     dataset = ds.dataset(files, format="parquet")
     T = pd.Timestamp(as_of)
     flt = (ds.field("ts") <= pa.scalar(as_of, pa.timestamp("us"))) & ds.field("lead_id").is_valid() & (
         ds.field("type").isin(["page", "identify"]) | ds.field("event").isin(EVENTS))
     if leads is not None:
         flt = flt & ds.field("lead_id").isin(sorted(leads))
-    table = dataset.to_table(columns=["lead_id", "message_id", "ts", "type", "event", "properties"], filter=flt)
+    base = ["lead_id", "message_id", "ts", "type", "event"]
     pop_flt = ds.field("lead_id").is_valid() if leads is None else ds.field("lead_id").isin(sorted(leads))
     pop = pd.Index(pc.unique(dataset.to_table(columns=["lead_id"], filter=pop_flt).column("lead_id")).to_pandas(),
                    name="lead_id")
-    df = table.drop(["properties"]).to_pandas()
-    df = pd.concat([df, _props(table.column("properties"))], axis=1)
+    if typed:
+        df = dataset.to_table(columns={**{c: ds.field(c) for c in base}, **_typed_columns()}, filter=flt).to_pandas()
+    else:
+        table = dataset.to_table(columns=base + ["properties"], filter=flt)
+        df = table.drop(["properties"]).to_pandas()
+        df = pd.concat([df, _props(table.column("properties"))], axis=1)
     df["age"] = (T - df["ts"]).dt.total_seconds()
     df = df.sort_values(["lead_id", "ts", "message_id"], kind="stable")
     out = pd.DataFrame(index=pop)

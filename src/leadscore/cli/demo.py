@@ -36,9 +36,11 @@ def demo() -> None:
 @demo.command("generate")
 @_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
-              help="Directory for events.jsonl[.gz] or events.parquet, truth.csv and videos.yaml.")
+              help="Directory for events.jsonl[.gz], events.parquet or events-typed.parquet, truth.csv and videos.yaml.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
-              help="jsonl / jsonl.gz: Segment messages; parquet: the event log's columns plus lead_id.")
+              help="jsonl / jsonl.gz: Segment messages; parquet: the event log's columns plus lead_id, properties "
+                   "and context as JSON text; parquet-typed: the same log with properties and context as STRUCT "
+                   "columns (one field per key, as warehouse exports keep them).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Processes drawing chunks in parallel (the output is the same).")
 def generate(leads: int, seed: int, end: datetime, out_dir: str, fmt: str, workers: int) -> None:

@@ -6,7 +6,8 @@ Public entry points:
 - ``generate_chunks(config)`` / ``generate_chunk(config, i)``: Arrow tables of event rows
   (``EVENT_COLUMNS`` + ``lead_id``) and of the hidden truth, ``CHUNK_LEADS`` leads at a time.
 - ``iter_messages(config)``: Segment message dicts; ``message_lines(table)``: the same as JSON text.
-- ``write_population(config, out_dir, fmt)``: events.jsonl[.gz] or events.parquet, truth.csv, videos.yaml.
+- ``write_population(config, out_dir, fmt)``: events.jsonl[.gz], events.parquet or events-typed.parquet,
+  truth.csv, videos.yaml.
 - ``load_population(store, config)``: straight into a store; ``chunk_events(chunk)``: ``Event`` rows.
 - ``VIDEOS``, ``STAGE_OF_CATEGORY``, ``write_catalog(path)``: the video catalog.
 """

@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 from leadscore.demo.catalog import write_catalog
 from leadscore.demo.generator import EVENT_SCHEMA, DemoChunk, DemoConfig, generate_chunk, generate_chunks
 
-FORMATS = ("jsonl", "jsonl.gz", "parquet")
+FORMATS = ("jsonl", "jsonl.gz", "parquet", "parquet-typed")
+FILE_NAMES = {"parquet-typed": "events-typed.parquet"}   # else events.<format>
 Progress = Callable[[int, int], None]   # (leads done, events done) so far
 
 
@@ -96,25 +97,32 @@ def _truth_table(truth: pa.Table) -> pa.Table:
 
 def write_population(config: DemoConfig, out_dir: str | Path, fmt: str = "jsonl",
                      progress: Progress | None = None, workers: int = 1) -> Written:
-    """Write DIR/events.{jsonl,jsonl.gz,parquet}, DIR/truth.csv and DIR/videos.yaml.
+    """Write DIR/events.{jsonl,jsonl.gz,parquet} (or DIR/events-typed.parquet), DIR/truth.csv and
+    DIR/videos.yaml.
 
     Parquet columns are the event log's (``EVENT_COLUMNS``) plus ``lead_id``; properties and
-    context are JSON text. Files are written whole or not at all (a temporary name, then a rename).
+    context are JSON text, or with ``parquet-typed`` STRUCT columns (one field per key, as a
+    warehouse export keeps them): the JSON log converted by :func:`leadscore.engine.typed_log.convert_to_typed`,
+    so the two describe the same events. Files are written whole or not at all (a temporary name,
+    then a rename).
     """
     if fmt not in FORMATS:
         raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    events_path = out / f"events.{fmt}"
+    events_path = out / FILE_NAMES.get(fmt, f"events.{fmt}")
     truth_path = out / "truth.csv"
     tmp_events = events_path.with_name(events_path.name + ".part")
+    typed = fmt == "parquet-typed"
+    # parquet-typed: the JSON-text log first (the struct type needs every message's keys), then converted
+    tmp_json = out / "events-json.parquet.part" if typed else tmp_events
     tmp_truth = truth_path.with_name("truth.csv.part")
     leads = events = 0
     try:
         truth_writer = None
         with open(tmp_truth, "wb") as truth_sink:
-            if fmt == "parquet":
-                writer = pq.ParquetWriter(tmp_events, EVENT_SCHEMA, compression="zstd")
+            if fmt in ("parquet", "parquet-typed"):
+                writer = pq.ParquetWriter(tmp_json, EVENT_SCHEMA, compression="zstd")
                 sink = None
             else:
                 writer = None
@@ -147,11 +155,17 @@ def write_population(config: DemoConfig, out_dir: str | Path, fmt: str = "jsonl"
                     raw.close()
                 if truth_writer is not None:
                     truth_writer.close()
+        if typed:
+            from leadscore.engine.typed_log import convert_to_typed
+            convert_to_typed(tmp_json, tmp_events)
         tmp_events.replace(events_path)
         tmp_truth.replace(truth_path)
     except BaseException:
         tmp_events.unlink(missing_ok=True)
         tmp_truth.unlink(missing_ok=True)
         raise
+    finally:
+        if typed:
+            tmp_json.unlink(missing_ok=True)
     catalog = write_catalog(out / "videos.yaml")
     return Written(leads, events, [events_path, truth_path, catalog])

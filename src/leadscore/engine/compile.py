@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from leadscore.engine.access import JSON_ACCESS, PropertyAccess
 from leadscore.engine.conditions_sql import Value, condition_sql, where_sql
 from leadscore.events.normalize import STORED_EVENT_COLUMNS
 from leadscore.model.schema import Model, Rule, StageWhen
@@ -39,6 +40,9 @@ class Sources:
     population: str = "population"
     catalog: str = "video_catalog"
     predictions: str = "lead_predictions"
+    # How the events' properties/context are read: JSON text (the store) or typed columns (a Parquet
+    # log whose properties/context are STRUCTs; see leadscore.engine.access). None: JSON text.
+    access: PropertyAccess | None = None
 
 
 @dataclass
@@ -88,9 +92,10 @@ class _Ctx:
     def event_field_expr(self, name: str) -> str:
         if name in _DIRECT_EVENT_COLUMNS:
             return f"e.{name}"
+        access = self.src.access or JSON_ACCESS
         if name.startswith("context."):
-            return self.d.json_str("e.context", name[len("context."):])
-        return self.d.json_str("e.properties", name)
+            return access.text(self.d, "context", name[len("context."):], "e.")
+        return access.text(self.d, "properties", name, "e.")
 
     def trait_field(self, name: str) -> Value:
         col = self.traits.setdefault(name, f"t_{len(self.traits)}")
@@ -439,15 +444,20 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     props = [(name, col) for name, col in ctx.props.items() if name not in _DIRECT_EVENT_COLUMNS]
     in_props = [(n, c) for n, c in props if not n.startswith("context.")]
     in_ctx = [(n[len("context."):], c) for n, c in props if n.startswith("context.")]
-    many_p = dialect.json_str_many("e.properties", [n for n, _ in in_props])
-    many_c = dialect.json_str_many("e.context", [n for n, _ in in_ctx])
+    access = src.access or JSON_ACCESS
+    # A typed column's fields are read directly (no JSON to parse): only JSON text columns take the list form.
+    many_p = None if access.typed("properties") else dialect.json_str_many("e.properties", [n for n, _ in in_props])
+    many_c = None if access.typed("context") else dialect.json_str_many("e.context", [n for n, _ in in_ctx])
     if many_p is not None or many_c is not None:
         # Each message's JSON parsed once for all the properties rules read, not once per property.
         lists = "".join(f", {m} AS {a}" for m, a in ((many_p, "ls_jp"), (many_c, "ls_jc")) if m is not None)
+        inner = "".join(f", {ctx.event_field_expr(n)} AS {c}" for n, c in props
+                        if (many_c if n.startswith("context.") else many_p) is None)
         picks = "".join(f", ls_jp[{k + 1}] AS {c}" for k, (_, c) in enumerate(in_props) if many_p is not None)
         picks += "".join(f", ls_jc[{k + 1}] AS {c}" for k, (_, c) in enumerate(in_ctx) if many_c is not None)
+        picks += "".join(f", {c}" for n, c in props if (many_c if n.startswith("context.") else many_p) is None)
         ev_sql = (f"SELECT lead_id, message_id, ts, type, event, name{picks} FROM ("
-                  f"SELECT e.lead_id, e.message_id, e.ts, e.type, e.event, e.name{lists} {ev_from}) ev_json")
+                  f"SELECT e.lead_id, e.message_id, e.ts, e.type, e.event, e.name{lists}{inner} {ev_from}) ev_json")
     else:
         prop_cols = "".join(f", {ctx.event_field_expr(name)} AS {col}" for name, col in props)
         ev_sql = f"SELECT e.lead_id, e.message_id, e.ts, e.type, e.event, e.name{prop_cols} {ev_from}"

@@ -192,8 +192,10 @@ def rescore_parquet(model: Model, events_path: str | Path, last: LastRun | None,
             return IncrementalResult(last.scores.copy(), [], False, "nothing changed")
         leads = sorted(changed)
         compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=LOG_SOURCES)
-        register_log(conn, model, events_path, as_of, catalog, leads=leads,        # those leads' messages only
-                     context=compiled.reads_context)
+        sources = register_log(conn, model, events_path, as_of, catalog, leads=leads,   # those leads' messages only
+                               context=compiled.reads_context)
+        if sources != LOG_SOURCES:   # a typed log (STRUCT properties): compiled for its struct fields
+            compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=sources)
         fresh = _frame(model, conn.sql(compiled.sql).to_arrow_table())
         return IncrementalResult(merge_scores(last.scores, fresh, leads), leads, False,
                                  f"{len(leads)} lead(s) with new events or crossed edges")

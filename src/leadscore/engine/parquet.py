@@ -26,6 +26,7 @@ from typing import Iterable
 import pandas as pd
 import pyarrow as pa
 
+from leadscore.engine.access import JSON_ACCESS, LOG_JSON_COLUMNS, PropertyAccess, PropertyTypeError, duckdb_shape
 from leadscore.engine.compile import Sources, compile_model
 from leadscore.engine.score import _frame, to_naive_utc
 from leadscore.events import EVENT_COLUMNS
@@ -133,7 +134,10 @@ def _extract_sql(src: str, owner: str, keys: set[str]) -> str:
             f"WHERE jtype IS NOT NULL AND jtype <> 'OBJECT'")
 
 
-def _trait_rows_sql(d: Dialect, src: str, owner: str, keys: set[str] | None) -> str:
+def _trait_rows_sql(d: Dialect, src: str, owner: str, keys: set[str] | None,
+                    access: PropertyAccess = JSON_ACCESS) -> str:
+    if access.typed("properties"):
+        return access.trait_rows_sql(d, src, owner, keys)
     if d.name == "duckdb" and keys is not None:
         return _extract_sql(src, owner, keys)
     return _flatten_sql(d, src, owner)
@@ -149,16 +153,18 @@ def _newest(rel: str, owner: str, keys: set[str] | None) -> str:
 
 
 def log_views(d: Dialect, raw: str, as_of_sql: str, has_lead_id: bool, trait_keys: set[str] | None,
-              lead_ua: str | None, group_raw: str | None = None) -> LogViews:
+              lead_ua: str | None, group_raw: str | None = None, access: PropertyAccess = JSON_ACCESS) -> LogViews:
     """The sources the compiled query reads, as views over ``raw`` (the event log as stored).
 
     ``trait_keys`` restricts the lead traits derived to those the model reads (None: all);
     ``lead_ua``: a relation (lead_id, ua_ts, ua_mid, browser) with each lead's newest user agent's
-    browser up to as_of, or None when the model does not read ``browser``."""
+    browser up to as_of, or None when the model does not read ``browser``; ``access``: how the
+    log's properties/context are read (JSON text, or typed columns: :func:`log_access`)."""
     lead = "lead_id" if has_lead_id else "COALESCE(user_id, anonymous_id)"
     cols = ", ".join(c for c in EVENT_COLUMNS if c != "lead_id")
-    # the typed video columns the store fills at ingest, derived from the JSON (the log has none)
-    video = ", ".join(f"{expr} AS {col}" for col, expr in video_columns_sql(d))
+    # the typed video columns the store fills at ingest, derived from the properties (the log has none)
+    video = ", ".join(f"{expr} AS {col}" for col, expr in
+                      video_columns_sql(d, text_of=lambda key: access.text(d, "properties", key)))
     views = [("ls_events", f"SELECT {cols}, {video}, {lead} AS lead_id FROM {raw}")]
     views.append(("ls_id_msgs", f"SELECT lead_id, ts, message_id, properties FROM ls_events "
                                 f"WHERE type = 'identify' AND lead_id IS NOT NULL AND ts <= {as_of_sql}"))
@@ -167,7 +173,7 @@ def log_views(d: Dialect, raw: str, as_of_sql: str, has_lead_id: bool, trait_key
     views.append(("ls_group_msgs", f"SELECT group_id, ts, message_id, properties FROM {group_raw or 'ls_events'} "
                                    f"WHERE type = 'group' AND group_id IS NOT NULL AND ts <= {as_of_sql}"))
     acct_keys = None if trait_keys is None else {k[len("account."):] for k in trait_keys if k.startswith("account.")}
-    parts = [_trait_rows_sql(d, "ls_id_msgs", "lead_id", trait_keys)]
+    parts = [_trait_rows_sql(d, "ls_id_msgs", "lead_id", trait_keys, access)]
     parts.append(f"SELECT lead_id AS owner, 'account_id' AS key, group_id AS value, ts, message_id FROM ls_events "
                  f"WHERE group_id IS NOT NULL AND lead_id IS NOT NULL AND ts <= {as_of_sql} "
                  f"AND type IN ({', '.join(quote_literal(t) for t in TRAIT_TYPES)})")
@@ -176,22 +182,33 @@ def log_views(d: Dialect, raw: str, as_of_sql: str, has_lead_id: bool, trait_key
                      f"FROM {lead_ua}")
     views.append(("ls_trait_rows", " UNION ALL ".join(parts)))
     views.append(("ls_traits", _newest("ls_trait_rows", "lead_id", trait_keys)))
-    views.append(("ls_account_traits", _newest(f"({_trait_rows_sql(d, 'ls_group_msgs', 'group_id', acct_keys)})",
+    views.append(("ls_account_traits", _newest(f"({_trait_rows_sql(d, 'ls_group_msgs', 'group_id', acct_keys, access)})",
                                                "account_id", acct_keys)))
     views.append(("ls_population", "SELECT DISTINCT lead_id FROM ls_events WHERE lead_id IS NOT NULL"))
     return LogViews(views)
 
 
-def lead_ua_sql(d: Dialect, as_of_sql: str) -> str:
+def lead_ua_sql(d: Dialect, as_of_sql: str, access: PropertyAccess = JSON_ACCESS) -> str:
     """Each lead's newest non-empty context.userAgent up to as_of: (lead_id, ua, ua_ts, ua_mid).
 
-    A LIKE on the raw JSON text skips the messages that cannot carry one before any JSON is parsed."""
-    ua = d.json_str("context", "userAgent")
+    On JSON text, a LIKE on the raw text skips the messages that cannot carry one before any JSON
+    is parsed (a typed context's field is read directly)."""
+    ua = access.text(d, "context", "userAgent")
+    like = "" if access.typed("context") else " AND context LIKE '%userAgent%'"
     return (f"SELECT lead_id, ua, ts AS ua_ts, message_id AS ua_mid FROM ("
             f"SELECT lead_id, ua, ts, message_id, row_number() OVER (PARTITION BY lead_id ORDER BY ts DESC, message_id DESC) AS rn "
             f"FROM (SELECT lead_id, ts, message_id, {ua} AS ua FROM ls_events "
-            f"WHERE lead_id IS NOT NULL AND ts <= {as_of_sql} AND context LIKE '%userAgent%') u "
+            f"WHERE lead_id IS NOT NULL AND ts <= {as_of_sql}{like}) u "
             f"WHERE ua IS NOT NULL AND ua <> '') r WHERE rn = 1")
+
+
+def log_access(conn, path: str | Path, types: dict[str, str]) -> PropertyAccess:
+    """How a log's properties/context are read, from its column types (name → DuckDB type text, as
+    DESCRIBE gives them): JSON text (VARCHAR/JSON) or typed (STRUCT)."""
+    try:
+        return PropertyAccess({c: duckdb_shape(c, conn.type(types[c])) for c in LOG_JSON_COLUMNS})
+    except PropertyTypeError as exc:
+        raise EventLogError(f"{path}: {exc}") from None
 
 
 def browser_table(user_agents: Iterable[str]) -> pa.Table:
@@ -222,8 +239,39 @@ def disposable_table() -> pa.Table:
     return pa.table({"domain": pa.array(sorted(blocklist), pa.string())})
 
 
-def _read_parquet(files: list[str]) -> str:
-    return f"read_parquet([{', '.join(quote_literal(f) for f in files)}])"
+def _read_parquet(files: list[str], union: bool = False) -> str:
+    opts = ", union_by_name = true" if union else ""
+    return f"read_parquet([{', '.join(quote_literal(f) for f in files)}]{opts})"
+
+
+def log_relation(conn, files: list[str]) -> tuple[str, dict[str, str]]:
+    """The log's relation over its files and its columns' types (name → DuckDB type text, in file
+    order). The files of a typed log may each have their own STRUCT fields (a key first sent after a
+    file was written): a plain scan would take the first file's type and silently drop the fields
+    the others add, so each group of same-typed files is cast to the type uniting them all (by name).
+    DuckDB's own ``union_by_name`` is not used for that: projecting into a struct field some files
+    lack fails inside DuckDB 2.0 (duckdb/duckdb#24253 and similar internal errors). A cast reads the
+    whole struct of those files, not only the fields the rules use; files of one type are read as is."""
+    raw = _read_parquet(files)
+    types = _describe(conn, raw)
+    typed = [c for c in LOG_JSON_COLUMNS if types.get(c, "").startswith("STRUCT(")]
+    if len(files) <= 1 or not typed:
+        return raw, types
+    groups: dict[tuple, list[str]] = {}
+    for f in files:
+        own = _describe(conn, _read_parquet([f]))
+        groups.setdefault(tuple(own.items()), []).append(f)
+    if len(groups) == 1:
+        return raw, types
+    types = _describe(conn, _read_parquet(files, union=True))      # the united types (only described)
+    casts = ", ".join(f"CAST({c} AS {types[c]}) AS {c}" for c in typed)
+    raw = "(" + " UNION ALL BY NAME ".join(f"SELECT * REPLACE ({casts}) FROM {_read_parquet(g)}"
+                                           for g in groups.values()) + ")"
+    return raw, types
+
+
+def _describe(conn, rel: str) -> dict[str, str]:
+    return {r[0]: r[1] for r in _run(conn, f"DESCRIBE SELECT * FROM {rel}")}
 
 
 def _run(conn, sql: str) -> list[tuple]:
@@ -248,11 +296,9 @@ def open_duckdb(memory_limit: str | None = None, threads: int | None = None, tem
 
 def register_events_view(conn, events_path: str | Path, name: str = "ls_all_events") -> str:
     """Only the event-log view (EVENT_COLUMNS + lead_id) over the Parquet files, under ``name``."""
-    files = parquet_files(events_path)
-    raw = _read_parquet(files)
-    names = [r[0] for r in _run(conn, f"DESCRIBE SELECT * FROM {raw}")]
-    has_lead = check_columns(events_path, names)
-    views = log_views(DUCKDB, raw, "NULL", has_lead, None, None)
+    raw, types = log_relation(conn, parquet_files(events_path))
+    has_lead = check_columns(events_path, types)
+    views = log_views(DUCKDB, raw, "NULL", has_lead, None, None, access=log_access(conn, events_path, types))
     _run(conn, f"CREATE OR REPLACE TEMP VIEW {name} AS {views.views[0][1]}")
     return name
 
@@ -271,11 +317,10 @@ def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
     ``context=False`` (no rule reads context.*) leaves the wide JSON context unread."""
     as_of = to_naive_utc(as_of)
     d = DUCKDB
-    files = parquet_files(events_path)
-    raw = _read_parquet(files)
-    types = {r[0]: r[1] for r in _run(conn, f"DESCRIBE SELECT * FROM {raw}")}   # name → type, in file order
+    raw, types = log_relation(conn, parquet_files(events_path))    # name → type, in file order
     names = list(types)
     has_lead = check_columns(events_path, names)
+    access = log_access(conn, events_path, types)
     as_of_sql = d.ts_literal(as_of.strftime("%Y-%m-%d %H:%M:%S.%f"))
     keys = model_trait_keys(model)
     conn.register("ls_catalog_arrow", catalog_table(events_path, catalog))
@@ -310,11 +355,12 @@ def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
         group_raw = (f"(SELECT {cols} FROM ls_subset WHERE type = 'group' AND group_id IN "
                      f"(SELECT group_id FROM ls_subset WHERE ls_wanted AND group_id IS NOT NULL))")
         raw = "ls_subset_leads"
-    views = log_views(d, raw, as_of_sql, has_lead, keys, "ls_lead_browser" if "browser" in keys else None, group_raw)
+    views = log_views(d, raw, as_of_sql, has_lead, keys, "ls_lead_browser" if "browser" in keys else None, group_raw,
+                      access)
     _run(conn, f"CREATE OR REPLACE TEMP VIEW ls_events AS {views.views[0][1]}")
     if "browser" in keys:
         # One pass over the contexts; the few distinct user agents are named in Python (uap-core).
-        _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_lead_ua AS {lead_ua_sql(d, as_of_sql)}")
+        _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_lead_ua AS {lead_ua_sql(d, as_of_sql, access)}")
         uas = [r[0] for r in conn.execute("SELECT DISTINCT ua FROM ls_lead_ua").fetchall()]
         conn.register("ls_ua_arrow", browser_table(uas))
         _run(conn, "CREATE OR REPLACE TEMP TABLE ls_ua AS SELECT * FROM ls_ua_arrow")
@@ -323,7 +369,7 @@ def register_log(conn, model: Model, events_path: str | Path, as_of: datetime,
                      "FROM ls_lead_ua l JOIN ls_ua u ON u.ua = l.ua")
     for name, sql in views.views[1:]:
         _run(conn, f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
-    return LOG_SOURCES
+    return replace(LOG_SOURCES, access=access) if access.any_typed else LOG_SOURCES
 
 
 # From this many messages on, the event rows the rules read are staged in a compressed table first

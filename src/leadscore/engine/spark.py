@@ -10,11 +10,13 @@ to Parquet (a local file, or any Hadoop URI such as ``s3a://bucket/scores/``).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from leadscore.engine.access import LOG_JSON_COLUMNS, PropertyAccess, PropertyTypeError, spark_shape
 from leadscore.engine.compile import compile_model
 from leadscore.engine.parquet import (
     LOG_SOURCES, PREDICTIONS_SCHEMA, EventLogError, browser_table, catalog_table, check_columns, disposable_table,
@@ -182,8 +184,17 @@ def register_log_spark(spark, model: Model, events_path: str | Path, as_of: date
     ``cached`` collects the names of the tables cached on the way (to uncache when done)."""
     d = SPARK
     as_of = to_naive_utc(as_of)
-    raw = spark.read.parquet(*_files(events_path))
+    files = _files(events_path)
+    raw = spark.read.parquet(*files)
     has_lead = check_columns(events_path, raw.columns)
+    if (len(files) > 1 or _REMOTE.match(str(events_path))) and any(
+            raw.schema[c].dataType.typeName() == "struct" for c in LOG_JSON_COLUMNS):
+        # a typed log's files may each have their own struct fields: merged (else the first file's win)
+        raw = spark.read.option("mergeSchema", "true").parquet(*files)
+    try:   # JSON text or typed (struct) properties/context: read by field when typed
+        access = PropertyAccess({c: spark_shape(c, raw.schema[c].dataType) for c in LOG_JSON_COLUMNS})
+    except PropertyTypeError as exc:
+        raise EventLogError(f"{events_path}: {exc}") from None
     raw.createOrReplaceTempView("ls_raw")
     as_of_sql = d.ts_literal(as_of.strftime("%Y-%m-%d %H:%M:%S.%f"))
     keys = model_trait_keys(model)
@@ -195,10 +206,11 @@ def register_log_spark(spark, model: Model, events_path: str | Path, as_of: date
     table("video_catalog", catalog_table(local or ".", catalog) if (local or catalog) else catalog_table(".", None))
     table("ref_disposable_domains", disposable_table())
     table("lead_predictions", PREDICTIONS_SCHEMA.empty_table())
-    views = log_views(d, "ls_raw", as_of_sql, has_lead, keys, "ls_lead_browser" if "browser" in keys else None)
+    views = log_views(d, "ls_raw", as_of_sql, has_lead, keys, "ls_lead_browser" if "browser" in keys else None,
+                      access=access)
     spark.sql(f"CREATE OR REPLACE TEMP VIEW ls_events AS {spark_literals(views.views[0][1])}")
     if "browser" in keys:
-        spark.sql(f"CACHE TABLE ls_lead_ua AS {spark_literals(lead_ua_sql(d, as_of_sql))}")
+        spark.sql(f"CACHE TABLE ls_lead_ua AS {spark_literals(lead_ua_sql(d, as_of_sql, access))}")
         if cached is not None:
             cached.append("ls_lead_ua")
         uas = [r[0] for r in spark.sql("SELECT DISTINCT ua FROM ls_lead_ua").collect()]
@@ -207,7 +219,7 @@ def register_log_spark(spark, model: Model, events_path: str | Path, as_of: date
                   "FROM ls_lead_ua l JOIN ls_ua u ON u.ua = l.ua")
     for name, sql in views.views[1:]:
         spark.sql(f"CREATE OR REPLACE TEMP VIEW {name} AS {spark_literals(sql)}")
-    return LOG_SOURCES
+    return replace(LOG_SOURCES, access=access) if access.any_typed else LOG_SOURCES
 
 
 def _spark_schema(schema):
@@ -235,8 +247,10 @@ def score_parquet_with_spark(model: Model, events_path: str | Path, as_of: datet
             result.write.mode("overwrite").parquet(str(out))
         frame = _frame(model, result.toPandas())
     finally:
-        for name in cached:
+        for name in reversed(cached):           # the later ones read the earlier ones
             spark.sql(f"UNCACHE TABLE IF EXISTS {name}")
+        for name in reversed(cached):           # CACHE TABLE made each a view: a next run on this session makes them again
+            spark.catalog.dropTempView(name)
     if out is not None and not _REMOTE.match(str(out)):
         write_scores_parquet(frame, out)
     return frame

@@ -78,13 +78,15 @@ def _case_event(mapping: dict[str, object], default: str = "NULL") -> str:
     return f"CASE lsv_e.event {whens} ELSE {default} END"
 
 
-def video_columns_sql(d: Dialect, props: str = "properties", type_col: str = "type") -> list[tuple[str, str]]:
+def video_columns_sql(d: Dialect, props: str = "properties", type_col: str = "type",
+                      text_of=None) -> list[tuple[str, str]]:
     """(column, SQL expression) deriving the typed video columns from the JSON properties, exactly as
     ingest stores them (leadscore.events.normalize.video_values): for event logs that have no such
-    columns (Parquet, Spark) and for the migration's backfill of old rows."""
+    columns (Parquet, Spark) and for the migration's backfill of old rows. ``text_of``: key → the SQL of
+    a property's text (default: the dialect's JSON access to ``props``; a typed log passes its own)."""
     out = []
     for col, keys in VIDEO_COLUMN_SOURCES.items():
-        texts = [d.json_str(props, k) for k in keys]
+        texts = [text_of(k) if text_of is not None else d.json_str(props, k) for k in keys]
         text = texts[0] if len(texts) == 1 else f"COALESCE({', '.join(texts)})"
         if col in VIDEO_TEXT_COLUMNS:
             expr = text
