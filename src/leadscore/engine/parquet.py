@@ -2,7 +2,9 @@
 
 The event log is read where it lies (``read_parquet``): the columns of ``EVENT_COLUMNS`` plus
 ``lead_id`` (when the file has no ``lead_id``, a message's lead is its ``user_id``, else its
-``anonymous_id``). What the store keeps in tables at ingestion is derived here from the log itself,
+``anonymous_id``). ``properties`` and ``context`` are JSON text or typed STRUCT columns (a
+warehouse export's shape); :func:`log_access` picks how a property path is read, with the same
+semantics either way (:mod:`leadscore.engine.access`). What the store keeps in tables at ingestion is derived here from the log itself,
 as of the scoring instant, by the views of :func:`log_views` (shared with the Spark engine):
 
 * traits: the ``identify`` events' traits, flattened two levels (``company.industry``), the newest
