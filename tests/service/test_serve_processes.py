@@ -1,9 +1,10 @@
 """`leadscore serve` as a user runs it: a real process that starts its ingestion process (service/
 frontend.py), which answers /v1/* on the public port and passes everything else to the store's
-process. What must keep holding across the two processes: acknowledged once durable, an invalid
-batch stores nothing, 503 + Retry-After on a full backlog, erasure waits for the log, keys created
-and revoked through the API apply to ingestion, no orphan process whatever happens to the parent,
-and the official SDKs work unchanged. DuckDB and PostgreSQL."""
+process (large bodies are validated by a child of that one, service/validator.py). What must keep
+holding across the processes: acknowledged once durable, an invalid batch stores nothing, 503 +
+Retry-After on a full backlog, erasure waits for the log, keys created and revoked through the API
+apply to ingestion, no orphan process whatever happens to the parent, and the official SDKs work
+unchanged. DuckDB and PostgreSQL."""
 from __future__ import annotations
 
 import gzip
@@ -52,6 +53,7 @@ def test_ingestion_is_answered_by_a_child_process_and_everything_else_passes_thr
     keys = _keys(store_url)
     with Serve(store_url, tmp_path, LEADSCORE_APPLY_INTERVAL_SECONDS="3") as serve:
         child = serve.child()
+        [validator] = wait_until(lambda: children(child), timeout=10)
         assert "leadscore.service.frontend" in Path(f"/proc/{child}/cmdline").read_text()
         w = httpx.Client(base_url=serve.base, auth=(keys["write"], ""), timeout=20)
         admin = httpx.Client(base_url=serve.base, headers={"Authorization": f"Bearer {keys['admin']}"}, timeout=20)
@@ -98,7 +100,7 @@ def test_ingestion_is_answered_by_a_child_process_and_everything_else_passes_thr
         proc = serve.proc
     # SIGTERM: the ingestion process stops first, the store's process drains and exits; nothing left
     assert proc.returncode in (0, -signal.SIGTERM)   # uvicorn re-raises the signal once shut down
-    assert not alive(child)
+    assert not alive(child) and not alive(validator)
     assert _stored(store_url) == [("k1", 1)]
 
 
@@ -123,6 +125,7 @@ def test_sigkill_of_the_server_leaves_no_orphan_and_a_restart_applies_what_was_a
     serve = Serve(store_url, tmp_path, "--ingest-only", LEADSCORE_APPLY_INTERVAL_SECONDS="30").start()
     try:
         child = serve.child()
+        [validator] = wait_until(lambda: children(child), timeout=10)   # the ingestion process's own child
         w = httpx.Client(base_url=serve.base, auth=(keys["write"], ""), timeout=20)
         assert w.post("/v1/batch", json=_batch(["s1"])).status_code == 200     # applied at once
         assert wait_until(lambda: _applied(serve), timeout=10)
@@ -130,6 +133,7 @@ def test_sigkill_of_the_server_leaves_no_orphan_and_a_restart_applies_what_was_a
         serve.proc.send_signal(signal.SIGKILL)
         serve.proc.wait(10)
         assert wait_until(lambda: not alive(child), timeout=5), "the ingestion process outlived its parent"
+        assert wait_until(lambda: not alive(validator), timeout=5), "the validation process outlived its parent"
         with socket.socket() as s:   # and the port is free for the next server
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", serve.port))
@@ -231,3 +235,43 @@ def test_demo_reads_from_loopback_pass_the_client_address_through(duckdb_url, tm
     # the same server without --demo refuses them: the check above is not vacuous
     with Serve(duckdb_url, tmp_path) as serve:
         assert httpx.get(serve.base + "/api/leads", timeout=20).status_code == 401
+
+
+def test_large_bodies_are_validated_by_the_validation_process_with_the_same_answers(duckdb_url, tmp_path):
+    """Bodies of at least validator_bytes (16 KiB) are parsed and validated by a child of the ingestion
+    process: the same answers as in one process (errors named, the body's writeKey, nothing stored from
+    a refused batch); killed, it costs the requests it held a 503 (never logged, safe to resend) and
+    another one takes over."""
+    keys = _keys(duckdb_url)
+
+    def big(prefix, **envelope):
+        body = {**_batch([f"{prefix}{i}" for i in range(150)]), **envelope}
+        for msg in body["batch"]:
+            msg["properties"]["pad"] = "x" * 100
+        return body
+
+    with Serve(duckdb_url, tmp_path, "--ingest-only") as serve:
+        [validator] = children(serve.child())
+        assert "leadscore.service.validator" in Path(f"/proc/{validator}/cmdline").read_text()
+        w = httpx.Client(base_url=serve.base, auth=(keys["write"], ""), timeout=20)
+        assert len(json.dumps(big("v")).encode()) > 16 * 1024
+        assert w.post("/v1/batch", json=big("v")).status_code == 200
+        bad = big("x")
+        del bad["batch"][7]["event"]
+        r = w.post("/v1/batch", json=bad)
+        assert (r.status_code, r.json()["errors"]) == (400, [{"loc": "batch[7].event", "message": "required for track"}])
+        r = w.post("/v1/batch", content=json.dumps(big("x")).encode()[:-2], headers={"Content-Type": "application/json"})
+        assert (r.status_code, r.json()["code"]) == (400, "invalid_json")
+        r = httpx.post(serve.base + "/v1/batch", json=big("k", writeKey=keys["write"]), timeout=20)   # key in the body
+        assert r.status_code == 200, r.text
+        r = httpx.post(serve.base + "/v1/batch", json=big("x", writeKey="lsw_unknown"), timeout=20)
+        assert (r.status_code, r.json()["code"]) == (401, "unauthorized")
+        r = w.post("/v1/batch", json=big("x", writeKey=keys["admin"]))
+        assert r.json()["message"] == "the Authorization header and the body's writeKey name different keys"
+
+        os.kill(validator, signal.SIGKILL)
+        assert wait_until(lambda: children(serve.child()) and children(serve.child())[0] != validator, timeout=10)
+        assert wait_until(lambda: w.post("/v1/batch", json=big("r")).status_code == 200, timeout=10, step=0.2)
+        assert wait_until(lambda: _applied(serve), timeout=10)
+    stored = {mid for mid, n in _stored(duckdb_url)}
+    assert stored == {f"{p}{i}" for p in "vkr" for i in range(150)}

@@ -33,6 +33,7 @@ Run as ``python -m leadscore.service.frontend LISTEN_FD CONTROL_FD PARENT_PID`` 
 """
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import operator
@@ -106,7 +107,7 @@ class FrontApp:
     """ASGI app of the ingestion process: POST /v1/{kind} answered here (CORS for browser trackers),
     anything else passed to the store's process."""
 
-    def __init__(self, settings, keys, appender, core_socket: str, on_stop=None):
+    def __init__(self, settings, keys, appender, core_socket: str, on_stop=None, validator=None):
         from starlette.middleware.cors import CORSMiddleware
 
         from leadscore.service import ingest_api
@@ -114,7 +115,7 @@ class FrontApp:
 
         self.ingest_api = ingest_api
         self.kinds = frozenset(ingest_api.SINGLE_TYPES + ("batch", "import"))
-        self.state = SimpleNamespace(settings=settings, keys=keys, writer=appender,
+        self.state = SimpleNamespace(settings=settings, keys=keys, writer=appender, validator=validator,
                                      ingest_inflight=_Inflight(settings.max_inflight_bytes))
         self.core_socket = core_socket
         self.on_stop = on_stop
@@ -158,8 +159,12 @@ class FrontApp:
                                                 timeout=httpx.Timeout(None, connect=10.0))
                 self.client.headers.clear()   # pass the client's headers, add none
                 self.state.writer.start()
+                if self.state.validator is not None:
+                    self.state.validator.start(asyncio.get_running_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.state.validator is not None:
+                    self.state.validator.stop()
                 self.state.writer.stop()      # logs and hands over what is queued
                 if self.on_stop is not None:
                     self.on_stop()            # (uvicorn re-raises SIGTERM once this returns: last chance)
@@ -247,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from leadscore.service.auth import PushedKeyRing
     from leadscore.service.ingest_log import IngestLog
+    from leadscore.service.validator import PickledEvents, Validator
     from leadscore.service.writer import LogAppender, use_short_switch_interval
 
     listen_fd, control_fd, parent = (int(a) for a in (argv or sys.argv[1:])[:3])
@@ -285,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 items = items + more
             try:
-                channel.send(("logged", [(item.seq, [encode(ev) for ev in item.events]) for item in items],
+                # events validated by the validation process come pickled already: passed on as they are
+                channel.send(("logged", [(item.seq, item.events.data if isinstance(item.events, PickledEvents)
+                                          else [encode(ev) for ev in item.events]) for item in items],
                               {"logged_seq": appender.logged_seq, "log_commits": appender.log_commits,
                                "log_busy_seconds": appender.log_busy_seconds}))
             except OSError:
@@ -315,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
 
     threading.Thread(target=listen, name="leadscore-control", daemon=True).start()
     use_short_switch_interval()
-    app = FrontApp(settings, keys, appender, config["core"], on_stop=drain_sender)
+    validator = Validator(settings, config["log_level"]) if settings.validator_bytes > 0 else None
+    app = FrontApp(settings, keys, appender, config["core"], on_stop=drain_sender, validator=validator)
     freeze_heap()
     server = uvicorn.Server(uvicorn.Config(app, log_level=config["log_level"], access_log=False,
                                            timeout_graceful_shutdown=10, lifespan="on"))
@@ -442,6 +451,8 @@ class IngestProcess:
 
                 items = []
                 for seq, rows in message[1]:
+                    if isinstance(rows, bytes):   # pickled by the validation process
+                        rows = pickle.loads(rows)
                     item = _Pending([event(*row) for row in rows], seq=seq)
                     item.future.set_result(None)
                     items.append(item)

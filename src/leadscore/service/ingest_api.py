@@ -464,6 +464,43 @@ def authorize(request: Request, token: str) -> ApiKey:
                  "a {role} key cannot send events; use a write key")
 
 
+def _body_key_checked(request: Request, body_key: Any, key: ApiKey | None, token: str | None) -> ApiKey:
+    """The key the request is admitted with: the header's, or the body's ``writeKey`` (both present
+    must name the same key); ApiError 401/403/429 otherwise."""
+    if body_key is not None:
+        if not isinstance(body_key, str) or not body_key:
+            raise ApiError(401, "unauthorized", "writeKey must be a non-empty string")
+        if key is not None:
+            if not hmac.compare_digest(body_key.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass")):
+                raise ApiError(401, "unauthorized", "the Authorization header and the body's writeKey name different keys")
+        else:
+            key = authorize(request, body_key)
+    if key is None:
+        raise ApiError(401, "unauthorized",
+                       "a write key is required: HTTP Basic auth with the key as user name, or writeKey in the body")
+    return key
+
+
+async def _validated_apart(request: Request, validator, kind: str, received_at: datetime, body: bytes,
+                           key: ApiKey | None, token: str | None):
+    """``parse_json``, the key from the body and ``prepare``, with parsing and validation done by the
+    validation process (service/validator.py): its events, still pickled (``PickledEvents``)."""
+    from leadscore.service.validator import PickledEvents, ValidatorUnavailable
+
+    settings = request.app.state.settings
+    try:
+        outcome = await validator.check(kind, received_at, body)
+    except ValidatorUnavailable as exc:
+        raise unavailable(f"overloaded, retry later: {exc}", settings.retry_after_seconds) from None
+    status, body_key, *rest = outcome
+    if status in ("json", "crash"):
+        raise ApiError(*rest)
+    _body_key_checked(request, body_key, key, token)
+    if status == "invalid":
+        raise ApiError(*rest)
+    return PickledEvents(rest[1], rest[0])
+
+
 # ---------------------------------------------------------------- the endpoint
 class _Inflight:
     """Bytes of request bodies being processed; beyond the cap new requests get 503 (bounded memory)."""
@@ -487,30 +524,23 @@ async def handle(request: Request, kind: str) -> Response:
             raise unavailable("too many large requests are being processed", settings.retry_after_seconds)
         held = len(body)
         inflight.used += held
-        offload = len(body) > settings.inline_parse_bytes
-        payload = await anyio.to_thread.run_sync(parse_json, body) if offload else parse_json(body)
-        body_key = payload.get("writeKey") if isinstance(payload, dict) else None
-        if body_key is not None:
-            if not isinstance(body_key, str) or not body_key:
-                raise ApiError(401, "unauthorized", "writeKey must be a non-empty string")
-            if key is not None:
-                if not hmac.compare_digest(body_key.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass")):
-                    raise ApiError(401, "unauthorized", "the Authorization header and the body's writeKey name different keys")
-            else:
-                token = body_key
-                key = authorize(request, token)
-        if key is None:
-            raise ApiError(401, "unauthorized",
-                           "a write key is required: HTTP Basic auth with the key as user name, or writeKey in the body")
-        # Strings can only hold NUL or lone surrogates through a \u escape; skip that scan otherwise.
-        check_strings = b"\\u" in body
-        depth = None if check_strings else body_depth(body)
-        if offload:
-            events = await anyio.to_thread.run_sync(prepare, payload, kind, received_at, settings, len(body),
-                                                    check_strings, depth)
+        validator = getattr(state, "validator", None)
+        if validator is not None and validator.ready and len(body) >= settings.validator_bytes:
+            # the ingestion process's validation process: same checks, same order, off this GIL
+            events = await _validated_apart(request, validator, kind, received_at, body, key, token)
         else:
-            events = prepare(payload, kind, received_at, settings, len(body), check_strings, depth)
-        del payload
+            offload = len(body) > settings.inline_parse_bytes
+            payload = await anyio.to_thread.run_sync(parse_json, body) if offload else parse_json(body)
+            _body_key_checked(request, payload.get("writeKey") if isinstance(payload, dict) else None, key, token)
+            # Strings can only hold NUL or lone surrogates through a \u escape; skip that scan otherwise.
+            check_strings = b"\\u" in body
+            depth = None if check_strings else body_depth(body)
+            if offload:
+                events = await anyio.to_thread.run_sync(prepare, payload, kind, received_at, settings, len(body),
+                                                        check_strings, depth)
+            else:
+                events = prepare(payload, kind, received_at, settings, len(body), check_strings, depth)
+            del payload
         writer = state.writer
         # with a durable log, the body is what it keeps (the events are rebuilt from it on replay)
         record = (kind, received_at.isoformat(), body) if writer.log is not None else None

@@ -34,6 +34,9 @@ class Settings:
     max_group_events: int = 20_000            # events committed in one transaction at most
     retry_after_seconds: int = 1              # what a 503 tells clients to wait
     inline_parse_bytes: int = 64 * KIB        # larger bodies are parsed in a worker thread
+    # In `leadscore serve`'s ingestion process: bodies at least this large are parsed and validated by
+    # its validation process (service/validator.py), off its GIL; 0 turns that process off.
+    validator_bytes: int = 16 * KIB
     # The durable ingestion log (service/ingest_log.py): "" acknowledges a request once the store has
     # committed it (read-your-writes: what tests and embedding code built with Settings() get);
     # a path acknowledges once the request is fsynced in a log there and applies the log to the
