@@ -218,7 +218,8 @@ def convert_to_typed(src: str | Path, dst: str | Path, conn=None, row_group_size
         cols = []
         for c in types:
             if structures.get(c) is not None:
-                cols.append(f"json_transform({c}, {quote_literal(json.dumps(structures[c]))}) AS {c}")
+                st = structures[c]
+                cols.append(f"{_texts_of_json(f'json_transform({c}, {quote_literal(json.dumps(_as_json(st)))})', st)} AS {c}")
             else:
                 cols.append(c)
         opts = "FORMAT parquet, COMPRESSION zstd"
@@ -238,6 +239,27 @@ def convert_to_typed(src: str | Path, dst: str | Path, conn=None, row_group_size
         tmp.unlink(missing_ok=True)
         if own:
             conn.close()
+
+
+def _as_json(structure: dict) -> dict:
+    """The structure with its VARCHAR leaves as JSON, for json_transform: transformed straight to
+    VARCHAR, a number keeps its source text (``1e+16``), where json_extract_string reprints it
+    (``10000000000000000.0``); :func:`_texts_of_json` then turns them into that text."""
+    return {k: _as_json(v) if isinstance(v, dict) else ("JSON" if v == "VARCHAR" else v) for k, v in structure.items()}
+
+
+def _texts_of_json(expr: str, structure: dict) -> str:
+    """``expr`` (a struct made with :func:`_as_json`'s structure) with each JSON leaf as the VARCHAR
+    json_extract_string gives for it, nested structs rebuilt field by field (NULL stays NULL)."""
+    items = []
+    for k, v in structure.items():
+        field = f"struct_extract({expr}, {quote_literal(k)})"
+        if isinstance(v, dict):
+            field = _texts_of_json(field, v)
+        elif v == "VARCHAR":
+            field = f"json_extract_string({field}, '$')"
+        items.append(f'"{k.replace(chr(34), chr(34) * 2)}" := {field}')
+    return f"CASE WHEN {expr} IS NULL THEN NULL ELSE struct_pack({', '.join(items)}) END"
 
 
 def _kind(structure) -> str:
