@@ -283,6 +283,20 @@ def test_conversion_refuses_what_cannot_be_a_struct(tmp_path):
         convert_to_typed(tmp_path / "out.parquet", tmp_path / "again.parquet")
 
 
+def test_the_log_typed_command(tmp_path):
+    from click.testing import CliRunner
+
+    from leadscore.cli.main import main
+    src = write_log(tmp_path / "json.parquet", _messages())
+    out = tmp_path / "typed.parquet"
+    res = CliRunner().invoke(main, ["log", "typed", src, str(out)])
+    assert res.exit_code == 0, res.output
+    assert "8 messages written" in res.output and '"seats" UBIGINT' in res.output and '"ratio" DOUBLE' in res.output
+    assert _column_types(out)["properties"].startswith("STRUCT(")
+    again = CliRunner().invoke(main, ["log", "typed", str(out), str(tmp_path / "again.parquet")])
+    assert again.exit_code == 1 and "typed (STRUCT columns) already" in again.output
+
+
 def test_merge_structures_follows_json_group_structure():
     samples = ['{"a":1,"b":{"c":"x"}}', '{"a":-2,"b":{"d":1.5},"e":[1]}', '{"a":null,"e":["s"],"f":true}',
                '{"f":1,"g":null}', '{"h":1}', '{"h":2.5}', '{"i":{"j":1}}', '{"i":"x"}']
