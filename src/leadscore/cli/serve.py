@@ -48,7 +48,9 @@ def serve(ctx: CliContext, db: str | None, host: str, port: int, demo: bool, ing
     shown = front.port if front is not None else port
     console.print(f"leadscore serving {ctx.db} on http://{host}:{shown}  (ingestion: /v1/batch, keys: /api/keys)")
     from leadscore.service.frontend import freeze_heap
-    freeze_heap()   # full garbage collections then scan what serving allocates, not every module and class
+    # once everything has started (the last start-up hook): full garbage collections then scan what
+    # serving allocates, not every module and class
+    app.state.on_start.append(lambda app: freeze_heap())
     try:
         # One process owns the store (DuckDB allows no other) and its writer threads; with the log,
         # the ingestion process in front of it answers /v1/* and passes it everything else.
