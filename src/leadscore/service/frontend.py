@@ -11,6 +11,7 @@ log, scores, and answers everything else.
 
     client ──HTTP──▶ ingestion process ──(fsync)──▶ ingestion log (SQLite WAL, shared file)
                       │ /v1/* answered here             │ read back only for what was not handed over
+                      │ bodies ≥ 16 KiB ⇄ its validation process (service/validator.py)
                       │ logged events ──socketpair──▶ store process: apply thread → store, live scores
                       │ anything else ──HTTP over a Unix socket──▶ store process: REST API, dashboard
                       ◀── applied position, backlog, store state, API keys ──┘
