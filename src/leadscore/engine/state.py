@@ -1,0 +1,424 @@
+"""Incremental scoring of a Parquet event log from the state its last run persisted (issue #7).
+
+A full run with a state directory writes ``DIR/state.duckdb``, one DuckDB file holding
+
+* ``ev``: the rule-read rows (``Compiled.events_sql``: lead, message, ts, type, event, name and the
+  properties the rules read, already extracted to text) of every message, whatever its time;
+* ``trait_rows`` / ``account_rows``: (owner, key, value, ts, message_id) of the lead traits the model
+  reads (identify traits, ``account_id`` from group ids, ``browser`` from user agents) and of the
+  accounts' traits (group calls): for each (owner, key) only the newest row at or before the run's
+  instant is kept, plus every later row, which is all a later instant can pick from;
+* ``population``: every lead id of the log; ``video_ev``: the video events' typed columns (only for
+  a model with video rules);
+* ``scores``: the last result, one row per lead; ``files``: the log's files consumed (absolute path,
+  size, mtime); ``meta``: the model version, the instant, the log, a fingerprint of the other inputs
+  (video catalog, disposable-domain list) and the run number; ``rescored``: the last run's leads and why.
+
+A later run with that state reads only the log's new files (new messages land as new Parquet files:
+time-partitioned exports, our own writer), stages their rows the same way and appends them, finds
+the leads whose score can have changed from the state's narrow columns alone (never the raw log):
+
+* every lead with a message in a new file (new leads, new events, late arrivals, new traits);
+* every lead with a staged message or trait in ``(t1, t2]`` (a message consumed earlier whose time
+  had not come);
+* every lead with an event that time moved across an edge of the model: a window, a decay step, an
+  inactivity threshold or a stage's ``within`` (``leadscore.engine.incremental``'s edges; a rule with
+  a continuous half-life decay re-scores every lead with a matching event);
+* when the model reads account traits, every member of an account with a new group call;
+
+re-scores those leads from the state (the same compiled query, over views of the state's tables)
+and replaces their rows of ``scores``. The result equals a full run of the whole log at the new
+instant on every lead and column (tests/engine/test_state.py, JSON and typed logs).
+
+A full run is made instead, with the reason, when there is no state, the model version, the log's
+path or the other inputs differ, the instant is earlier than the state's, or a consumed file was
+changed or removed (a rewritten file's messages cannot be told apart from the ones already staged).
+
+Crash safety: a full run writes ``state.duckdb.new`` and renames it over ``state.duckdb`` only once
+it is complete and checkpointed (a rename is atomic); an incremental run makes all its changes to the
+state in one DuckDB transaction, committed only after the new scores are in it, so a crash before
+the commit leaves the previous state (DuckDB drops an uncommitted transaction's WAL records when it
+next opens the file) and a crash after it leaves the new one.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from leadscore.engine.compile import Sources, compile_model
+from leadscore.engine.incremental import _edges, _match, _ts
+from leadscore.engine.parquet import (PREDICTIONS_SCHEMA, _newest, _run, _trait_rows_sql, auto_partitions,
+                                      browser_table, catalog_table, check_columns, disposable_table, lead_part_sql,
+                                      log_access, log_relation, log_views, memory_limit_bytes,
+                                      model_trait_keys, open_duckdb, parquet_files)
+from leadscore.engine.score import _frame, to_naive_utc
+from leadscore.model.schema import Model
+from leadscore.store.dialect import DUCKDB, quote_literal
+
+STATE_FORMAT = 1
+STATE_FILE = "state.duckdb"
+# The instant the rows are staged for: every message, whatever its time (a later run may reach it).
+UNBOUNDED = datetime(9999, 12, 31)
+STATE_SOURCES = Sources(events="ls_s_events", traits="ls_s_traits", account_traits="ls_s_account_traits",
+                        population="ls_s_population", catalog="video_catalog", predictions="lead_predictions")
+
+
+class StateError(ValueError):
+    """The state directory cannot be used (the message says why and where)."""
+
+
+@dataclass
+class StateRun:
+    frame: pd.DataFrame                 # every lead, as a full run of the whole log as of ``as_of`` gives
+    full: bool                          # True: a full run (the reason says why); False: incremental
+    reason: str
+    rescored: int                       # leads scored by this run (all of them for a full run)
+    leads: int                          # leads in the result
+    new_files: list[str] = field(default_factory=list)   # log files read by this run
+    new_rows: int = 0                   # messages in them
+    why: dict[str, int] = field(default_factory=dict)    # incremental: re-scored leads per cause
+
+
+def state_path(state_dir: str | Path) -> Path:
+    return Path(state_dir) / STATE_FILE
+
+
+def score_with_state(model: Model, events_path: str | Path, state_dir: str | Path, as_of: datetime,
+                     catalog: str | Path | None = None, conn=None, memory_limit: str | None = None,
+                     threads: int | None = None, temp_dir: str | None = None,
+                     partitions: int | None = None) -> StateRun:
+    """Score a Parquet event log (a folder of files, or one file) as of ``as_of``, incrementally from
+    the state in ``state_dir`` when it allows, else fully (writing the state); see the module doc."""
+    as_of = to_naive_utc(as_of)
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_path(state_dir)
+    log = os.path.abspath(str(events_path))
+    files = {os.path.abspath(f): _stat(f) for f in parquet_files(events_path)}
+    own = conn is None
+    conn = conn or open_duckdb(memory_limit, threads, temp_dir)
+    try:
+        refs = _register_references(conn, events_path, catalog)
+        why = f"no state in {state_dir} yet"
+        if path.exists():
+            _run(conn, f"ATTACH {quote_literal(str(path))} AS st")
+            try:
+                why = _full_needed(conn, model, as_of, log, refs, files)
+                if why is None:
+                    return _incremental(conn, model, as_of, log, files)
+            finally:
+                _run(conn, "DETACH DATABASE IF EXISTS st")
+        return _full(conn, model, as_of, log, refs, files, path, why, partitions)
+    finally:
+        if own:
+            conn.close()
+
+
+# ----------------------------------------------------------------------------- inputs
+def _stat(f: str) -> tuple[int, int]:
+    s = os.stat(f)
+    return s.st_size, s.st_mtime_ns
+
+
+def _register_references(conn, events_path, catalog) -> str:
+    """The video catalog, disposable domains and (empty) predictions as temp tables, as
+    ``parquet.register_log`` makes them; returns a fingerprint of their contents (a change to them
+    changes scores without a new message, so it forces a full run)."""
+    tables = {"video_catalog": catalog_table(events_path, catalog), "ref_disposable_domains": disposable_table(),
+              "lead_predictions": PREDICTIONS_SCHEMA.empty_table()}
+    digest = hashlib.sha256()
+    for name, table in tables.items():
+        conn.register("ls_ref_arrow", table)
+        _run(conn, f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM ls_ref_arrow")
+        conn.unregister("ls_ref_arrow")
+        digest.update(name.encode())
+        digest.update(repr(table.to_pylist()).encode())
+    return digest.hexdigest()[:16]
+
+
+def _full_needed(conn, model: Model, as_of: datetime, log: str, refs: str,
+                 files: dict[str, tuple[int, int]]) -> str | None:
+    """Why the state cannot be carried forward to ``as_of`` (None: it can)."""
+    try:
+        meta = dict(_run(conn, "SELECT key, value FROM st.meta"))
+        consumed = _run(conn, "SELECT path, size, mtime_ns FROM st.files")
+    except Exception as exc:  # noqa: BLE001 - a file that is not a state (or an older format)
+        return f"the state file cannot be read ({str(exc).splitlines()[0]})"
+    if meta.get("format") != str(STATE_FORMAT):
+        return f"the state has format {meta.get('format')}, this version writes {STATE_FORMAT}"
+    if meta.get("model_version") != model.model_version:
+        return f"the state was scored with model {meta.get('model_version')}, not {model.model_version}"
+    if meta.get("log") != log:
+        return f"the state is of the log {meta.get('log')}, not {log}"
+    if meta.get("references") != refs:
+        return "the video catalog or the disposable-domain list changed since the state was written"
+    last = datetime.fromisoformat(meta["as_of"])
+    if as_of < last:
+        return f"the instant {as_of:%Y-%m-%d %H:%M:%S} is before the state's ({last:%Y-%m-%d %H:%M:%S})"
+    for p, size, mtime in consumed:
+        if p not in files:
+            return f"{p} was consumed by an earlier run and is gone from the log"
+        if files[p] != (size, mtime):
+            return f"{p} changed since an earlier run consumed it (size or modification time)"
+    return None
+
+
+# ----------------------------------------------------------------------------- staging
+def _stage(conn, model: Model, files: list[str], log: str, prefix: str, compact_at: datetime | None) -> int:
+    """The state's rows for the messages of ``files``, as tables ``{prefix}ev``, ``trait_rows``,
+    ``account_rows``, ``population`` (and ``video_ev`` for video rules); returns the message count.
+    ``compact_at``: keep of each (owner, key)'s trait rows only the newest at or before it and the
+    later ones (the rows no instant from it on can pick are dropped)."""
+    d = DUCKDB
+    create = "CREATE TABLE " if prefix.startswith("st.") else "CREATE TEMP TABLE "
+    raw, types = log_relation(conn, files)
+    has_lead = check_columns(log, types)
+    access = log_access(conn, log, types)
+    far = _ts(d, UNBOUNDED)
+    keys = model_trait_keys(model)
+    views = log_views(d, raw, far, has_lead, keys, None, access=access)
+    for name, sql in views.views:
+        _run(conn, f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+    compiled = compile_model(model, d, UNBOUNDED, sources=Sources(events="ls_events", access=access))
+    _run(conn, f"{create}{prefix}ev AS {compiled.events_sql}")
+
+    def compacted(rows: str) -> str:
+        if compact_at is None:
+            return rows
+        at = _ts(d, compact_at)
+        return (f"SELECT owner, key, value, ts, message_id FROM ({rows}) c QUALIFY ts > {at} OR row_number() OVER "
+                f"(PARTITION BY owner, key ORDER BY ts <= {at} DESC, ts DESC, message_id DESC) = 1")
+
+    lead_rows = "SELECT owner, key, value, ts, message_id FROM ls_trait_rows"
+    _run(conn, f"{create}{prefix}trait_rows AS {compacted(lead_rows)}")
+    if "browser" in keys:
+        # Each message's user agent, its browser named in Python (uap-core) for the few distinct ones;
+        # the newest wins among them and the identify traits alike (as ``parquet.lead_ua_sql`` + _newest).
+        ua = access.text(d, "context", "userAgent")
+        like = "" if access.typed("context") else " AND context LIKE '%userAgent%'"
+        ua_rows = (f"SELECT owner, key, value, ts, message_id FROM (SELECT lead_id AS owner, 'browser' AS key, "
+                   f"{ua} AS value, ts, message_id FROM ls_events WHERE lead_id IS NOT NULL AND ts <= {far}{like}) u "
+                   f"WHERE value IS NOT NULL AND value <> ''")
+        _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_ua_rows AS {compacted(ua_rows)}")
+        uas = [r[0] for r in _run(conn, "SELECT DISTINCT value FROM ls_ua_rows")]
+        conn.register("ls_ua_arrow", browser_table(uas))
+        _run(conn, f"INSERT INTO {prefix}trait_rows SELECT r.owner, r.key, u.browser, r.ts, r.message_id "
+                   f"FROM ls_ua_rows r JOIN ls_ua_arrow u ON u.ua = r.value")
+        conn.unregister("ls_ua_arrow")
+        _run(conn, "DROP TABLE ls_ua_rows")
+    acct_keys = {k[len("account."):] for k in keys if k.startswith("account.")}
+    acct_rows = _trait_rows_sql(d, "ls_group_msgs", "group_id", acct_keys, access)
+    _run(conn, f"{create}{prefix}account_rows AS {compacted(acct_rows)}")
+    _run(conn, f"{create}{prefix}population AS SELECT lead_id FROM ls_population")
+    if _uses_video(model):
+        # The video reconstruction reads the typed video columns, never the properties/context text.
+        _run(conn, f"{create}{prefix}video_ev AS SELECT * REPLACE (CAST(NULL AS VARCHAR) AS properties, "
+                   f"CAST(NULL AS VARCHAR) AS context) FROM ls_events WHERE lead_id IS NOT NULL AND type = 'track' "
+                   f"AND ts <= {far} AND ({_video_match()})")
+    return sum(_parquet_rows(f) for f in files)
+
+
+def _parquet_rows(f: str) -> int:
+    import pyarrow.parquet as pq
+    return pq.ParquetFile(f).metadata.num_rows
+
+
+def _uses_video(model: Model) -> bool:
+    return any(r.video for r in model.rules)
+
+
+def _video_match() -> str:
+    from leadscore.video.reconstruct import CTA_EVENT, VIDEO_EVENTS
+    return f"event IN ({', '.join(quote_literal(e) for e in [*VIDEO_EVENTS, CTA_EVENT])})"
+
+
+# ----------------------------------------------------------------------------- scoring from the state
+def _state_views(conn, model: Model, as_of: datetime, scope=None, schema: str = "st.") -> None:
+    """Views of the state's tables (``{schema}ev`` ...) as the compiled query's sources (STATE_SOURCES)
+    as of ``as_of``; ``scope``: column → a condition on it keeping only some leads (a partition)."""
+    at = _ts(DUCKDB, as_of)
+    lead = f" AND {scope('lead_id')}" if scope else ""
+    owner = f" AND {scope('owner')}" if scope else ""
+    keys = model_trait_keys(model)
+    acct_keys = {k[len("account."):] for k in keys if k.startswith("account.")}
+    views = {
+        "ls_s_ev": f"SELECT * FROM {schema}ev WHERE ts <= {at}{lead}",
+        "ls_s_traits": _newest(f"(SELECT * FROM {schema}trait_rows WHERE ts <= {at}{owner})", "lead_id", keys),
+        "ls_s_account_traits": _newest(f"(SELECT * FROM {schema}account_rows WHERE ts <= {at})", "account_id",
+                                       acct_keys),
+        "ls_s_population": f"SELECT lead_id FROM {schema}population WHERE TRUE{lead}",
+        "ls_s_events": (f"SELECT * FROM {schema}video_ev WHERE TRUE{lead}" if _uses_video(model)
+                        else f"SELECT * FROM {schema}ev WHERE FALSE"),
+    }
+    for name, sql in views.items():
+        _run(conn, f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+
+
+def _scores_sql(model: Model, as_of: datetime) -> str:
+    return compile_model(model, DUCKDB, as_of, sources=STATE_SOURCES, staged_events="ls_s_ev").sql
+
+
+def _result(conn, model: Model) -> pd.DataFrame:
+    return _frame(model, conn.sql("SELECT * FROM st.scores ORDER BY score DESC, lead_id").to_arrow_table())
+
+
+# ----------------------------------------------------------------------------- the two runs
+def _full(conn, model: Model, as_of: datetime, log: str, refs: str, files: dict[str, tuple[int, int]],
+          path: Path, why: str, partitions: int | None) -> StateRun:
+    """Stage the whole log into a new state file, score every lead from it, then put it in place."""
+    new = path.with_name(path.name + ".new")
+    for f in (new, Path(f"{new}.wal")):
+        f.unlink(missing_ok=True)
+    _run(conn, f"ATTACH {quote_literal(str(new))} AS st")
+    try:
+        rows = _stage(conn, model, sorted(files), log, "st.", as_of)
+        _run(conn, "CHECKPOINT st")
+        if partitions is None:
+            partitions = auto_partitions(rows, memory_limit_bytes(conn))
+        if partitions <= 1:
+            _state_views(conn, model, as_of, None)
+            _run(conn, f"CREATE TABLE st.scores AS {_scores_sql(model, as_of)}")
+        for index in range(partitions if partitions > 1 else 0):
+            _state_views(conn, model, as_of, lambda col: lead_part_sql(col, (index, partitions)))
+            sql = _scores_sql(model, as_of)
+            _run(conn, f"CREATE TABLE st.scores AS {sql}" if index == 0 else f"INSERT INTO st.scores BY NAME {sql}")
+        _run(conn, "CREATE TABLE st.files (path VARCHAR, size BIGINT, mtime_ns BIGINT, run INTEGER)")
+        _insert_files(conn, files, 0)
+        _run(conn, "CREATE TABLE st.rescored (lead_id VARCHAR, why VARCHAR)")
+        meta = {"format": str(STATE_FORMAT), "model_version": model.model_version, "log": log, "references": refs,
+                "as_of": as_of.isoformat(), "run": "0"}
+        _run(conn, "CREATE TABLE st.meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        _run(conn, "INSERT INTO st.meta VALUES " + ", ".join(f"({quote_literal(k)}, {quote_literal(v)})"
+                                                            for k, v in meta.items()))
+        frame = _result(conn, model)
+        _run(conn, "CHECKPOINT st")
+    finally:
+        _run(conn, "DETACH DATABASE IF EXISTS st")
+    # The old file's WAL belongs to the old file: it must not be replayed onto the new one.
+    Path(f"{path}.wal").unlink(missing_ok=True)
+    os.replace(new, path)
+    return StateRun(frame, True, why, len(frame), len(frame), sorted(files), rows)
+
+
+def _insert_files(conn, files: dict[str, tuple[int, int]], run: int) -> None:
+    if not files:
+        return
+    conn.register("ls_files_arrow", pa.table({
+        "path": pa.array(list(files), pa.string()), "size": pa.array([s for s, _ in files.values()], pa.int64()),
+        "mtime_ns": pa.array([m for _, m in files.values()], pa.int64()),
+        "run": pa.array([run] * len(files), pa.int32())}))
+    _run(conn, "INSERT INTO st.files SELECT * FROM ls_files_arrow")
+    conn.unregister("ls_files_arrow")
+
+
+def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str, tuple[int, int]]) -> StateRun:
+    """Stage the new files, find the changed leads, score them from the state, then commit it all to
+    the state in one transaction (everything before it writes temp tables only)."""
+    meta = dict(_run(conn, "SELECT key, value FROM st.meta"))
+    t1, run = datetime.fromisoformat(meta["as_of"]), int(meta["run"]) + 1
+    consumed = {r[0] for r in _run(conn, "SELECT path FROM st.files")}
+    new = {p: s for p, s in files.items() if p not in consumed}
+    tables = ["ev", "trait_rows", "account_rows", "population"] + (["video_ev"] if _uses_video(model) else [])
+    rows = 0
+    try:
+        if new:
+            rows = _stage(conn, model, sorted(new), log, "ls_b_", None)
+        else:
+            for t in tables:     # no new files: empty batch tables of the state's shape
+                _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_b_{t} AS SELECT * FROM st.{t} WHERE FALSE")
+        _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_changed AS {changed_leads_sql(model, t1, as_of)}")
+        why = dict(_run(conn, "SELECT why, count(*) FROM ls_changed GROUP BY why"))
+        n = sum(why.values())
+        if n:
+            # The changed leads' rows, state and new files together, copied once (every rule scans them).
+            at = _ts(DUCKDB, as_of)
+            mine = "IN (SELECT lead_id FROM ls_changed)"
+            both = {t: f"(SELECT * FROM st.{t} UNION ALL BY NAME SELECT * FROM ls_b_{t})" for t in tables}
+            copies = {"ev": f"SELECT * FROM {both['ev']} WHERE ts <= {at} AND lead_id {mine}",
+                      "trait_rows": f"SELECT * FROM {both['trait_rows']} WHERE ts <= {at} AND owner {mine}",
+                      "account_rows": f"SELECT * FROM {both['account_rows']} WHERE ts <= {at}",
+                      "population": f"SELECT DISTINCT lead_id FROM {both['population']} WHERE lead_id {mine}"}
+            if "video_ev" in tables:
+                copies["video_ev"] = f"SELECT * FROM {both['video_ev']} WHERE lead_id {mine}"
+            for t, sql in copies.items():
+                _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_c_{t} AS {sql}")
+            _state_views(conn, model, as_of, None, schema="ls_c_")
+            _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_fresh AS {_scores_sql(model, as_of)}")
+        _run(conn, "BEGIN TRANSACTION")
+        try:
+            for t in tables:
+                if t == "population":
+                    _run(conn, "INSERT INTO st.population SELECT DISTINCT lead_id FROM ls_b_population "
+                               "WHERE lead_id NOT IN (SELECT lead_id FROM st.population)")
+                else:
+                    _run(conn, f"INSERT INTO st.{t} BY NAME SELECT * FROM ls_b_{t}")
+            _run(conn, "DELETE FROM st.rescored")
+            _run(conn, "INSERT INTO st.rescored SELECT lead_id, why FROM ls_changed")
+            if n:
+                _run(conn, "DELETE FROM st.scores WHERE lead_id IN (SELECT lead_id FROM ls_changed)")
+                _run(conn, "INSERT INTO st.scores BY NAME SELECT * FROM ls_fresh")
+            _insert_files(conn, new, run)
+            _run(conn, f"UPDATE st.meta SET value = {quote_literal(as_of.isoformat())} WHERE key = 'as_of'")
+            _run(conn, f"UPDATE st.meta SET value = '{run}' WHERE key = 'run'")
+            _run(conn, "COMMIT")
+        except BaseException:
+            _run(conn, "ROLLBACK")
+            raise
+    finally:
+        for t in [*(f"ls_b_{t}" for t in tables), *(f"ls_c_{t}" for t in tables), "ls_changed", "ls_fresh"]:
+            _run(conn, f"DROP TABLE IF EXISTS temp.{t}")
+    frame = _result(conn, model)
+    reason = (f"{n} lead(s) re-scored ({', '.join(f'{k}: {v}' for k, v in sorted(why.items()))})" if n
+              else "nothing changed")
+    return StateRun(frame, False, reason, n, len(frame), sorted(new), rows, why)
+
+
+def changed_leads_sql(model: Model, t1: datetime, t2: datetime) -> str:
+    """(lead_id, why) of every lead whose score as of t2 may differ from the state's as of t1, read
+    from the state's tables (``st.*``, as of t1) and the new files' staged rows (``ls_b_*``) alone."""
+    d, T1, T2 = DUCKDB, _ts(DUCKDB, t1), _ts(DUCKDB, t2)
+    parts = ["SELECT lead_id, 'new messages' AS why FROM ls_b_population"]
+    ev_edges, video_edges = [], []
+    for rule in model.rules:
+        match = _match(rule)
+        if match is None:
+            continue
+        edges = video_edges if rule.video else ev_edges
+        if rule.decay is not None and rule.decay.half_life is not None:
+            edges.append(match)                                   # continuous decay: every matching lead
+            continue
+        for edge in _edges(rule):
+            edges.append(f"({match} AND ts BETWEEN {_ts(d, t1 - edge)} AND {_ts(d, t2 - edge)})")
+    for stage in model.stages:
+        w = stage.when
+        if w is not None and w.event and w.within is not None:
+            ev_edges.append(f"(event IN ({', '.join(quote_literal(e) for e in w.event)}) AND ts BETWEEN "
+                            f"{_ts(d, t1 - w.within)} AND {_ts(d, t2 - w.within)})")
+    # The messages consumed earlier whose time has come, and the events time moved across an edge.
+    due = f"ts > {T1} AND ts <= {T2}"
+    edge_or_due = (f"SELECT lead_id, CASE WHEN ts > {T1} THEN 'messages due since the last run' "
+                   f"ELSE 'crossed a window, decay or inactivity edge' END FROM {{t}} WHERE ts <= {T2} AND (ts > {T1}{{edges}})")
+    parts.append(edge_or_due.format(t="st.ev", edges="".join(f" OR {e}" for e in ev_edges)))
+    parts.append(f"SELECT owner, 'messages due since the last run' FROM st.trait_rows WHERE {due}")
+    if _uses_video(model):
+        parts.append(edge_or_due.format(t="st.video_ev", edges="".join(f" OR {e}" for e in video_edges)))
+    if any(k.startswith("account.") for k in model_trait_keys(model)):
+        # A group call changes its account's traits, so every member's score: a member is any lead whose
+        # staged account_id rows name the account (a superset of the leads whose account it is now).
+        accounts = f"SELECT owner FROM st.account_rows WHERE {due} UNION SELECT owner FROM ls_b_account_rows WHERE ts <= {T2}"
+        members = "(SELECT owner, key, value FROM st.trait_rows UNION ALL SELECT owner, key, value FROM ls_b_trait_rows)"
+        parts.append(f"SELECT owner, 'their account changed' FROM {members} m WHERE key = 'account_id' "
+                     f"AND value IN ({accounts})")
+    # One row per lead: its first cause in this order.
+    order = ["new messages", "messages due since the last run", "their account changed",
+             "crossed a window, decay or inactivity edge"]
+    rank = "CASE why " + " ".join(f"WHEN {quote_literal(w)} THEN {k}" for k, w in enumerate(order)) + " END"
+    return (f"SELECT lead_id, arg_min(why, {rank}) AS why FROM ({' UNION ALL '.join(parts)}) c "
+            f"WHERE lead_id IS NOT NULL GROUP BY lead_id")
+
