@@ -1,0 +1,216 @@
+"""Incremental scoring from a persisted state (leadscore.engine.state): a full run writes the state,
+later runs read only the log's new files, re-score only the leads whose score can have changed, and
+give exactly what a full run of the whole log gives at the new instant, on every lead and column."""
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from leadscore.demo import DemoConfig, write_population
+from leadscore.engine.incremental import half_lives_as_steps
+from leadscore.engine.parquet import score_parquet
+from leadscore.engine.state import score_with_state, state_path
+from leadscore.engine.typed_log import convert_to_typed
+from leadscore.model import load_model, parse_model
+from tests.engine.helpers import identify, model, page, track
+from tests.engine.test_parquet import assert_same_scores, write_log
+
+STATE_MODEL = """
+name: state
+groups: {persona: {axis: fit}, company: {axis: fit}, email: {axis: engagement}, web: {axis: engagement},
+         product: {axis: engagement}}
+tiers: [{name: cold}, {name: hot, min: 50}]
+stages: [{name: subscriber}, {name: lead, when: {trait: {email: {exists: true}}}}]
+rules:
+  - {name: vp, group: persona, trait: {seniority: vp}, points: 30}
+  - {name: saas, group: company, trait: {account.industry: SaaS}, points: 25}
+  - {name: open, group: email, event: Email Opened, points: 10, decay: {steps: [{after: 30d, keep: 0.5}]}}
+  - {name: recent_pricing, group: web, page: /pricing, points: 20, window: 7d}
+  - {name: idle, group: web, type: page, inactivity: {after: 60d}, points: -10}
+  - {name: demo, group: product, event: Demo Requested, points: 50}
+"""
+T1, T2, T3 = datetime(2026, 5, 1), datetime(2026, 5, 3), datetime(2026, 5, 5)
+
+
+def group(uid: str, at: str, mid: str, **traits) -> dict:
+    return {"type": "group", "userId": uid, "groupId": "acc1", "timestamp": at, "traits": traits, "messageId": mid}
+
+
+DAY1 = [   # consumed by the full run as of T1
+    identify("a", "2026-01-01T00:00:00Z", email="a@acme.com", seniority="manager"),
+    track("a", "Email Opened", "2026-04-02T00:00:00Z"),      # 29 days old at T1, 31 at T2: the decay step is crossed
+    identify("b", "2026-01-01T00:00:00Z", email="b@acme.com"),
+    track("b", "Email Opened", "2026-04-20T00:00:00Z"),      # 11 → 13 days: nothing crossed
+    track("b", "Demo Requested", "2026-04-21T00:00:00Z"),
+    track("b", "Demo Requested", "2026-05-04T00:00:00Z"),    # already in the log, due only after T2
+    page("c", "/pricing", "2026-04-25T12:00:00Z"),           # 5.5 → 7.5 days: leaves the 7-day window
+    page("d", "/blog/x", "2026-03-03T00:00:00Z"),            # 59 → 61 days: becomes inactive
+    identify("e", "2026-01-01T00:00:00Z", email="e@acme.com", seniority="manager"),
+    track("e", "Email Opened", "2026-04-25T00:00:00Z"),
+    group("g", "2026-01-01T00:00:00Z", "g1", name="Acme"),    # g's account, acc1
+    track("g", "Demo Requested", "2026-04-10T00:00:00Z"),
+    page("k", "/blog/y", "2026-04-30T00:00:00Z"),
+]
+DAY2 = [   # a new file, read by the incremental run as of T2
+    identify("e", "2026-05-02T00:00:00Z", seniority="vp"),    # identify traits change a fit rule
+    track("f", "Demo Requested", "2026-05-02T08:00:00Z"),     # a new lead
+    group("h", "2026-05-02T00:00:00Z", "g2", industry="SaaS"),  # a new member sets acc1's industry: g too
+    track("k", "Email Opened", "2026-04-29T00:00:00Z"),       # a late arrival (before T1)
+]
+# Hand-worked as of T2: a's open halves (10 → 5); b keeps open 10 + demo 50; c's pricing leaves the
+# window (20 → 0); d turns idle (-10); e: open 10 + vp 30; f: demo 50; g: demo 50 + SaaS 25; h: SaaS 25;
+# k: its late open, 4 days old, 10.
+AT_T1 = {"a": 10, "b": 60, "c": 20, "d": 0, "e": 10, "g": 50, "k": 0}
+AT_T2 = {"a": 5, "b": 60, "c": 0, "d": -10, "e": 40, "f": 50, "g": 75, "h": 25, "k": 10}
+
+
+def _scores(frame) -> dict:
+    return {k: float(v) for k, v in frame.set_index("lead_id")["score"].items()}
+
+
+def _logs(tmp_path, typed: bool):
+    """The log folder with day 1 only, and a function adding day 2 (JSON text or typed files)."""
+    log, raw = tmp_path / "log", tmp_path / "raw"
+    log.mkdir(parents=True)
+    raw.mkdir()
+
+    def add(name, msgs):
+        src = write_log(raw / f"{name}.parquet", msgs)
+        if typed:
+            convert_to_typed(src, log / f"{name}.parquet")
+        else:
+            os.replace(src, log / f"{name}.parquet")
+    add("day1", DAY1)
+    return log, lambda: add("day2", DAY2)
+
+
+@pytest.mark.parametrize("typed", [False, True], ids=["json", "typed"])
+def test_new_files_rescore_only_the_changed_leads_and_equal_a_full_run(tmp_path, typed):
+    log, add_day2 = _logs(tmp_path, typed)
+    state = tmp_path / "state"
+    m = model(STATE_MODEL)
+    first = score_with_state(m, log, state, T1)
+    assert first.full and "no state" in first.reason
+    assert _scores(first.frame) == AT_T1
+    assert_same_scores(score_parquet(m, log, T1), first.frame)
+
+    add_day2()
+    second = score_with_state(m, log, state, T2)
+    assert not second.full, second.reason
+    assert [os.path.basename(f) for f in second.new_files] == ["day2.parquet"] and second.new_rows == 4
+    rescored = dict(duckdb.connect(str(state_path(state)), read_only=True).sql(
+        "SELECT lead_id, why FROM rescored").fetchall())
+    assert rescored == {"a": "crossed a window, decay or inactivity edge",
+                        "c": "crossed a window, decay or inactivity edge",
+                        "d": "crossed a window, decay or inactivity edge",
+                        "e": "new messages", "f": "new messages", "h": "new messages", "k": "new messages",
+                        "g": "their account changed"}           # b: nothing changed
+    assert second.rescored == 8 and second.leads == 9
+    assert _scores(second.frame) == AT_T2
+    full = score_parquet(m, log, T2)
+    assert_same_scores(full, second.frame)
+    assert list(second.frame["lead_id"]) == list(full["lead_id"])      # same order as a full run
+
+    # No new file: time alone. b's demo of May 4 (consumed at T1) is due: 10 + 50 + 50.
+    third = score_with_state(m, log, state, T3)
+    assert not third.full and third.new_files == [] and third.why == {"messages due since the last run": 1}
+    assert _scores(third.frame)["b"] == 110
+    assert_same_scores(score_parquet(m, log, T3), third.frame)
+
+
+def test_typed_and_json_states_give_the_same_scores(tmp_path):
+    runs = {}
+    for typed in (False, True):
+        log, add_day2 = _logs(tmp_path / str(typed), typed)
+        m = model(STATE_MODEL)
+        score_with_state(m, log, tmp_path / str(typed) / "state", T1)
+        add_day2()
+        runs[typed] = score_with_state(m, log, tmp_path / str(typed) / "state", T2).frame
+    assert_same_scores(runs[False], runs[True])
+
+
+def test_what_forces_a_full_run(tmp_path):
+    log, add_day2 = _logs(tmp_path, False)
+    state = tmp_path / "state"
+    m = model(STATE_MODEL)
+    score_with_state(m, log, state, T1)
+    other = model(STATE_MODEL.replace("points: 50", "points: 40"))
+    run = score_with_state(other, log, state, T2)
+    assert run.full and f"not {other.model_version}" in run.reason
+    assert _scores(run.frame)["b"] == 50                            # open 10 + demo 40
+    run = score_with_state(other, log, state, T1)
+    assert run.full and "before the state's" in run.reason
+    # A consumed file rewritten (here with day 2 appended to it): its rows cannot be told apart.
+    write_log(log / "day1.parquet", DAY1 + DAY2)
+    run = score_with_state(other, log, state, T2)
+    assert run.full and "day1.parquet changed since an earlier run consumed it" in run.reason
+    assert_same_scores(score_parquet(other, log, T2), run.frame)
+    add_day2()
+    assert not score_with_state(other, log, state, T2).full
+    (log / "day2.parquet").unlink()
+    run = score_with_state(other, log, state, T2)
+    assert run.full and "day2.parquet was consumed by an earlier run and is gone" in run.reason
+    run = score_with_state(other, tmp_path / "log" / "day1.parquet", state, T2)
+    assert run.full and "the state is of the log" in run.reason
+
+
+def test_a_failed_run_leaves_the_last_state_usable(tmp_path):
+    """A new file that cannot be read fails the run before anything is written to the state: the state
+    keeps its instant and files, and the next run (the bad file gone) carries on incrementally."""
+    log, add_day2 = _logs(tmp_path, False)
+    state = tmp_path / "state"
+    m = model(STATE_MODEL)
+    score_with_state(m, log, state, T1)
+    add_day2()
+    (log / "day3.parquet").write_bytes(b"PAR1 not a parquet file")
+    with pytest.raises(Exception):
+        score_with_state(m, log, state, T2)
+    with duckdb.connect(str(state_path(state)), read_only=True) as conn:
+        assert dict(conn.sql("SELECT key, value FROM meta").fetchall())["as_of"] == T1.isoformat()
+        assert [os.path.basename(r[0]) for r in conn.sql("SELECT path FROM files").fetchall()] == ["day1.parquet"]
+    (log / "day3.parquet").unlink()
+    run = score_with_state(m, log, state, T2)
+    assert not run.full and _scores(run.frame) == AT_T2
+
+
+def _stepped_default():
+    raw = half_lives_as_steps(yaml.safe_load(open("models/default.yaml")))
+    raw["name"] = "stepped"
+    return parse_model(yaml.safe_dump(raw), "stepped.yaml")
+
+
+def test_a_generated_population_in_two_files_equals_a_full_run(tmp_path):
+    """The demo population (video, browsers, accounts, every rule kind of the default model) split
+    into the messages received by t1 and the rest, with 5% of the older ones arriving late."""
+    write_population(DemoConfig(300, seed=5), tmp_path, "parquet")
+    log = tmp_path / "log"
+    log.mkdir()
+    os.replace(tmp_path / "videos.yaml", log / "videos.yaml")
+    t1, t2, t3 = datetime(2026, 10, 10), datetime(2026, 10, 12, 6), datetime(2026, 10, 20)
+    conn = duckdb.connect()
+    late = f"(received_at <= TIMESTAMP '{t1}' AND hash(message_id) % 20 <> 0)"
+    conn.execute(f"COPY (SELECT * FROM '{tmp_path}/events.parquet' WHERE {late}) TO '{log}/part-1.parquet'")
+    rows = pq.ParquetFile(tmp_path / "events.parquet").metadata.num_rows
+    rescored = {}
+    for m in (_stepped_default(), load_model("models/default.yaml")):
+        state = tmp_path / f"state-{m.name}"
+        (log / "part-2.parquet").unlink(missing_ok=True)
+        first = score_with_state(m, log, state, t1)
+        assert first.full
+        conn.execute(f"COPY (SELECT * FROM '{tmp_path}/events.parquet' WHERE NOT {late}) TO '{log}/part-2.parquet'")
+        second = score_with_state(m, log, state, t2)
+        assert not second.full and first.new_rows + second.new_rows == rows
+        assert_same_scores(score_parquet(m, log, t2), second.frame)
+        third = score_with_state(m, log, state, t3)
+        assert not third.full and third.new_rows == 0
+        assert_same_scores(score_parquet(m, log, t3), third.frame)
+        assert (third.frame["group:video"] != 0).any()            # the video rules fire
+        rescored[m.name] = third.rescored
+    # With decay steps only the leads near an edge or with messages due are re-scored; half-lives
+    # change every visitor's points.
+    assert 0 < rescored["stepped"] < rescored["default"], rescored
