@@ -132,3 +132,34 @@ def test_score_a_parquet_log_with_duckdb_writes_the_stores_scores(tmp_path):
     assert_same_scores(expected, written)
     bad = run("score", "--events", str(tmp_path / "nope.parquet"), check=False)
     assert bad.returncode == 1 and "nope.parquet: no such event log" in bad.stderr
+
+
+def test_score_a_log_folder_with_a_state_reads_only_new_files(tmp_path):
+    """`leadscore score --events DIR --state S`: the first run is full and writes the state; the next
+    reads the new file only and says what it re-scored and why; a changed model means a full run."""
+    from datetime import datetime
+
+    import pandas as pd
+
+    from leadscore.engine.parquet import score_parquet
+    from leadscore.model import load_model
+    from tests.engine.test_parquet import assert_same_scores, write_log
+
+    log, state, out = tmp_path / "log", tmp_path / "state", tmp_path / "scores.parquet"
+    log.mkdir()
+    write_log(log / "part-1.parquet", GOOD)
+    args = ["score", "--events", str(log), "--state", str(state), "--out", str(out)]
+    res = run(*args, "--as-of", "2026-04-01T00:00:00Z")
+    assert f"full run (no state in {state} yet): 1 new file(s), 4 messages read, 2 leads scored" in res.stdout
+    write_log(log / "part-2.parquet", [{"type": "track", "userId": "u3", "event": "Demo Requested",
+                                        "messageId": "t3", "timestamp": "2026-04-01T12:00:00Z"}])
+    res = run(*args, "--as-of", "2026-04-02T00:00:00Z")
+    assert "incremental run: 1 new file(s), 1 messages read, " in res.stdout
+    assert "of 3 leads re-scored (" in res.stdout and "new messages: 1" in res.stdout
+    assert_same_scores(score_parquet(load_model("models/default.yaml"), log, datetime(2026, 4, 2)), pd.read_parquet(out))
+    other = tmp_path / "other.yaml"
+    other.write_text(Path("models/default.yaml").read_text().replace("name: default", "name: other", 1))
+    res = run(*args, "--as-of", "2026-04-02T00:00:00Z", "--model", str(other))
+    assert "full run (the state was scored with model default" in res.stdout
+    bad = run("score", "--state", str(state), check=False)
+    assert bad.returncode == 2 and "--state goes with --events" in bad.stderr

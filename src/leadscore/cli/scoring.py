@@ -142,15 +142,20 @@ def leads_table(frame, model, top: int, title: str) -> Table:
 @click.option("--partitions", type=click.IntRange(1, 4096), default=None,
               help="With --events on sql: score the leads in this many hash partitions (default: from the "
                    "log's size and the memory limit).")
+@click.option("--state", "state_dir", type=click.Path(file_okay=False), default=None,
+              help="With --events on sql: keep the run's state in this folder; the next run reads only the "
+                   "log's new files and re-scores only the leads that changed (the first run is a full one).")
 @click.option("--show-sql", is_flag=True, help="Print the compiled SQL and stop.")
 @click.option("--dry-run", is_flag=True, help="Score without saving and show how many leads change tier against the last saved run.")
 @pass_ctx
 def score(ctx, model_path, as_of, top, save, engine, events_path, out, memory_limit, spill, partitions,
-          show_sql, dry_run):
+          state_dir, show_sql, dry_run):
     """Score every lead as of an instant and print the top leads with their reasons."""
     model = _model(ctx, model_path, store_optional=bool(events_path))
+    if state_dir and (engine != "sql" or not events_path):
+        raise click.UsageError("--state goes with --events (a Parquet event log scored with DuckDB)")
     if engine == "sql" and events_path:
-        _score_log(model, events_path, as_of, top, out, memory_limit, spill, partitions)
+        _score_log(model, events_path, as_of, top, out, memory_limit, spill, partitions, state_dir)
         return
     if engine == "spark":
         from leadscore.engine.spark import score_parquet_with_spark
@@ -178,15 +183,32 @@ def score(ctx, model_path, as_of, top, save, engine, events_path, out, memory_li
                             for t in [t.name for t in model.tiers][::-1]))
 
 
-def _score_log(model, events_path, as_of, top, out, memory_limit, spill, partitions) -> None:
-    """DuckDB over a Parquet event log, the store untouched (engine.parquet.score_parquet)."""
+def _score_log(model, events_path, as_of, top, out, memory_limit, spill, partitions, state_dir=None) -> None:
+    """DuckDB over a Parquet event log, the store untouched (engine.parquet.score_parquet); with a
+    state folder, incrementally from the last run's state (engine.state.score_with_state)."""
     from leadscore.engine.parquet import EventLogError, score_parquet
+    from leadscore.engine.state import score_with_state
     try:
         with console.status(f"scoring {events_path} as of {as_of.isoformat()} with {model.model_version}"):
-            frame = score_parquet(model, events_path, as_of, memory_limit=memory_limit, temp_dir=spill,
-                                  partitions=partitions)
+            if state_dir:
+                run = score_with_state(model, events_path, state_dir, as_of, memory_limit=memory_limit,
+                                       temp_dir=spill, partitions=partitions)
+                frame = run.frame
+            else:
+                frame = score_parquet(model, events_path, as_of, memory_limit=memory_limit, temp_dir=spill,
+                                      partitions=partitions)
     except EventLogError as exc:
         raise click.ClickException(str(exc)) from None
+    if state_dir:
+        files = f"{len(run.new_files)} new file(s), {run.new_rows:,} messages"
+        if run.full:
+            console.print(f"full run ({run.reason}): {files} read, {run.leads:,} leads scored; "
+                          f"state written to {state_dir}", highlight=False)
+        else:
+            why = "; ".join(f"{k}: {v:,}" for k, v in sorted(run.why.items()))
+            console.print(f"incremental run: {files} read, {run.rescored:,} of {run.leads:,} leads re-scored"
+                          + (f" ({why})" if why else " (nothing changed)") + f"; state in {state_dir} updated",
+                          highlight=False)
     if out:
         frame.to_parquet(out, index=False)
         console.print(f"{len(frame)} scores written to {out}", highlight=False)
