@@ -3,7 +3,7 @@ hand-written DuckDB query of the same rules) and a vectorised pandas version, in
 
     .venv/bin/python -m bench.scale_bench [--leads 20000] [--data /tmp/leadscore-bench]
         [--memory-limit 3GB] [--threads 2] [--sample 10000] [--pandas-max-events 20000000]
-        [--growth 20000,60000,100000] [--skip-default] [--typed]
+        [--growth 20000,60000,100000] [--skip-default] [--typed] [--only-incremental]
 
 1. The demo population of --leads leads is generated once as Parquet (DATA/leads-N/events.parquet;
    reused when present). 1,000,000 leads make ~48,000,000 events.
@@ -16,9 +16,12 @@ hand-written DuckDB query of the same rules) and a vectorised pandas version, in
    the process's peak RSS (DuckDB runs with memory_limit = --memory-limit and spills to a temp
    folder beyond it). pandas runs on a lead sample when the log has more than --pandas-max-events
    events; its time is then scaled to the whole log and labelled so.
-4. Incremental: a full run as of t1, then re-scoring as of t2 (one hour later) only the changed
-   leads, against a full run as of t2 (bench/playbook.yaml with its half-lives written as decay
-   steps: an exponential decay changes every visitor's points every hour). Checked equal.
+4. Incremental (leadscore.engine.state): a full run as of t1 (the log's end) writing its state, then
+   a new Parquet file in the log's folder with messages of 1% of the leads in the hour after t1, and
+   an incremental run as of t2 = t1 + 1 h (reads the new file only, re-scores the changed leads from
+   the state), against a full run of the whole folder as of t2 (bench/playbook.yaml with its
+   half-lives written as decay steps: an exponential decay changes every visitor's points every
+   hour). Checked equal on every lead and column. Work folder: DATA/incremental-N.
 5. --growth: the engine's time at several population sizes (linear growth check).
 --typed: everything runs on the typed log instead (properties and context as STRUCT columns, as a
 warehouse export keeps them): DATA/leads-N/events-typed.parquet, converted once from the JSON log
@@ -93,22 +96,30 @@ def child(kind: str, a: dict) -> dict:
         n = len(pandas_scores(files, as_of, leads, typed=a.get("typed", False)))
         return {"seconds": time.perf_counter() - t, "leads": n, "peak_mb": _peak_mb()}
     if kind == "incremental":
-        from leadscore.engine.incremental import LastRun, rescore_parquet
         from leadscore.engine.parquet import score_parquet
+        from leadscore.engine.state import score_with_state
         m = _stepped_playbook()
-        t2 = as_of
-        t1 = t2 - timedelta(hours=float(a["hours"]))
+        t1 = as_of
+        t2 = t1 + timedelta(hours=float(a["hours"]))
         opts = dict(memory_limit=a["memory_limit"], threads=a["threads"], temp_dir=tmp)
-        first = score_parquet(m, files[0], t1, **opts)
+        work = Path(a["work"])
+        log, new = _incremental_log(files[0], work, t1, t2)
         t = time.perf_counter()
-        full = score_parquet(m, files[0], t2, **opts)
-        full_s = time.perf_counter() - t
+        first = score_with_state(m, log, work / "state", t1, **opts)       # the full run, writing the state
+        state_s = time.perf_counter() - t
+        os.replace(new, log / new.name)                                     # the new messages land as a new file
         t = time.perf_counter()
-        inc = rescore_parquet(m, files[0], LastRun(t1, m.model_version, first), t2, **opts)
+        inc = score_with_state(m, log, work / "state", t2, **opts)
         inc_s = time.perf_counter() - t
+        t = time.perf_counter()
+        full = score_parquet(m, log, t2, **opts)
+        full_s = time.perf_counter() - t
         same = _compare(full, inc.frame, all_columns=True)
-        return {"full_seconds": full_s, "seconds": inc_s, "rescored": len(inc.rescored), "leads": len(full),
-                "identical": not same, "mismatch": same[:5], "peak_mb": _peak_mb()}
+        return {"full_seconds": full_s, "state_full_seconds": state_s, "seconds": inc_s, "rescored": inc.rescored,
+                "why": inc.why, "new_rows": inc.new_rows, "incremental_full": inc.full, "leads": len(full),
+                "first_full": first.full, "identical": not same and not inc.full, "mismatch": same[:5],
+                "state_mb": round((work / "state" / "state.duckdb").stat().st_size / 2**20),
+                "peak_mb": _peak_mb()}
     if kind == "agree":
         import duckdb
         import pandas as pd
@@ -126,6 +137,27 @@ def child(kind: str, a: dict) -> dict:
         return {"leads": len(engine), "floor": _compare(engine, floor), "pandas": _compare(engine, pandas),
                 "scored": int((engine["score"] != 0).sum()), "peak_mb": _peak_mb()}
     raise SystemExit(f"unknown child {kind!r}")
+
+
+def _incremental_log(src: str, work: Path, t1: datetime, t2: datetime, share: int = 100) -> tuple[Path, Path]:
+    """A log folder holding the log (linked) as consumed at t1, and beside it a new Parquet file of
+    messages at t2: 1 lead in ``share`` (by hash) repeats its three latest messages (new message ids)
+    at instants spread over (t1, t2]. Returns (the folder, the new file, to move into the folder)."""
+    import shutil
+
+    import duckdb
+    shutil.rmtree(work, ignore_errors=True)
+    log = work / "log"
+    log.mkdir(parents=True)
+    os.symlink(os.path.abspath(src), log / "part-0000.parquet")
+    span = int((t2 - t1).total_seconds() * 1e6) - 1
+    new = work / "part-0001.parquet"
+    at = f"TIMESTAMP '{t1:%Y-%m-%d %H:%M:%S}' + to_microseconds(CAST(1 + abs(hash(message_id)) % {span} AS BIGINT))"
+    duckdb.connect().execute(
+        f"COPY (SELECT * EXCLUDE (rn) REPLACE ('new-' || message_id AS message_id, {at} AS ts, {at} AS received_at) "
+        f"FROM (SELECT *, row_number() OVER (PARTITION BY lead_id ORDER BY ts DESC, message_id) AS rn "
+        f"FROM read_parquet('{src}') WHERE hash(lead_id) % {int(share)} = 7) WHERE rn <= 3) TO '{new}' (FORMAT parquet)")
+    return log, new
 
 
 def _compare(a, b, all_columns: bool = False) -> list[str]:
@@ -199,6 +231,18 @@ def _sample(path: Path, n: int) -> list[str]:
     return [r[0] for r in rows]
 
 
+def _incremental(ns, common: dict, data: Path, leads: int) -> dict:
+    inc = _run_child("incremental", {**common, "hours": ns.incremental_hours,
+                                     "work": str(data / f"incremental-{leads}{'-typed' if ns.typed else ''}")})
+    print(f"  incremental ({ns.incremental_hours:g} h later, a new file of {inc['new_rows']:,} messages): re-scored "
+          f"{inc['rescored']:,} of {inc['leads']:,} leads ({100 * inc['rescored'] / inc['leads']:.2f}%: {inc['why']}) "
+          f"in {inc['seconds']:.2f} s vs a full run {inc['full_seconds']:.2f} s = "
+          f"{100 * inc['seconds'] / inc['full_seconds']:.1f}% of it (the first run, full and writing the "
+          f"{inc['state_mb']:,} MB state: {inc['state_full_seconds']:.2f} s; peak {inc['peak_mb']:,.0f} MB); "
+          f"identical to the full run: {inc['identical']}" + ("" if inc["identical"] else f" {inc['mismatch']}"), flush=True)
+    return inc
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--leads", type=int, default=20_000)
@@ -214,6 +258,8 @@ def main(argv=None) -> int:
     p.add_argument("--skip-default", action="store_true", help="do not time the default model (video rules)")
     p.add_argument("--typed", action="store_true",
                    help="run on the typed log (properties/context as STRUCT columns), converted once from the JSON log")
+    p.add_argument("--only-incremental", action="store_true",
+                   help="run only the incremental measurement (4.), with its own full runs for reference")
     p.add_argument("--child")
     p.add_argument("--args", help="(internal) the child's arguments, a JSON file")
     ns = p.parse_args(argv)
@@ -234,6 +280,10 @@ def main(argv=None) -> int:
           f"{leads:,} leads, {n_events:,} events; DuckDB memory_limit {ns.memory_limit}, "
           f"{ns.threads} threads; as of {AS_OF:%Y-%m-%d}", flush=True)
 
+    if ns.only_incremental:
+        inc = _incremental(ns, common, data, leads)
+        print(json.dumps({"leads": leads, "events": n_events, "typed": ns.typed, "incremental": inc}, default=str))
+        return 0 if inc["identical"] else 1
     sample = _sample(path, min(ns.sample, leads))
     agree = _run_child("agree", {**common, "leads": sample})
     ok = not agree["floor"] and not agree["pandas"]
@@ -269,11 +319,7 @@ def main(argv=None) -> int:
                         f"SCALED ×{scale:.1f} from a {len(pl):,}-lead sample ({res['seconds']:.1f} s, {res['peak_mb']:.0f} MB measured)")
     else:
         pd_row = record("pandas, vectorised (playbook)", _run_child("pandas", common), n_events)
-    inc = _run_child("incremental", {**common, "hours": ns.incremental_hours})
-    print(f"  incremental ({ns.incremental_hours:g} h later): re-scored {inc['rescored']:,} of {inc['leads']:,} leads "
-          f"({100 * inc['rescored'] / inc['leads']:.2f}%) in {inc['seconds']:.2f} s vs a full run {inc['full_seconds']:.2f} s "
-          f"= {100 * inc['seconds'] / inc['full_seconds']:.1f}% of it; identical to the full run: {inc['identical']}"
-          + ("" if inc["identical"] else f" {inc['mismatch']}"), flush=True)
+    inc = _incremental(ns, common, data, leads)
     growth = []
     for g in [int(x) for x in ns.growth.split(",") if x.strip()]:
         gp = ensure_population(data, g)
