@@ -25,7 +25,9 @@ def _frame(model: Model, table) -> pd.DataFrame:
     DataFrame construction (per-column astype and concat cost ~1 ms a column, and a default model has ~100)."""
     if hasattr(table, "column_names"):
         names = [c.lower() for c in table.column_names]
-        cols = {n: table.column(i).to_numpy(zero_copy_only=False) for i, n in enumerate(names)}
+        # One array per column first: a chunked text column's to_numpy deduplicates its strings
+        # (~8x slower: 0.17 s against 0.02 s for 200,000 lead ids).
+        cols = {n: table.column(i).combine_chunks().to_numpy(zero_copy_only=False) for i, n in enumerate(names)}
     else:
         raw = pd.DataFrame(table)
         cols = {c.lower(): raw[c].to_numpy() for c in raw.columns}
