@@ -278,6 +278,7 @@ def _full(conn, model: Model, as_of: datetime, log: str, refs: str, files: dict[
     _run(conn, f"ATTACH {quote_literal(str(new))} AS st")
     try:
         rows = _stage(conn, model, sorted(files), log, "st.", as_of)
+        _run(conn, f"CREATE TABLE st.lead_next AS {next_change_sql(model, as_of)}")
         _run(conn, "CHECKPOINT st")
         if partitions is None:
             partitions = auto_partitions(rows, memory_limit_bytes(conn))
@@ -336,13 +337,13 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
         why = dict(_run(conn, "SELECT why, count(*) FROM ls_changed GROUP BY why"))
         n = sum(why.values())
         if n:
-            # The changed leads' rows, state and new files together, copied once (every rule scans them).
-            at = _ts(DUCKDB, as_of)
+            # The changed leads' rows, state and new files together, copied once (every rule scans them;
+            # their later rows too: they give the leads' next change, see next_change_sql).
             mine = "IN (SELECT lead_id FROM ls_changed)"
             both = {t: f"(SELECT * FROM st.{t} UNION ALL BY NAME SELECT * FROM ls_b_{t})" for t in tables}
-            copies = {"ev": f"SELECT * FROM {both['ev']} WHERE ts <= {at} AND lead_id {mine}",
-                      "trait_rows": f"SELECT * FROM {both['trait_rows']} WHERE ts <= {at} AND owner {mine}",
-                      "account_rows": f"SELECT * FROM {both['account_rows']} WHERE ts <= {at}",
+            copies = {"ev": f"SELECT * FROM {both['ev']} WHERE lead_id {mine}",
+                      "trait_rows": f"SELECT * FROM {both['trait_rows']} WHERE owner {mine}",
+                      "account_rows": f"SELECT * FROM {both['account_rows']}",
                       "population": f"SELECT DISTINCT lead_id FROM {both['population']} WHERE lead_id {mine}"}
             if "video_ev" in tables:
                 copies["video_ev"] = f"SELECT * FROM {both['video_ev']} WHERE lead_id {mine}"
@@ -350,6 +351,7 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
                 _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_c_{t} AS {sql}")
             _state_views(conn, model, as_of, None, schema="ls_c_")
             _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_fresh AS {_scores_sql(model, as_of)}")
+            _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_next AS {next_change_sql(model, as_of, 'ls_c_')}")
         _run(conn, "BEGIN TRANSACTION")
         try:
             for t in tables:
@@ -363,6 +365,8 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
             if n:
                 _run(conn, "DELETE FROM st.scores WHERE lead_id IN (SELECT lead_id FROM ls_changed)")
                 _run(conn, "INSERT INTO st.scores BY NAME SELECT * FROM ls_fresh")
+                _run(conn, "DELETE FROM st.lead_next WHERE lead_id IN (SELECT lead_id FROM ls_changed)")
+                _run(conn, "INSERT INTO st.lead_next BY NAME SELECT * FROM ls_next")
             _insert_files(conn, new, run)
             _run(conn, f"UPDATE st.meta SET value = {quote_literal(as_of.isoformat())} WHERE key = 'as_of'")
             _run(conn, f"UPDATE st.meta SET value = '{run}' WHERE key = 'run'")
@@ -371,7 +375,7 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
             _run(conn, "ROLLBACK")
             raise
     finally:
-        for t in [*(f"ls_b_{t}" for t in tables), *(f"ls_c_{t}" for t in tables), "ls_changed", "ls_fresh"]:
+        for t in [*(f"ls_b_{t}" for t in tables), *(f"ls_c_{t}" for t in tables), "ls_changed", "ls_fresh", "ls_next"]:
             _run(conn, f"DROP TABLE IF EXISTS temp.{t}")
     frame = _result(conn, model)
     reason = (f"{n} lead(s) re-scored ({', '.join(f'{k}: {v}' for k, v in sorted(why.items()))})" if n
@@ -379,11 +383,24 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
     return StateRun(frame, False, reason, n, len(frame), sorted(new), rows, why)
 
 
-def changed_leads_sql(model: Model, t1: datetime, t2: datetime) -> str:
-    """(lead_id, why) of every lead whose score as of t2 may differ from the state's as of t1, read
-    from the state's tables (``st.*``, as of t1) and the new files' staged rows (``ls_b_*``) alone."""
-    d, T1, T2 = DUCKDB, _ts(DUCKDB, t1), _ts(DUCKDB, t2)
-    parts = ["SELECT lead_id, 'new messages' AS why FROM ls_b_population"]
+def _plus(ts: str, td) -> str:
+    return f"({ts} + to_microseconds(CAST({int(round(td.total_seconds() * 1e6))} AS BIGINT)))"
+
+
+def next_change_sql(model: Model, t: datetime, schema: str = "st.") -> str:
+    """(lead_id, next_due, next_edge) from the state's rows in ``{schema}ev`` ...: for each lead, the
+    first instant from ``t`` on at which its score can change with no new message: its earliest
+    message later than ``t`` (``next_due``: a message consumed before its time, an event or a trait),
+    and the earliest instant ≥ t at which one of its events crosses an edge of the model
+    (``next_edge``: ts + W for a window, a decay step, an inactivity threshold or a stage's within;
+    for a continuous half-life decay, every instant: ``t`` itself). A lead with neither has no row.
+
+    An event at ts crosses an edge at duration D between t1 and t2 exactly when ts + D lies in
+    [t1, t2] (both ends kept, as ``incremental.changed_leads_sql``): so a lead needs re-scoring at t2
+    when its next_due or next_edge is ≤ t2. Kept per lead, this answers an incremental run from one
+    row per lead, not a scan of every event; a lead's row stays right until it is re-scored (all its
+    instants after the base lie after t2), and then it is computed again from its rows."""
+    T = _ts(DUCKDB, t)
     ev_edges, video_edges = [], []
     for rule in model.rules:
         match = _match(rule)
@@ -391,27 +408,43 @@ def changed_leads_sql(model: Model, t1: datetime, t2: datetime) -> str:
             continue
         edges = video_edges if rule.video else ev_edges
         if rule.decay is not None and rule.decay.half_life is not None:
-            edges.append(match)                                   # continuous decay: every matching lead
+            edges.append(f"CASE WHEN {match} THEN GREATEST(ts, {T}) END")   # continuous: changes all the time
             continue
         for edge in _edges(rule):
-            edges.append(f"({match} AND ts BETWEEN {_ts(d, t1 - edge)} AND {_ts(d, t2 - edge)})")
+            edges.append(f"CASE WHEN {match} AND {_plus('ts', edge)} >= {T} THEN {_plus('ts', edge)} END")
     for stage in model.stages:
         w = stage.when
         if w is not None and w.event and w.within is not None:
-            ev_edges.append(f"(event IN ({', '.join(quote_literal(e) for e in w.event)}) AND ts BETWEEN "
-                            f"{_ts(d, t1 - w.within)} AND {_ts(d, t2 - w.within)})")
-    # The messages consumed earlier whose time has come, and the events time moved across an edge.
-    due = f"ts > {T1} AND ts <= {T2}"
-    edge_or_due = (f"SELECT lead_id, CASE WHEN ts > {T1} THEN 'messages due since the last run' "
-                   f"ELSE 'crossed a window, decay or inactivity edge' END FROM {{t}} WHERE ts <= {T2} AND (ts > {T1}{{edges}})")
-    parts.append(edge_or_due.format(t="st.ev", edges="".join(f" OR {e}" for e in ev_edges)))
-    parts.append(f"SELECT owner, 'messages due since the last run' FROM st.trait_rows WHERE {due}")
+            match = f"event IN ({', '.join(quote_literal(e) for e in w.event)})"
+            ev_edges.append(f"CASE WHEN {match} AND {_plus('ts', w.within)} >= {T} THEN {_plus('ts', w.within)} END")
+    null = "CAST(NULL AS TIMESTAMP)"
+
+    def rows(table: str, edges: list[str]) -> str:
+        edge = f"LEAST({', '.join(edges)})" if edges else null
+        return (f"SELECT lead_id, CASE WHEN ts > {T} THEN ts END AS due, {edge} AS edge FROM {schema}{table} "
+                f"WHERE ts IS NOT NULL")
+    parts = [rows("ev", ev_edges),
+             f"SELECT owner AS lead_id, ts AS due, {null} AS edge FROM {schema}trait_rows WHERE ts > {T}"]
     if _uses_video(model):
-        parts.append(edge_or_due.format(t="st.video_ev", edges="".join(f" OR {e}" for e in video_edges)))
+        parts.append(rows("video_ev", video_edges))
+    return (f"SELECT lead_id, min(due) AS next_due, min(edge) AS next_edge FROM ({' UNION ALL '.join(parts)}) c "
+            f"WHERE lead_id IS NOT NULL AND (due IS NOT NULL OR edge IS NOT NULL) GROUP BY lead_id")
+
+
+def changed_leads_sql(model: Model, t1: datetime, t2: datetime) -> str:
+    """(lead_id, why) of every lead whose score as of t2 may differ from the state's as of t1, read
+    from the state's tables (``st.*``, as of t1: ``lead_next`` for time alone) and the new files'
+    staged rows (``ls_b_*``)."""
+    T1, T2 = _ts(DUCKDB, t1), _ts(DUCKDB, t2)
+    parts = ["SELECT lead_id, 'new messages' AS why FROM ls_b_population",
+             f"SELECT lead_id, CASE WHEN next_due <= {T2} THEN 'messages due since the last run' "
+             f"ELSE 'crossed a window, decay or inactivity edge' END FROM st.lead_next "
+             f"WHERE next_due <= {T2} OR next_edge <= {T2}"]
     if any(k.startswith("account.") for k in model_trait_keys(model)):
         # A group call changes its account's traits, so every member's score: a member is any lead whose
         # staged account_id rows name the account (a superset of the leads whose account it is now).
-        accounts = f"SELECT owner FROM st.account_rows WHERE {due} UNION SELECT owner FROM ls_b_account_rows WHERE ts <= {T2}"
+        accounts = (f"SELECT owner FROM st.account_rows WHERE ts > {T1} AND ts <= {T2} "
+                    f"UNION SELECT owner FROM ls_b_account_rows WHERE ts <= {T2}")
         members = "(SELECT owner, key, value FROM st.trait_rows UNION ALL SELECT owner, key, value FROM ls_b_trait_rows)"
         parts.append(f"SELECT owner, 'their account changed' FROM {members} m WHERE key = 'account_id' "
                      f"AND value IN ({accounts})")
@@ -421,4 +454,3 @@ def changed_leads_sql(model: Model, t1: datetime, t2: datetime) -> str:
     rank = "CASE why " + " ".join(f"WHEN {quote_literal(w)} THEN {k}" for k, w in enumerate(order)) + " END"
     return (f"SELECT lead_id, arg_min(why, {rank}) AS why FROM ({' UNION ALL '.join(parts)}) c "
             f"WHERE lead_id IS NOT NULL GROUP BY lead_id")
-
