@@ -44,6 +44,9 @@ def group(uid: str, at: str, mid: str, **traits) -> dict:
 DAY1 = [   # consumed by the full run as of T1
     identify("a", "2026-01-01T00:00:00Z", email="a@acme.com", seniority="manager"),
     track("a", "Email Opened", "2026-04-02T00:00:00Z"),      # 29 days old at T1, 31 at T2: the decay step is crossed
+    identify("a", "2026-05-02T00:00:00Z", seniority="vp"),   # already in the log, due only after T1
+    identify("b", "2025-12-01T00:00:00Z", seniority="vp"),   # b's newest seniority is director's (not vp)
+    identify("b", "2026-02-01T00:00:00Z", seniority="director"),
     identify("b", "2026-01-01T00:00:00Z", email="b@acme.com"),
     track("b", "Email Opened", "2026-04-20T00:00:00Z"),      # 11 → 13 days: nothing crossed
     track("b", "Demo Requested", "2026-04-21T00:00:00Z"),
@@ -62,11 +65,11 @@ DAY2 = [   # a new file, read by the incremental run as of T2
     group("h", "2026-05-02T00:00:00Z", "g2", industry="SaaS"),  # a new member sets acc1's industry: g too
     track("k", "Email Opened", "2026-04-29T00:00:00Z"),       # a late arrival (before T1)
 ]
-# Hand-worked as of T2: a's open halves (10 → 5); b keeps open 10 + demo 50; c's pricing leaves the
+# Hand-worked as of T2: a's open halves (10 → 5) and its vp identify of May 2 is due (+30); b keeps open 10 + demo 50; c's pricing leaves the
 # window (20 → 0); d turns idle (-10); e: open 10 + vp 30; f: demo 50; g: demo 50 + SaaS 25; h: SaaS 25;
 # k: its late open, 4 days old, 10.
 AT_T1 = {"a": 10, "b": 60, "c": 20, "d": 0, "e": 10, "g": 50, "k": 0}
-AT_T2 = {"a": 5, "b": 60, "c": 0, "d": -10, "e": 40, "f": 50, "g": 75, "h": 25, "k": 10}
+AT_T2 = {"a": 35, "b": 60, "c": 0, "d": -10, "e": 40, "f": 50, "g": 75, "h": 25, "k": 10}
 
 
 def _scores(frame) -> dict:
@@ -103,9 +106,11 @@ def test_new_files_rescore_only_the_changed_leads_and_equal_a_full_run(tmp_path,
     second = score_with_state(m, log, state, T2)
     assert not second.full, second.reason
     assert [os.path.basename(f) for f in second.new_files] == ["day2.parquet"] and second.new_rows == 4
+    assert second.why == {"messages due since the last run": 1, "crossed a window, decay or inactivity edge": 2,
+                          "new messages": 4, "their account changed": 1}
     rescored = dict(duckdb.connect(str(state_path(state)), read_only=True).sql(
         "SELECT lead_id, why FROM rescored").fetchall())
-    assert rescored == {"a": "crossed a window, decay or inactivity edge",
+    assert rescored == {"a": "messages due since the last run",
                         "c": "crossed a window, decay or inactivity edge",
                         "d": "crossed a window, decay or inactivity edge",
                         "e": "new messages", "f": "new messages", "h": "new messages", "k": "new messages",

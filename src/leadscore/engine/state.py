@@ -191,9 +191,15 @@ def _stage(conn, model: Model, files: list[str], log: str, prefix: str, compact_
     def compacted(rows: str) -> str:
         if compact_at is None:
             return rows
+        # One pass and a hash aggregate (not a window's sort: a user agent row per message can be most
+        # of the log): per (owner, key) the newest row at or before the instant, by (ts, message_id)
+        # as ``parquet._newest`` orders them, and the list of the later rows.
         at = _ts(d, compact_at)
-        return (f"SELECT owner, key, value, ts, message_id FROM ({rows}) c QUALIFY ts > {at} OR row_number() OVER "
-                f"(PARTITION BY owner, key ORDER BY ts <= {at} DESC, ts DESC, message_id DESC) = 1")
+        return (f"SELECT owner, key, r.value AS value, r.ts AS ts, r.message_id AS message_id FROM ("
+                f"SELECT owner, key, unnest(list_prepend(newest, COALESCE(later, []))) AS r FROM ("
+                f"SELECT owner, key, max(s) FILTER (WHERE s.ts <= {at}) AS newest, list(s) FILTER (WHERE s.ts > {at}) "
+                f"AS later FROM (SELECT owner, key, {{'ts': ts, 'message_id': message_id, 'value': value}} AS s "
+                f"FROM ({rows}) c WHERE ts IS NOT NULL) x GROUP BY owner, key) g) u WHERE r IS NOT NULL")
 
     lead_rows = "SELECT owner, key, value, ts, message_id FROM ls_trait_rows"
     _run(conn, f"{create}{prefix}trait_rows AS {compacted(lead_rows)}")
@@ -340,13 +346,18 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
             # The changed leads' rows, state and new files together, copied once (every rule scans them;
             # their later rows too: they give the leads' next change, see next_change_sql).
             mine = "IN (SELECT lead_id FROM ls_changed)"
-            both = {t: f"(SELECT * FROM st.{t} UNION ALL BY NAME SELECT * FROM ls_b_{t})" for t in tables}
-            copies = {"ev": f"SELECT * FROM {both['ev']} WHERE lead_id {mine}",
-                      "trait_rows": f"SELECT * FROM {both['trait_rows']} WHERE owner {mine}",
-                      "account_rows": f"SELECT * FROM {both['account_rows']}",
-                      "population": f"SELECT DISTINCT lead_id FROM {both['population']} WHERE lead_id {mine}"}
+
+            def rows_of(t: str, lead: str) -> str:
+                # The state's rows found by their row ids first: the filter scans only the lead column,
+                # and only the rows found are read whole (~2x faster than filtering whole rows).
+                return (f"SELECT * FROM st.{t} WHERE rowid IN (SELECT rowid FROM st.{t} WHERE {lead} {mine}) "
+                        f"UNION ALL BY NAME SELECT * FROM ls_b_{t} WHERE {lead} {mine}")
+            copies = {"ev": rows_of("ev", "lead_id"), "trait_rows": rows_of("trait_rows", "owner"),
+                      "account_rows": "SELECT * FROM st.account_rows UNION ALL BY NAME SELECT * FROM ls_b_account_rows",
+                      "population": f"SELECT DISTINCT lead_id FROM (SELECT lead_id FROM st.population UNION ALL "
+                                    f"SELECT lead_id FROM ls_b_population) p WHERE lead_id {mine}"}
             if "video_ev" in tables:
-                copies["video_ev"] = f"SELECT * FROM {both['video_ev']} WHERE lead_id {mine}"
+                copies["video_ev"] = rows_of("video_ev", "lead_id")
             for t, sql in copies.items():
                 _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_c_{t} AS {sql}")
             _state_views(conn, model, as_of, None, schema="ls_c_")
