@@ -14,6 +14,12 @@ A lead's score as of t2 can differ from its score as of t1 only when
 The edges are tested in SQL over the event log, against each rule's cheap match (event names /
 message type; a superset of what the rule counts), so the result is a superset of the leads whose
 score changed, and re-scoring them gives exactly what a full run gives (tests/engine/test_incremental.py).
+
+:func:`rescore_parquet` reads the whole log again on every run (to find the changed leads, then to
+copy their history). For a log folder that grows by new files, :mod:`leadscore.engine.state` keeps
+what a full run staged in a state file and reads only the new files: the same edges, answered from
+one row per lead (``state.next_change_sql``), the same compiled query over the changed leads' rows
+(``leadscore score --events DIR --state S``).
 """
 from __future__ import annotations
 

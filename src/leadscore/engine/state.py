@@ -10,24 +10,28 @@ A full run with a state directory writes ``DIR/state.duckdb``, one DuckDB file h
   instant is kept, plus every later row, which is all a later instant can pick from;
 * ``population``: every lead id of the log; ``video_ev``: the video events' typed columns (only for
   a model with video rules);
+* ``lead_next``: per lead, the first instant after the run's at which its score can change with no
+  new message: its next message consumed ahead of its time, its next edge crossing (``next_change_sql``);
 * ``scores``: the last result, one row per lead; ``files``: the log's files consumed (absolute path,
   size, mtime); ``meta``: the model version, the instant, the log, a fingerprint of the other inputs
   (video catalog, disposable-domain list) and the run number; ``rescored``: the last run's leads and why.
 
 A later run with that state reads only the log's new files (new messages land as new Parquet files:
 time-partitioned exports, our own writer), stages their rows the same way and appends them, finds
-the leads whose score can have changed from the state's narrow columns alone (never the raw log):
+the leads whose score can have changed from the state alone (never the raw log):
 
 * every lead with a message in a new file (new leads, new events, late arrivals, new traits);
-* every lead with a staged message or trait in ``(t1, t2]`` (a message consumed earlier whose time
-  had not come);
-* every lead with an event that time moved across an edge of the model: a window, a decay step, an
-  inactivity threshold or a stage's ``within`` (``leadscore.engine.incremental``'s edges; a rule with
-  a continuous half-life decay re-scores every lead with a matching event);
-* when the model reads account traits, every member of an account with a new group call;
+* every lead whose ``lead_next`` instant is reached: a staged message or trait in ``(t1, t2]`` (consumed
+  before its time had come), or an event that time moved across an edge of the model: a window, a
+  decay step, an inactivity threshold or a stage's ``within`` (``leadscore.engine.incremental``'s
+  edges; a rule with a continuous half-life decay re-scores every lead with a matching event, so
+  write decays as steps where incremental runs matter: ``incremental.half_lives_as_steps``);
+* when the model reads account traits, every member of an account with a new group call (or one
+  consumed before its time);
 
-re-scores those leads from the state (the same compiled query, over views of the state's tables)
-and replaces their rows of ``scores``. The result equals a full run of the whole log at the new
+re-scores those leads from a copy of their rows (the same compiled query, over views of them), and
+replaces their rows of ``scores`` and ``lead_next``. The output is read back from ``scores`` in a
+full run's order (score descending, then lead_id). The result equals a full run of the whole log at the new
 instant on every lead and column (tests/engine/test_state.py, JSON and typed logs).
 
 A full run is made instead, with the reason, when there is no state, the model version, the log's
@@ -35,10 +39,14 @@ path or the other inputs differ, the instant is earlier than the state's, or a c
 changed or removed (a rewritten file's messages cannot be told apart from the ones already staged).
 
 Crash safety: a full run writes ``state.duckdb.new`` and renames it over ``state.duckdb`` only once
-it is complete and checkpointed (a rename is atomic); an incremental run makes all its changes to the
-state in one DuckDB transaction, committed only after the new scores are in it, so a crash before
-the commit leaves the previous state (DuckDB drops an uncommitted transaction's WAL records when it
-next opens the file) and a crash after it leaves the new one.
+it is complete and checkpointed (a rename is atomic; a leftover ``.new`` is removed by the next full
+run). An incremental run writes only temp tables until everything is computed, then makes all its
+changes to the state (rows appended, scores and lead_next replaced, files, instant) in one DuckDB
+transaction: a crash before the commit leaves the previous state (DuckDB ignores an uncommitted
+transaction's WAL records when it next opens the file), a crash after it the new one; the file is
+checkpointed when the run detaches it. A run that fails (an unreadable new file, say) leaves the
+state as it was (tests/engine/test_state.py). Two runs on one state at once: DuckDB's file lock
+refuses the second.
 """
 from __future__ import annotations
 
