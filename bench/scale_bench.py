@@ -60,6 +60,14 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _reset_peak() -> None:
+    """Start this process's VmHWM again from its current RSS (Linux: clear_refs 5), to measure one step."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def _stepped_playbook():
     import yaml
 
@@ -104,22 +112,30 @@ def child(kind: str, a: dict) -> dict:
         opts = dict(memory_limit=a["memory_limit"], threads=a["threads"], temp_dir=tmp)
         work = Path(a["work"])
         log, new = _incremental_log(files[0], work, t1, t2)
+        peaks = {}
+        _reset_peak()
         t = time.perf_counter()
         first = score_with_state(m, log, work / "state", t1, **opts)       # the full run, writing the state
-        state_s = time.perf_counter() - t
+        state_s, first_full = time.perf_counter() - t, first.full
+        del first
+        peaks["state_full"] = _peak_mb()
         os.replace(new, log / new.name)                                     # the new messages land as a new file
+        _reset_peak()
         t = time.perf_counter()
         inc = score_with_state(m, log, work / "state", t2, **opts)
         inc_s = time.perf_counter() - t
+        peaks["incremental"] = _peak_mb()
+        _reset_peak()
         t = time.perf_counter()
         full = score_parquet(m, log, t2, **opts)
         full_s = time.perf_counter() - t
+        peaks["full"] = _peak_mb()
         same = _compare(full, inc.frame, all_columns=True)
         return {"full_seconds": full_s, "state_full_seconds": state_s, "seconds": inc_s, "rescored": inc.rescored,
                 "why": inc.why, "new_rows": inc.new_rows, "incremental_full": inc.full, "leads": len(full),
-                "first_full": first.full, "identical": not same and not inc.full, "mismatch": same[:5],
+                "first_full": first_full, "identical": not same and not inc.full, "mismatch": same[:5],
                 "state_mb": round((work / "state" / "state.duckdb").stat().st_size / 2**20),
-                "peak_mb": _peak_mb()}
+                "peak_mb_by_run": {k: round(v) for k, v in peaks.items()}, "peak_mb": max(peaks.values())}
     if kind == "agree":
         import duckdb
         import pandas as pd
@@ -238,7 +254,7 @@ def _incremental(ns, common: dict, data: Path, leads: int) -> dict:
           f"{inc['rescored']:,} of {inc['leads']:,} leads ({100 * inc['rescored'] / inc['leads']:.2f}%: {inc['why']}) "
           f"in {inc['seconds']:.2f} s vs a full run {inc['full_seconds']:.2f} s = "
           f"{100 * inc['seconds'] / inc['full_seconds']:.1f}% of it (the first run, full and writing the "
-          f"{inc['state_mb']:,} MB state: {inc['state_full_seconds']:.2f} s; peak {inc['peak_mb']:,.0f} MB); "
+          f"{inc['state_mb']:,} MB state: {inc['state_full_seconds']:.2f} s; peak MB by run {inc['peak_mb_by_run']}); "
           f"identical to the full run: {inc['identical']}" + ("" if inc["identical"] else f" {inc['mismatch']}"), flush=True)
     return inc
 
