@@ -61,10 +61,10 @@ import pyarrow as pa
 
 from leadscore.engine.compile import Sources, compile_model
 from leadscore.engine.incremental import _edges, _match, _ts
-from leadscore.engine.parquet import (PREDICTIONS_SCHEMA, _newest, _run, _trait_rows_sql, auto_partitions,
+from leadscore.engine.parquet import (PREDICTIONS_SCHEMA, STAGE_MIN_ROWS, _newest, _run, _trait_rows_sql, auto_partitions,
                                       browser_table, catalog_table, check_columns, disposable_table, lead_part_sql,
                                       log_access, log_relation, log_views, memory_limit_bytes,
-                                      model_trait_keys, open_duckdb, parquet_files)
+                                      model_trait_keys, open_duckdb, parquet_files, register_log)
 from leadscore.engine.score import _frame, to_naive_utc
 from leadscore.model.schema import Model
 from leadscore.store.dialect import DUCKDB, quote_literal
@@ -100,9 +100,12 @@ def state_path(state_dir: str | Path) -> Path:
 def score_with_state(model: Model, events_path: str | Path, state_dir: str | Path, as_of: datetime,
                      catalog: str | Path | None = None, conn=None, memory_limit: str | None = None,
                      threads: int | None = None, temp_dir: str | None = None,
-                     partitions: int | None = None) -> StateRun:
+                     partitions: int | None = None, stage: bool | None = None) -> StateRun:
     """Score a Parquet event log (a folder of files, or one file) as of ``as_of``, incrementally from
-    the state in ``state_dir`` when it allows, else fully (writing the state); see the module doc."""
+    the state in ``state_dir`` when it allows, else fully (writing the state); see the module doc.
+    A full run's ``partitions`` are as :func:`leadscore.engine.parquet.score_parquet`'s; ``stage``:
+    score it from the state's staged rows (default: for logs of ``STAGE_MIN_ROWS`` messages or more;
+    a smaller log is scored faster straight from its files). Either way the state is written."""
     as_of = to_naive_utc(as_of)
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +125,7 @@ def score_with_state(model: Model, events_path: str | Path, state_dir: str | Pat
                     return _incremental(conn, model, as_of, log, files)
             finally:
                 _run(conn, "DETACH DATABASE IF EXISTS st")
-        return _full(conn, model, as_of, log, refs, files, path, why, partitions)
+        return _full(conn, model, as_of, log, refs, files, path, why, partitions, catalog, stage)
     finally:
         if own:
             conn.close()
@@ -284,7 +287,7 @@ def _result(conn, model: Model) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- the two runs
 def _full(conn, model: Model, as_of: datetime, log: str, refs: str, files: dict[str, tuple[int, int]],
-          path: Path, why: str, partitions: int | None) -> StateRun:
+          path: Path, why: str, partitions: int | None, catalog, stage: bool | None) -> StateRun:
     """Stage the whole log into a new state file, score every lead from it, then put it in place."""
     new = path.with_name(path.name + ".new")
     for f in (new, Path(f"{new}.wal")):
@@ -296,7 +299,12 @@ def _full(conn, model: Model, as_of: datetime, log: str, refs: str, files: dict[
         _run(conn, "CHECKPOINT st")
         if partitions is None:
             partitions = auto_partitions(rows, memory_limit_bytes(conn))
-        if partitions <= 1:
+        if partitions <= 1 and not (rows >= STAGE_MIN_ROWS if stage is None else stage):
+            # A small log scores faster straight from its files (as score_parquet does below
+            # STAGE_MIN_ROWS) than through each rule's scan of the compressed staged rows.
+            sources = register_log(conn, model, log, as_of, catalog)
+            _run(conn, f"CREATE TABLE st.scores AS {compile_model(model, DUCKDB, as_of, sources=sources).sql}")
+        elif partitions <= 1:
             _state_views(conn, model, as_of, None)
             _run(conn, f"CREATE TABLE st.scores AS {_scores_sql(model, as_of)}")
         for index in range(partitions if partitions > 1 else 0):
