@@ -128,10 +128,10 @@ def test_new_files_rescore_only_the_changed_leads_and_equal_a_full_run(tmp_path,
     assert_same_scores(score_parquet(m, log, T3), third.frame)
 
 
-@pytest.mark.parametrize("how", [{"stage": True}, {"partitions": 2}], ids=["staged", "partitions"])
-def test_a_full_run_from_the_staged_rows_or_in_partitions(tmp_path, how):
-    """The full run scored from the state's staged rows (what logs of 10M messages or more get), whole
-    or in lead partitions: the same scores, and a state the next run carries on from."""
+@pytest.mark.parametrize("how", [{"stage": False}, {"partitions": 2}], ids=["from-the-files", "partitions"])
+def test_a_full_run_from_the_files_or_in_partitions(tmp_path, how):
+    """The full run scored straight from the log's files, or from the staged rows in lead partitions:
+    the same scores, and a state the next run carries on from."""
     log, add_day2 = _logs(tmp_path, False)
     m = model(STATE_MODEL)
     first = score_with_state(m, log, tmp_path / "state", T1, **how)

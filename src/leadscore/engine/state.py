@@ -61,7 +61,7 @@ import pyarrow as pa
 
 from leadscore.engine.compile import Sources, compile_model
 from leadscore.engine.incremental import _edges, _match, _ts
-from leadscore.engine.parquet import (PREDICTIONS_SCHEMA, STAGE_MIN_ROWS, _newest, _run, _trait_rows_sql, auto_partitions,
+from leadscore.engine.parquet import (PREDICTIONS_SCHEMA, _newest, _run, _trait_rows_sql, auto_partitions,
                                       browser_table, catalog_table, check_columns, disposable_table, lead_part_sql,
                                       log_access, log_relation, log_views, memory_limit_bytes,
                                       model_trait_keys, open_duckdb, parquet_files, register_log)
@@ -103,9 +103,10 @@ def score_with_state(model: Model, events_path: str | Path, state_dir: str | Pat
                      partitions: int | None = None, stage: bool | None = None) -> StateRun:
     """Score a Parquet event log (a folder of files, or one file) as of ``as_of``, incrementally from
     the state in ``state_dir`` when it allows, else fully (writing the state); see the module doc.
-    A full run's ``partitions`` are as :func:`leadscore.engine.parquet.score_parquet`'s; ``stage``:
-    score it from the state's staged rows (default: for logs of ``STAGE_MIN_ROWS`` messages or more;
-    a smaller log is scored faster straight from its files). Either way the state is written."""
+    A full run's ``partitions`` are as :func:`leadscore.engine.parquet.score_parquet`'s; it scores
+    from the rows it has just staged for the state, or with ``stage=False`` straight from the log's
+    files (slower: measured on 200,000 leads / 9.6M typed messages, 14.1 s against 11.7 s, as the
+    log is read twice). Either way the state is written."""
     as_of = to_naive_utc(as_of)
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -299,9 +300,7 @@ def _full(conn, model: Model, as_of: datetime, log: str, refs: str, files: dict[
         _run(conn, "CHECKPOINT st")
         if partitions is None:
             partitions = auto_partitions(rows, memory_limit_bytes(conn))
-        if partitions <= 1 and not (rows >= STAGE_MIN_ROWS if stage is None else stage):
-            # A small log scores faster straight from its files (as score_parquet does below
-            # STAGE_MIN_ROWS) than through each rule's scan of the compressed staged rows.
+        if partitions <= 1 and stage is False:
             sources = register_log(conn, model, log, as_of, catalog)
             _run(conn, f"CREATE TABLE st.scores AS {compile_model(model, DUCKDB, as_of, sources=sources).sql}")
         elif partitions <= 1:
