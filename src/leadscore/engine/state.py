@@ -77,10 +77,6 @@ STATE_SOURCES = Sources(events="ls_s_events", traits="ls_s_traits", account_trai
                         population="ls_s_population", catalog="video_catalog", predictions="lead_predictions")
 
 
-class StateError(ValueError):
-    """The state directory cannot be used (the message says why and where)."""
-
-
 @dataclass
 class StateRun:
     frame: pd.DataFrame                 # every lead, as a full run of the whole log as of ``as_of`` gives
@@ -198,7 +194,10 @@ def _stage(conn, model: Model, files: list[str], log: str, prefix: str, compact_
     for name, sql in views.views:
         _run(conn, f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
     compiled = compile_model(model, d, UNBOUNDED, sources=Sources(events="ls_events", access=access))
-    _run(conn, f"{create}{prefix}ev AS {compiled.events_sql}")
+    # The text columns typed as text whatever the files say: a column a file holds only nulls of may
+    # be read as INTEGER, and the state's table must take a later file's text.
+    text = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in ("lead_id", "message_id", "type", "event", "name"))
+    _run(conn, f"{create}{prefix}ev AS SELECT * REPLACE ({text}) FROM ({compiled.events_sql}) s")
 
     def compacted(rows: str) -> str:
         if compact_at is None:
@@ -213,8 +212,12 @@ def _stage(conn, model: Model, files: list[str], log: str, prefix: str, compact_
                 f"AS later FROM (SELECT owner, key, {{'ts': ts, 'message_id': message_id, 'value': value}} AS s "
                 f"FROM ({rows}) c WHERE ts IS NOT NULL) x GROUP BY owner, key) g) u WHERE r IS NOT NULL")
 
+    def typed_rows(rows: str) -> str:
+        return (f"SELECT CAST(owner AS VARCHAR) AS owner, CAST(key AS VARCHAR) AS key, CAST(value AS VARCHAR) AS value, "
+                f"ts, CAST(message_id AS VARCHAR) AS message_id FROM ({rows}) r")
+
     lead_rows = "SELECT owner, key, value, ts, message_id FROM ls_trait_rows"
-    _run(conn, f"{create}{prefix}trait_rows AS {compacted(lead_rows)}")
+    _run(conn, f"{create}{prefix}trait_rows AS {typed_rows(compacted(lead_rows))}")
     if "browser" in keys:
         # Each message's user agent, its browser named in Python (uap-core) for the few distinct ones;
         # the newest wins among them and the identify traits alike (as ``parquet.lead_ua_sql`` + _newest).
@@ -232,8 +235,8 @@ def _stage(conn, model: Model, files: list[str], log: str, prefix: str, compact_
         _run(conn, "DROP TABLE ls_ua_rows")
     acct_keys = {k[len("account."):] for k in keys if k.startswith("account.")}
     acct_rows = _trait_rows_sql(d, "ls_group_msgs", "group_id", acct_keys, access)
-    _run(conn, f"{create}{prefix}account_rows AS {compacted(acct_rows)}")
-    _run(conn, f"{create}{prefix}population AS SELECT lead_id FROM ls_population")
+    _run(conn, f"{create}{prefix}account_rows AS {typed_rows(compacted(acct_rows))}")
+    _run(conn, f"{create}{prefix}population AS SELECT CAST(lead_id AS VARCHAR) AS lead_id FROM ls_population")
     if _uses_video(model):
         # The video reconstruction reads the typed video columns, never the properties/context text.
         _run(conn, f"{create}{prefix}video_ev AS SELECT * REPLACE (CAST(NULL AS VARCHAR) AS properties, "
