@@ -232,3 +232,50 @@ def test_a_generated_population_in_two_files_equals_a_full_run(tmp_path):
     # With decay steps only the leads near an edge or with messages due are re-scored; half-lives
     # change every visitor's points.
     assert 0 < rescored["stepped"] < rescored["default"], rescored
+
+
+_CRASH = """
+import os, sys
+from datetime import datetime
+import leadscore.engine.state as state
+from tests.engine.helpers import model
+from tests.engine.test_state import STATE_MODEL, T2
+run, when = state._run, sys.argv[3]
+
+def crashing(conn, sql):
+    if sql == "COMMIT" and when == "before":
+        os._exit(9)                      # the process dies inside the transaction
+    out = run(conn, sql)
+    if sql == "COMMIT" and when == "after":
+        os._exit(9)                      # dies right after the commit, before the state is detached
+    return out
+
+state._run = crashing
+state.score_with_state(model(STATE_MODEL), sys.argv[1], sys.argv[2], T2)
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_crash_around_the_commit_leaves_a_usable_state(tmp_path, when):
+    """A process killed just before its transaction commits leaves the state as of T1 (the next run
+    redoes the work); killed just after, the state is as of T2 (the WAL is replayed on the next open)."""
+    import subprocess
+    import sys
+    log, add_day2 = _logs(tmp_path, False)
+    state = tmp_path / "state"
+    m = model(STATE_MODEL)
+    score_with_state(m, log, state, T1)
+    add_day2()
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, "-c", _CRASH, str(log), str(state), when], capture_output=True, text=True,
+                          cwd=root)
+    assert proc.returncode == 9, proc.stderr
+    with duckdb.connect(str(state_path(state)), read_only=True) as conn:
+        as_of = dict(conn.sql("SELECT key, value FROM meta").fetchall())["as_of"]
+        files = sorted(os.path.basename(r[0]) for r in conn.sql("SELECT path FROM files").fetchall())
+    expected_as_of = T1 if when == "before" else T2
+    assert as_of == expected_as_of.isoformat()
+    assert files == (["day1.parquet"] if when == "before" else ["day1.parquet", "day2.parquet"])
+    run = score_with_state(m, log, state, T2)
+    assert not run.full and _scores(run.frame) == AT_T2
+    assert run.rescored == (8 if when == "before" else 0)
