@@ -202,9 +202,11 @@ def _stepped_default():
     return parse_model(yaml.safe_dump(raw), "stepped.yaml")
 
 
-def test_a_generated_population_in_two_files_equals_a_full_run(tmp_path):
+@pytest.mark.parametrize("typed", [False, True], ids=["json", "typed"])
+def test_a_generated_population_in_two_files_equals_a_full_run(tmp_path, typed):
     """The demo population (video, browsers, accounts, every rule kind of the default model) split
-    into the messages received by t1 and the rest, with 5% of the older ones arriving late."""
+    into the messages received by t1 and the rest, with 5% of the older ones arriving late (typed:
+    each file converted on its own, so each has its own STRUCT types)."""
     write_population(DemoConfig(300, seed=5), tmp_path, "parquet")
     log = tmp_path / "log"
     log.mkdir()
@@ -212,7 +214,13 @@ def test_a_generated_population_in_two_files_equals_a_full_run(tmp_path):
     t1, t2, t3 = datetime(2026, 10, 10), datetime(2026, 10, 12, 6), datetime(2026, 10, 20)
     conn = duckdb.connect()
     late = f"(received_at <= TIMESTAMP '{t1}' AND hash(message_id) % 20 <> 0)"
-    conn.execute(f"COPY (SELECT * FROM '{tmp_path}/events.parquet' WHERE {late}) TO '{log}/part-1.parquet'")
+
+    def write(where: str, name: str) -> None:
+        target = tmp_path / name if typed else log / name
+        conn.execute(f"COPY (SELECT * FROM '{tmp_path}/events.parquet' WHERE {where}) TO '{target}'")
+        if typed:
+            convert_to_typed(target, log / name)
+    write(late, "part-1.parquet")
     rows = pq.ParquetFile(tmp_path / "events.parquet").metadata.num_rows
     rescored = {}
     for m in (_stepped_default(), load_model("models/default.yaml")):
@@ -220,7 +228,7 @@ def test_a_generated_population_in_two_files_equals_a_full_run(tmp_path):
         (log / "part-2.parquet").unlink(missing_ok=True)
         first = score_with_state(m, log, state, t1)
         assert first.full
-        conn.execute(f"COPY (SELECT * FROM '{tmp_path}/events.parquet' WHERE NOT {late}) TO '{log}/part-2.parquet'")
+        write(f"NOT {late}", "part-2.parquet")
         second = score_with_state(m, log, state, t2)
         assert not second.full and first.new_rows + second.new_rows == rows
         assert_same_scores(score_parquet(m, log, t2), second.frame)
