@@ -222,3 +222,66 @@ def test_the_partition_count_follows_the_log_size_and_memory_limit():
     assert memory_limit_bytes(open_duckdb("1GB")) == pytest.approx(10**9, rel=0.01)   # DuckDB shows 953.6 MiB
     with pytest.raises(ValueError, match="partitions=2: .* 1 when scoring a list of leads"):
         score_parquet(model(TRAIT_MODEL), "unused.parquet", datetime(2026, 4, 1), leads=["a"], partitions=2)
+
+
+def _clustered(path, out, rows_per_group: int) -> str:
+    """The log rewritten ordered by lead, in row groups of ``rows_per_group`` messages."""
+    table = pq.read_table(path)
+    table = table.sort_by([("lead_id", "ascending"), ("ts", "ascending"), ("message_id", "ascending")])
+    pq.write_table(table, out, row_group_size=rows_per_group)
+    return str(out)
+
+
+def test_lead_ranges_cut_at_row_groups_and_never_inside_a_lead(tmp_path):
+    from leadscore.engine.parquet import lead_ranges
+
+    def log(name, leads, group):
+        pq.write_table(pa.table({"lead_id": leads}), tmp_path / name, row_group_size=group)
+        return tmp_path / name
+
+    # row groups [a a] [a b] [c c] [d e]: lead a spans the first two, so they are one block of 4
+    clustered = log("c.parquet", ["a", "a", "a", "b", "c", "c", "d", "e"], 2)
+    assert lead_ranges(clustered, 4) == [(None, "c"), ("c", None)]
+    assert lead_ranges(clustered, 2) == [(None, "c"), ("c", "d"), ("d", None)]
+    assert lead_ranges(clustered, 8) is None                       # one range holds it all: one pass
+    # a log in time order: every row group holds leads from a to d, the groups overlap
+    assert lead_ranges(log("t.parquet", ["a", "d", "b", "c", "a", "d"], 2), 2) is None
+    assert lead_ranges(log("n.parquet", ["a", "b"], 1), 1) == [(None, "b"), ("b", None)]
+
+
+def test_a_lead_clustered_log_is_scored_range_by_range_with_the_one_pass_scores(demo_log, tmp_path, monkeypatch):
+    """A log ordered by lead is scored in lead ranges by default (each range a query over its own row
+    groups): every lead, column and the order equal one pass over the whole log."""
+    import leadscore.engine.parquet as parquet
+    config, out = demo_log
+    path = _clustered(out / "events.parquet", tmp_path / "clustered.parquet", 1000)
+    m = load_model("models/default.yaml")
+    one = score_parquet(m, path, DEMO_AS_OF, stage=False, partitions=1)
+    ranges = []
+    real = parquet._score_ranges
+    monkeypatch.setattr(parquet, "rows_per_range", lambda memory: 3000)
+    monkeypatch.setattr(parquet, "_score_ranges", lambda *a: ranges.append(a[-1]) or real(*a))
+    parts = score_parquet(m, path, DEMO_AS_OF)
+    assert len(ranges) == 1 and len(ranges[0]) >= 3
+    assert list(parts["lead_id"]) == list(one["lead_id"])
+    assert_same_scores(one, parts)
+
+
+def test_an_account_trait_reaches_members_in_every_lead_range(tmp_path, monkeypatch):
+    """Lead a's group call names the account's industry; lead b, in the next lead range, reads it too."""
+    import leadscore.engine.parquet as parquet
+    msgs = [
+        {"type": "group", "userId": "lead-a", "groupId": "acc1", "timestamp": "2026-01-02T00:00:00Z",
+         "traits": {"name": "Acme", "industry": "SaaS"}, "messageId": "g1"},
+        page("lead-a", "/", "2026-01-05T00:00:00Z"),
+        {"type": "group", "userId": "lead-b", "groupId": "acc1", "timestamp": "2026-01-03T00:00:00Z",
+         "traits": {}, "messageId": "g2"},
+        page("lead-b", "/pricing", "2026-03-01T00:00:00Z"),
+    ]
+    path = _clustered(write_log(tmp_path / "log.parquet", msgs), tmp_path / "clustered.parquet", 2)
+    assert parquet.lead_ranges(path, 2) == [(None, "lead-b"), ("lead-b", None)]
+    monkeypatch.setattr(parquet, "rows_per_range", lambda memory: 2)
+    frame = score_parquet(model(TRAIT_MODEL), path, datetime(2026, 4, 1)).set_index("lead_id")
+    # a: SaaS account 7; b: SaaS account 7 + pricing 20 = 27, ranked first.
+    assert list(frame.index) == ["lead-b", "lead-a"]
+    assert (frame.loc["lead-a", "score"], frame.loc["lead-b", "rule:saas"], frame.loc["lead-b", "score"]) == (7, 7, 27)

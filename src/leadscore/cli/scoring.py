@@ -140,8 +140,8 @@ def leads_table(frame, model, top: int, title: str) -> Table:
 @click.option("--spill", type=click.Path(file_okay=False), default=None,
               help="With --events on sql: the folder for spilled work and the staged rows.")
 @click.option("--partitions", type=click.IntRange(1, 4096), default=None,
-              help="With --events on sql: score the leads in this many hash partitions (default: from the "
-                   "log's size and the memory limit).")
+              help="With --events on sql: score the leads in this many hash partitions (default: a log "
+                   "clustered by lead in lead ranges, else partitions from the log's size and the memory limit).")
 @click.option("--state", "state_dir", type=click.Path(file_okay=False), default=None,
               help="With --events on sql: keep the run's state in this folder; the next run reads only the "
                    "log's new files and re-scores only the leads that changed (the first run is a full one).")
