@@ -173,6 +173,9 @@ def test_what_forces_a_full_run(tmp_path):
     (log / "day2.parquet").unlink()
     run = score_with_state(other, log, state, T2)
     assert run.full and "day2.parquet was consumed by an earlier run and is gone" in run.reason
+    (log / "videos.yaml").write_text("videos:\n- {id: v1, title: Demo, category: product, duration: 60}\n")
+    run = score_with_state(other, log, state, T2)
+    assert run.full and "the video catalog or the disposable-domain list changed" in run.reason
     run = score_with_state(other, tmp_path / "log" / "day1.parquet", state, T2)
     assert run.full and "the state is of the log" in run.reason
 

@@ -112,7 +112,7 @@ def score_with_state(model: Model, events_path: str | Path, state_dir: str | Pat
     own = conn is None
     conn = conn or open_duckdb(memory_limit, threads, temp_dir)
     try:
-        refs = _register_references(conn, events_path, catalog)
+        refs = _register_references(conn, events_path, catalog) + "/" + _staging_fingerprint(model)
         why = f"no state in {state_dir} yet"
         if path.exists():
             _run(conn, f"ATTACH {quote_literal(str(path))} AS st")
@@ -150,6 +150,14 @@ def _register_references(conn, events_path, catalog) -> str:
     return digest.hexdigest()[:16]
 
 
+def _staging_fingerprint(model: Model) -> str:
+    """A digest of the SQL that stages a JSON log's rows for ``model``: another version of the engine
+    that extracts or names them otherwise cannot append to this state's tables."""
+    views = log_views(DUCKDB, "raw", _ts(DUCKDB, UNBOUNDED), True, model_trait_keys(model), None).views
+    events = compile_model(model, DUCKDB, UNBOUNDED, sources=Sources(events="ls_events")).events_sql
+    return hashlib.sha256(repr((STATE_FORMAT, views, events)).encode()).hexdigest()[:16]
+
+
 def _full_needed(conn, model: Model, as_of: datetime, log: str, refs: str,
                  files: dict[str, tuple[int, int]]) -> str | None:
     """Why the state cannot be carried forward to ``as_of`` (None: it can)."""
@@ -165,6 +173,8 @@ def _full_needed(conn, model: Model, as_of: datetime, log: str, refs: str,
     if meta.get("log") != log:
         return f"the state is of the log {meta.get('log')}, not {log}"
     if meta.get("references") != refs:
+        if meta.get("references", "").split("/")[-1] != refs.split("/")[-1]:
+            return "the engine stages rows differently from when the state was written (leadscore changed)"
         return "the video catalog or the disposable-domain list changed since the state was written"
     last = datetime.fromisoformat(meta["as_of"])
     if as_of < last:
