@@ -13,8 +13,8 @@ A full run with a state directory writes ``DIR/state.duckdb``, one DuckDB file h
 * ``lead_next``: per lead, the first instant after the run's at which its score can change with no
   new message: its next message consumed ahead of its time, its next edge crossing (``next_change_sql``);
 * ``scores``: the last result, one row per lead; ``files``: the log's files consumed (absolute path,
-  size, mtime); ``meta``: the model version, the instant, the log, a fingerprint of the other inputs
-  (video catalog, disposable-domain list) and the run number; ``rescored``: the last run's leads and why.
+  size, mtime); ``meta``: the model version, the instant, the log, a digest of the other inputs
+  (video catalog, disposable-domain list) and of the staging SQL, and the run number; ``rescored``: the last run's leads and why.
 
 A later run with that state reads only the log's new files (new messages land as new Parquet files:
 time-partitioned exports, our own writer), stages their rows the same way and appends them, finds
@@ -35,7 +35,7 @@ full run's order (score descending, then lead_id). The result equals a full run 
 instant on every lead and column (tests/engine/test_state.py, JSON and typed logs).
 
 A full run is made instead, with the reason, when there is no state, the model version, the log's
-path or the other inputs differ, the instant is earlier than the state's, or a consumed file was
+path, the other inputs or the engine's staging differ, the instant is earlier than the state's, or a consumed file was
 changed or removed (a rewritten file's messages cannot be told apart from the ones already staged).
 
 Crash safety: a full run writes ``state.duckdb.new`` and renames it over ``state.duckdb`` only once
