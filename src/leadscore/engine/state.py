@@ -13,8 +13,10 @@ A full run with a state directory writes ``DIR/state.duckdb``, one DuckDB file h
 * ``lead_next``: per lead, the first instant after the run's at which its score can change with no
   new message: its next message consumed ahead of its time, its next edge crossing (``next_change_sql``);
 * ``scores``: the last result, one row per lead; ``files``: the log's files consumed (absolute path,
-  size, mtime in ns: a file rewritten with the same size and mtime would go unnoticed); ``meta``: the model version, the instant, the log, a digest of the other inputs
-  (video catalog, disposable-domain list) and of the staging SQL, and the run number; ``rescored``: the last incremental run's leads and why (empty after a full run).
+  size, mtime in ns: a file rewritten with the same size and mtime would go unnoticed); ``meta``:
+  the model version, the instant, the log, a digest of the other inputs (video catalog,
+  disposable-domain list) and of the staging SQL, and the run number; ``rescored``: the last
+  incremental run's leads and why (empty after a full run).
 
 A later run with that state reads only the log's new files (new messages land as new Parquet files:
 time-partitioned exports, our own writer), stages their rows the same way and appends them, finds
