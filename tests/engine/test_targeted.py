@@ -2,7 +2,9 @@
 through every id that resolves to them; merged identities are where that can go wrong."""
 from datetime import datetime
 
-from leadscore.engine import score_leads
+import pytest
+
+from leadscore.engine import score, score_leads
 from leadscore.events import normalize_batch
 from tests.engine.helpers import model
 
@@ -24,7 +26,13 @@ def _ingest(store, messages):
     store.ingest(normalize_batch(messages, AS_OF))
 
 
-def test_scores_of_merged_leads_count_their_anonymous_messages_and_traits(store):
+@pytest.mark.parametrize("path", ["index", "scan"])
+def test_scores_of_merged_leads_count_their_anonymous_messages_and_traits(store, path, monkeypatch):
+    """``index``: each lead's messages fetched through its ids; ``scan`` (what many leads of a DuckDB
+    store get): one scan of the log, the lead list as a semi-join. Both resolve merged identities."""
+    if path == "scan":
+        monkeypatch.setattr(score, "SCAN_MIN_LEADS", 0)
+        monkeypatch.setattr(score, "SCAN_SHARE", 0.0)
     _ingest(store, [
         # anonymous visitor, with a trait set before anyone knew who it was
         {"type": "page", "anonymousId": "anon-1", "timestamp": "2026-10-01T10:00:00Z",

@@ -66,16 +66,32 @@ def lead_scope(store: Store, leads: list[str]) -> list[str]:
     return ids + [a for (a,) in aliases]
 
 
+# Scoring many leads of a DuckDB store: past SCAN_MIN_LEADS leads and SCAN_SHARE of the store's leads,
+# one scan of the log with the lead list as a semi-join costs less than fetching each lead's messages
+# through the id indexes. Measured on the demo population (default model, 20,000 leads / 960k events,
+# one pass each): 300 leads 0.31 s by index against 0.44 s by scan; 1,000: 0.42 / 0.43; 5,000: 1.15 / 0.58;
+# 2,000 of 2,000 leads: 0.61 / 0.26. (PostgreSQL keeps the index path: not measured there.)
+SCAN_MIN_LEADS = 500
+SCAN_SHARE = 0.05
+
+
+def _scan_beats_index(store: Store, leads: int) -> bool:
+    if store.dialect.name != "duckdb" or leads <= SCAN_MIN_LEADS:
+        return False
+    return leads > SCAN_SHARE * store.query("SELECT count(*) FROM leads")[0][0]
+
+
 def score_leads(store: Store, model: Model, as_of: datetime, leads: list[str] | None = None,
                 sources: Sources | None = None, activity: bool = False,
                 scope: list[str] | None = None) -> pd.DataFrame:
     """One row per lead: lead_id, score, fit, engagement, tier, stage, grade, disqualified,
     probability, ``group:<name>``, ``rule:<name>`` (points) and ``hits:<name>`` (times fired);
     with ``activity``, also ``last_activity`` (the lead's newest message at or before ``as_of``).
-    With ``leads``, only those leads' messages and traits are read (see ``compile.scoped_sources``);
+    With ``leads``, only those leads' messages and traits are read (see ``compile.scoped_sources``),
+    unless they are many (:data:`SCAN_SHARE`: then the log is scanned once for them);
     ``scope``: their ids when the caller already has them (:func:`lead_scope`)."""
     as_of = to_naive_utc(as_of)
-    if scope is None and leads is not None and sources is None:
+    if scope is None and leads is not None and sources is None and not _scan_beats_index(store, len(leads)):
         scope = lead_scope(store, leads)
     compiled = compile_model(model, store.dialect, as_of, leads=leads, sources=sources, scope=scope, activity=activity)
     frame = _frame(model, store.query_analytic(compiled.sql))
