@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -12,6 +13,8 @@ from leadscore.store.base import Store, StoreUnavailable
 from leadscore.store.dialect import DUCKDB
 
 _JSON_COLS = {"properties", "context", "groups", "rules"}
+# query_arrow fetches Arrow from execute() on purpose (see there): DuckDB's advice to use conn.sql() instead.
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
 _SMALL_IN = 32   # up to this many ids, _fetch_in binds them as parameters
 
 
@@ -149,8 +152,11 @@ class DuckDBStore(Store):
         return super()._insert_events(conn, events, no_duplicates or getattr(self._local, "optimistic", False))
 
     def query_arrow(self, sql, params=None):
+        # execute(), not the relation API (conn.sql): DuckDB 2.0's relation API tokenizes the SQL text in
+        # Python first, ~0.1 s for the ~20 KB scoring query: a third of a live re-score of 50 leads
+        # (0.27 -> 0.17 s). The extra copy of the rows it warns about is small at a store query's size.
         with self.transaction() as conn:
-            return conn.sql(sql, params=list(params) if params else None).to_arrow_table()
+            return conn.execute(sql, list(params) if params else None).to_arrow_table()
 
     def close(self) -> None:
         self._root.close()
