@@ -139,3 +139,29 @@ def test_startup_scores_a_store_that_has_no_live_scores_and_the_lead_endpoint_is
         extras = {"traits", "account", "current", "history", "timeline", "videos"}
         assert set(lead) - extras == set(cli)
         assert {k: lead[k] for k in cli} == json.loads(json.dumps(cli, default=str))
+
+
+def test_scoring_runs_below_the_ingestion_threads_cpu_priority(store):
+    """on_ingest lowers the nice value of the thread it runs in (the writer's hook thread), once, by
+    ``LiveSettings.nice``; another thread keeps its own."""
+    import os
+    import threading
+
+    live = scorer(store, nice=7)
+    result = store.ingest(normalize_batch([msg("page", "ann", "p1", T0, properties={"path": "/pricing"})], T0))
+    seen = {}
+
+    def hook_thread():
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        live.on_ingest(result)
+        live.on_ingest(result)          # a second batch: not lowered again
+        seen["hook"] = (before, os.getpriority(os.PRIO_PROCESS, tid))
+
+    t = threading.Thread(target=hook_thread)
+    t.start()
+    t.join()
+    before, after = seen["hook"]
+    assert after == min(19, before + 7)
+    tid = threading.get_native_id()
+    assert os.getpriority(os.PRIO_PROCESS, tid) == before      # this thread is untouched

@@ -60,6 +60,7 @@ class LiveSettings:
     alerts_on_time: bool = True
     crm_sync: bool = True                 # enqueue a CRM sync item per changed lead
     freshness_samples: int = 200_000      # per-message lags kept for the percentiles
+    nice: int = 10                        # scoring threads run this much below the process's CPU priority (0: as it)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "LiveSettings":
@@ -94,6 +95,21 @@ class LiveReport:
     def summary(self) -> dict[str, Any]:
         return {"cause": self.cause, "as_of": self.as_of.isoformat() if self.as_of else None, "leads": self.leads,
                 "changes": len(self.changes), "alerts": self.alerts, "crm_items": self.crm_items}
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Lower the calling thread's CPU priority by ``nice`` (Linux: each thread has its own nice value).
+
+    Scoring runs in the store's process while the ingestion process answers /v1/*: when both want the
+    two cores, the acknowledgements go first and scoring catches up behind them, instead of a request
+    waiting for a re-score's CPU. With spare CPU a nice value changes nothing."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError:  # not permitted or not supported here: scoring keeps the process's priority
+        log.debug("could not lower the scoring thread's priority", exc_info=True)
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
@@ -220,6 +236,7 @@ class LiveScorer:
         self.last_time_rescore: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._lowered = threading.local()   # threads whose priority on_ingest already lowered
 
     # ---- the model
     def model(self) -> Model:
@@ -290,6 +307,9 @@ class LiveScorer:
         """The after_ingest hook: re-score the leads of a committed batch."""
         if not result.new_message_ids and not result.leads_touched:
             return None
+        if not getattr(self._lowered, "done", False):
+            lower_thread_priority(self.settings.nice)
+            self._lowered.done = True
         try:
             return self.process(result.new_message_ids, result.leads_touched)
         except Exception:
@@ -382,7 +402,10 @@ class LiveScorer:
         if self.activation.get("state") == "running":
             raise RuntimeError(f"model {self.activation.get('version')} is still being activated")
         self.activation = {"state": "running", "version": version, "done": 0, "total": None, "started_at": now.isoformat()}
-        thread = threading.Thread(target=self._activate_logged, args=(version, now), name="leadscore-activate", daemon=True)
+        def run() -> None:
+            lower_thread_priority(self.settings.nice)
+            self._activate_logged(version, now)
+        thread = threading.Thread(target=run, name="leadscore-activate", daemon=True)
         thread.start()
         self._threads.append(thread)
         return dict(self.activation)
@@ -443,7 +466,10 @@ class LiveScorer:
             self._spawn(self._schedule, "leadscore-time-rescore")
 
     def _spawn(self, target, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+        def run() -> None:
+            lower_thread_priority(self.settings.nice)
+            target()
+        thread = threading.Thread(target=run, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
