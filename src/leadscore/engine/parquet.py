@@ -35,6 +35,7 @@ from leadscore.events import EVENT_COLUMNS
 from leadscore.video.reconstruct import video_columns_sql
 from leadscore.model.schema import Model
 from leadscore.store.dialect import DUCKDB, Dialect, quote_literal
+from leadscore.store.duckdb import scoring_optimizers
 
 # Relation names the compiled query reads when scoring an event log (registered per run).
 LOG_SOURCES = Sources(events="ls_events", traits="ls_traits", account_traits="ls_account_traits",
@@ -293,6 +294,7 @@ def open_duckdb(memory_limit: str | None = None, threads: int | None = None, tem
         os.makedirs(temp_dir, exist_ok=True)
         _run(conn, f"SET temp_directory = {quote_literal(temp_dir)}")
     _run(conn, "SET preserve_insertion_order = false")
+    _run(conn, f"SET disabled_optimizers = '{scoring_optimizers('')}'")   # see SCORING_DISABLED_OPTIMIZERS
     return conn
 
 
