@@ -246,6 +246,16 @@ def test_lead_ranges_cut_at_row_groups_and_never_inside_a_lead(tmp_path):
     assert lead_ranges(clustered, 8) is None                       # one range holds it all: one pass
     # a log in time order: every row group holds leads from a to d, the groups overlap
     assert lead_ranges(log("t.parquet", ["a", "d", "b", "c", "a", "d"], 2), 2) is None
+    # a clustered file and a small file of new messages spanning its leads: the small one is set aside
+    pq.write_table(pa.table({"lead_id": [f"l{i:02d}" for i in range(40)]}), tmp_path / "dir-0.parquet", row_group_size=10)
+    pq.write_table(pa.table({"lead_id": ["l05", "l33"]}), tmp_path / "dir-1.parquet")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for f in ("dir-0.parquet", "dir-1.parquet"):
+        (tmp_path / f).rename(folder / f)
+    assert lead_ranges(folder, 20) == [(None, "l20"), ("l20", None)]
+    pq.write_table(pa.table({"lead_id": ["l05", "l33"] * 3}), folder / "dir-2.parquet")   # 8 of 48 aside
+    assert lead_ranges(folder, 20) is None
     assert lead_ranges(log("n.parquet", ["a", "b"], 1), 1) == [(None, "b"), ("b", None)]
 
 

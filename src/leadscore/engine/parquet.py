@@ -324,8 +324,9 @@ def lead_range_sql(lead: str, bounds: tuple[str | None, str | None]) -> str:
 def lead_ranges(events_path: str | Path, rows_per_range: int) -> list[tuple[str | None, str | None]] | None:
     """Contiguous lead_id ranges of at most about ``rows_per_range`` messages each, when the log is
     clustered by lead: its row groups' lead_id statistics (min, max) do not overlap, as in a log written
-    lead by lead (``demo generate``, a warehouse table clustered by user). Each range's scan then reads
-    only its own row groups. None when the log is not clustered (or has no lead_id column or no
+    lead by lead (``demo generate``, a warehouse table clustered by user), up to a tenth of the rows in
+    row groups that overlap the others (a small file of new messages: read by every range). Each range's
+    scan then reads only its own row groups. None when the log is not clustered (or has no lead_id column or no
     statistics) or fits one range. The ranges tile every lead id (the first and last are open), so
     which range a lead falls in never depends on the statistics, only how much each scan skips."""
     import pyarrow.parquet as pq
@@ -345,13 +346,27 @@ def lead_ranges(events_path: str | Path, rows_per_range: int) -> list[tuple[str 
                 return None
             blocks.append([stats.min, stats.max, group.num_rows])
     blocks.sort(key=lambda b: (b[0], b[1]))
+    # A small file of new messages (a day's export, an incremental run's input) spans many leads and
+    # overlaps the clustered row groups: such groups are set aside (every range's scan reads them, their
+    # statistics cannot rule them out); past a tenth of the rows aside the log is not clustered.
+    chain: list[list] = []
+    aside = 0
+    for block in blocks:
+        if chain and block[0] < chain[-1][1]:
+            if block[2] <= chain[-1][2]:
+                aside += block[2]
+                continue
+            aside += chain.pop()[2]
+            while chain and block[0] < chain[-1][1]:
+                aside += chain.pop()[2]
+        chain.append(block)
+    if aside > 0.1 * sum(b[2] for b in blocks):
+        return None
     cuts, acc = [], 0
-    for k, (lo, _hi, rows) in enumerate(blocks):
-        if k and lo < blocks[k - 1][1]:
-            return None                          # overlapping row groups: not clustered by lead
+    for k, (lo, _hi, rows) in enumerate(chain):
         # A cut falls at a row group's smallest lead: that lead's rows in the group before (a writer may
         # split a lead across groups) belong to the later range, whose scan then reads that group too.
-        if k and acc + rows > rows_per_range and lo > (cuts[-1] if cuts else blocks[0][0]):
+        if k and acc + rows > rows_per_range and lo > (cuts[-1] if cuts else chain[0][0]):
             cuts.append(lo)
             acc = 0
         acc += rows
@@ -476,13 +491,14 @@ def unstage_events(conn, path: Path) -> None:
         f.unlink(missing_ok=True)
 
 
-# Scoring holds per-lead state (aggregates, the ranking window, the pivot) that DuckDB cannot always
+# Scoring holds per-lead state (aggregates, the top-N ranking, the pivot) that DuckDB cannot always
 # spill: measured on the demo population with DuckDB's memory_limit at 3 GB (2.8 GiB), 48M messages
-# scored in one pass in every run, 101M ran out of memory in 2 runs of 4. Past this many messages
-# per GiB of the limit (50M at 3 GB), the leads are scored in hash partitions, each a query of its
+# scored in one pass until max_count rules took a top-N aggregate (its per-group lists do not spill:
+# 48M then ran out of memory), 101M ran out of memory in 2 runs of 4 before. Past this many messages
+# per GiB of the limit (25M at 3 GB), the leads are scored in hash partitions, each a query of its
 # own over the staged rows; a partition costs ~20% more than its share of one pass (each partition's
-# rules scan the whole staged table), so one pass is kept wherever it was seen to fit.
-ROWS_PER_GIB = 18_000_000
+# rules scan the whole staged table). A log clustered by lead takes lead ranges instead (below).
+ROWS_PER_GIB = 9_000_000
 
 
 def memory_limit_bytes(conn) -> int | None:

@@ -63,10 +63,11 @@ import pyarrow as pa
 
 from leadscore.engine.compile import Sources, compile_model
 from leadscore.engine.incremental import _edges, _match, _ts
-from leadscore.engine.parquet import (PREDICTIONS_SCHEMA, _newest, _run, _trait_rows_sql, auto_partitions,
+from leadscore.engine.parquet import (PREDICTIONS_SCHEMA, _newest, _run, _trait_rows_sql,
                                       browser_table, catalog_table, check_columns, disposable_table, lead_part_sql,
                                       log_access, log_relation, log_views, memory_limit_bytes,
-                                      model_trait_keys, open_duckdb, parquet_files, register_log)
+                                      model_trait_keys, open_duckdb, parquet_files, register_log,
+                                      rows_per_range)
 from leadscore.engine.score import _frame, to_naive_utc
 from leadscore.model.schema import Model
 from leadscore.store.dialect import DUCKDB, quote_literal
@@ -314,7 +315,10 @@ def _full(conn, model: Model, as_of: datetime, log: str, refs: str, files: dict[
         _run(conn, f"CREATE TABLE st.lead_next AS {next_change_sql(model, as_of)}")
         _run(conn, "CHECKPOINT st")
         if partitions is None:
-            partitions = auto_partitions(rows, memory_limit_bytes(conn))
+            # Lead partitions of the size a lead range of the plain run holds (rows_per_range), not the
+            # one-pass limit: this run's per-lead state shares memory with the state file's own tables,
+            # and at 48M messages one pass ran out of DuckDB's 3 GB.
+            partitions = max(1, -(-rows // rows_per_range(memory_limit_bytes(conn))))
         if partitions <= 1 and stage is False:
             sources = register_log(conn, model, log, as_of, catalog)
             _run(conn, f"CREATE TABLE st.scores AS {compile_model(model, DUCKDB, as_of, sources=sources).sql}")
