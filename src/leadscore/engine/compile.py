@@ -439,12 +439,13 @@ def scoped_sources(dialect: Dialect, ids: list[str], context: bool = True) -> li
 
 def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[str] | None = None,
                   sources: Sources | None = None, explain: bool = False, scope: list[str] | None = None,
-                  activity: bool = False, staged_events: str | None = None) -> Compiled:
+                  activity: bool = False, staged_events: str | None = None, ordered: bool = True) -> Compiled:
     """``scope``: with ``leads``, every id of those leads (see :func:`scoped_sources`) — the query then
     reads only their messages and traits. ``activity``: add ``last_activity`` (the lead's newest
     message at or before the instant). ``staged_events`` (DuckDB): a table already holding
     ``Compiled.events_sql``'s rows; each rule then scans it (a compressed table) instead of the query
-    materialising the rows once for all rules, which spills to disk when they outgrow memory."""
+    materialising the rows once for all rules, which spills to disk when they outgrow memory.
+    ``ordered=False``: leave the rows unordered (a caller that merges several queries' rows sorts once)."""
     prefix: list[tuple[str, str]] = []
     if leads is not None:
         # The lead list once, as a relation, not an IN list in every filter (which the planner pays for each time).
@@ -476,7 +477,11 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     for stage in model.stages:
         stage_conds[stage.name] = _stage_sql(ctx, stage.when, stage_conds, flags)
     uses_probability = any(s.when and s.when.probability is not None for s in model.stages)
-    ctx.trait_field("account_id")  # always known: the account join needs it
+    # The account join needs account_id; without account traits no lead's account is read at all (on a
+    # Parquet log that drops a scan of every message's group_id, ~4% of a run), unless it is the only
+    # trait key (the traits CTE needs one column).
+    if any(k.startswith("account.") for k in ctx.traits) or all(k.startswith("account.") for k in ctx.traits):
+        ctx.trait_field("account_id")
 
     # Base CTEs.
     ev_where = _ev_filter(model.rules, {e for evs, _ in flags for e in evs} | {e for e, _ in ctx.refs})
@@ -518,8 +523,8 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     pivot = ", ".join(f"max(CASE WHEN key = {quote_literal(k)} THEN value END) AS {c}" for k, c in lead_keys.items())
     base.append(("tr", f"SELECT lead_id, {pivot} FROM {src.traits} WHERE key IN "
                        f"({', '.join(quote_literal(k) for k in lead_keys)}){lead_filter} GROUP BY lead_id"))
-    acct_col = lead_keys["account_id"]
     if acct_keys:
+        acct_col = lead_keys["account_id"]
         apivot = ", ".join(f"max(CASE WHEN key = {quote_literal(k)} THEN value END) AS {c}" for k, c in acct_keys.items())
         base.append(("ac", f"SELECT account_id, {apivot} FROM {src.account_traits} WHERE key IN "
                            f"({', '.join(quote_literal(k) for k in acct_keys)}) GROUP BY account_id"))
@@ -613,7 +618,7 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     sql = ("WITH " + ",\n".join(_cte(name, q, staged_events) for name, q in ctes) +
            f"\nSELECT lead_id, score, fit, engagement, tier, {stage_name} AS stage, grade, disqualified, probability, "
            f"{'last_activity, ' if activity else ''}"
-           f"{group_out}, {rule_out} FROM fin ORDER BY score DESC, lead_id")
+           f"{group_out}, {rule_out} FROM fin{' ORDER BY score DESC, lead_id' if ordered else ''}")
     return Compiled(sql, list(model.rules), list(model.groups), False, uses_video, uses_probability,
                     _reads_context(ctx), events_sql)
 

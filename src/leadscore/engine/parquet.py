@@ -294,6 +294,10 @@ def open_duckdb(memory_limit: str | None = None, threads: int | None = None, tem
         os.makedirs(temp_dir, exist_ok=True)
         _run(conn, f"SET temp_directory = {quote_literal(temp_dir)}")
     _run(conn, "SET preserve_insertion_order = false")
+    # Parquet footers read once per file, not once per view and scan: each lead range's views and query
+    # read the same footers (a 1.2 GB log of 391 row groups: 0.31 -> 0.02 s to register a range's views,
+    # 0.45 -> 0.33 s to plan its query).
+    _run(conn, "SET parquet_metadata_cache = true")
     _run(conn, f"SET disabled_optimizers = '{scoring_optimizers('')}'")   # see SCORING_DISABLED_OPTIMIZERS
     return conn
 
@@ -602,7 +606,7 @@ def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads:
             part_sources = replace(sources, events="ls_part_events", traits="ls_part_traits",
                                    population="ls_part_population", account_traits=f"{schema}ls_all_account_traits")
             compiled = compile_model(model, DUCKDB, as_of, sources=part_sources,
-                                     staged_events="ls_part_stage" if table is not None else None)
+                                     staged_events="ls_part_stage" if table is not None else None, ordered=False)
             _run(conn, f"CREATE TEMP TABLE ls_part_scores AS {compiled.sql}" if index == 0 else
                        f"INSERT INTO ls_part_scores {compiled.sql}")
         return _frame(model, conn.sql("SELECT * FROM ls_part_scores ORDER BY score DESC, lead_id").to_arrow_table())
@@ -622,7 +626,9 @@ def _score_ranges(conn, model: Model, events_path: str | Path, as_of: datetime, 
                   ranges: list[tuple[str | None, str | None]]) -> pd.DataFrame:
     """Score a lead-clustered log range by range (:func:`lead_ranges`): each range is one query over
     only its own row groups, with no staging. An account's traits come from any member's group call,
-    so when the model reads them the whole log's group calls are copied once and read by every range."""
+    so when the model reads them the whole log's group calls are copied once and read by every range.
+    (Two ranges at a time on two cursors, each half the size, was measured too: the same wall time
+    within the runs' spread, 10% more CPU.)"""
     group_raw = None
     try:
         if any(k.startswith("account.") for k in model_trait_keys(model)):
@@ -632,7 +638,7 @@ def _score_ranges(conn, model: Model, events_path: str | Path, as_of: datetime, 
             group_raw = "ls_group_calls"
         for index, bounds in enumerate(ranges):
             sources = register_log(conn, model, events_path, as_of, catalog, lead_range=bounds, group_raw=group_raw)
-            compiled = compile_model(model, DUCKDB, as_of, sources=sources)
+            compiled = compile_model(model, DUCKDB, as_of, sources=sources, ordered=False)
             _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_part_scores AS {compiled.sql}" if index == 0 else
                        f"INSERT INTO ls_part_scores {compiled.sql}")
         return _frame(model, conn.sql("SELECT * FROM ls_part_scores ORDER BY score DESC, lead_id").to_arrow_table())
