@@ -66,3 +66,33 @@ def test_scores_of_merged_leads_count_their_anonymous_messages_and_traits(store,
     part = score_leads(store, MODEL, AS_OF, leads=["ann", "bob"], activity=True).set_index("lead_id")
     assert part.loc["ann", "last_activity"] == datetime(2026, 10, 4, 9, 0)   # the alias message
     assert part.loc["bob", "last_activity"] == datetime(2026, 10, 5, 9, 1)   # anon-2, merged into bob
+
+
+def test_concurrent_scoring_leaves_the_duckdb_optimizer_settings_as_they_were(store):
+    """The scoring query runs with DuckDB's CTE filter pusher off, a setting of the whole database:
+    scores computed from several threads at once all equal the single-threaded ones, and afterwards the
+    setting is back to what it was."""
+    import threading
+    if store.dialect.name != "duckdb":
+        pytest.skip("a DuckDB setting")
+    _ingest(store, [{"type": "page", "userId": f"u{i}", "timestamp": "2026-10-01T10:00:00Z",
+                     "properties": {"path": "/pricing"}, "messageId": f"m{i}"} for i in range(20)])
+    before = store._settings.execute("SELECT current_setting('disabled_optimizers')").fetchone()[0]
+    alone = score_leads(store, MODEL, AS_OF)
+    frames, errors = [], []
+
+    def run():
+        try:
+            for _ in range(5):
+                frames.append(score_leads(store, MODEL, AS_OF))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(frames) == 20
+    assert all(f["score"].tolist() == alone["score"].tolist() == [10.0] * 20 for f in frames)
+    assert store._settings.execute("SELECT current_setting('disabled_optimizers')").fetchone()[0] == before

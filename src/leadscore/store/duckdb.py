@@ -50,6 +50,12 @@ class DuckDBStore(Store):
         # from 4.8M through the index in a third of the time a scan of the log takes.
         self._root.execute("SET index_scan_percentage = 0.005")
         self._local = threading.local()
+        # disabled_optimizers is a setting of the whole database, not of a cursor: scoring queries running
+        # at once share one change of it, undone when the last ends (query_analytic).
+        self._scoring_lock = threading.Lock()
+        self._settings = self._root.cursor()   # used under _scoring_lock only
+        self._scoring_queries = 0
+        self._optimizers_before = ""
 
     @property
     def conn(self) -> duckdb.DuckDBPyConnection:
@@ -163,13 +169,20 @@ class DuckDBStore(Store):
         return super()._insert_events(conn, events, no_duplicates or getattr(self._local, "optimistic", False))
 
     def query_analytic(self, sql):
-        with self.transaction() as conn:
-            current = conn.execute("SELECT current_setting('disabled_optimizers')").fetchone()[0]
-            conn.execute(f"SET disabled_optimizers = '{scoring_optimizers(current)}'")
-            try:
+        with self._scoring_lock:
+            if self._scoring_queries == 0:
+                self._optimizers_before = self._settings.execute(
+                    "SELECT current_setting('disabled_optimizers')").fetchone()[0]
+                self._settings.execute(f"SET disabled_optimizers = '{scoring_optimizers(self._optimizers_before)}'")
+            self._scoring_queries += 1
+        try:
+            with self.transaction() as conn:
                 return conn.execute(sql).to_arrow_table()
-            finally:
-                conn.execute(f"SET disabled_optimizers = '{current}'")
+        finally:
+            with self._scoring_lock:
+                self._scoring_queries -= 1
+                if self._scoring_queries == 0:
+                    self._settings.execute(f"SET disabled_optimizers = '{self._optimizers_before}'")
 
     def query_arrow(self, sql, params=None):
         # execute(), not the relation API (conn.sql): DuckDB 2.0's relation API tokenizes the SQL text in
@@ -179,4 +192,5 @@ class DuckDBStore(Store):
             return conn.execute(sql, list(params) if params else None).to_arrow_table()
 
     def close(self) -> None:
+        self._settings.close()
         self._root.close()
