@@ -24,30 +24,32 @@ def _frame(model: Model, table) -> pd.DataFrame:
     """The engine's result as the score frame: renamed columns, one conversion per column, one
     DataFrame construction (per-column astype and concat cost ~1 ms a column, and a default model has ~100)."""
     if hasattr(table, "column_names"):
-        names = [c.lower() for c in table.column_names]
-        # One array per column first: a chunked text column's to_numpy deduplicates its strings
-        # (~8x slower: 0.17 s against 0.02 s for 200,000 lead ids).
-        cols = {n: table.column(i).combine_chunks().to_numpy(zero_copy_only=False) for i, n in enumerate(names)}
+        # pyarrow's own conversion (C++, threaded; numeric columns without nulls are not copied again, text
+        # becomes pandas' Arrow-backed str): a million leads × 69 columns in 0.3-0.6 s, against 1.9 s for
+        # a numpy array per column first (Python str objects for every text value, then inferred back).
+        raw = table.rename_columns([c.lower() for c in table.column_names]).to_pandas()
     else:
         raw = pd.DataFrame(table)
-        cols = {c.lower(): raw[c].to_numpy() for c in raw.columns}
+        raw.columns = [c.lower() for c in raw.columns]
+    cols = {c: raw[c] for c in raw.columns}
 
     def num(name, dtype=np.float64):
         v = cols[name]
-        return v if v.dtype == dtype else pd.Series(v).astype(dtype).to_numpy()
+        return v.to_numpy() if v.dtype == dtype else v.astype(dtype).to_numpy()
 
     def text(name):
-        return pd.Series(cols[name], dtype=object).astype(str).to_numpy()
+        v = cols[name]
+        return v if pd.api.types.is_string_dtype(v.dtype) and v.dtype != object else v.astype(object).astype(str)
 
     out = {
         "lead_id": text("lead_id"),
         "score": num("score"), "fit": num("fit"), "engagement": num("engagement"),
         "tier": text("tier"), "stage": text("stage"), "grade": text("grade"),
-        "disqualified": pd.Series(cols["disqualified"]).astype(bool).to_numpy(),
-        "probability": pd.to_numeric(pd.Series(cols["probability"]), errors="coerce").to_numpy(float),
+        "disqualified": cols["disqualified"].astype(bool).to_numpy(),
+        "probability": pd.to_numeric(cols["probability"], errors="coerce").to_numpy(float),
     }
     if "last_activity" in cols:
-        out["last_activity"] = pd.to_datetime(pd.Series(cols["last_activity"])).to_numpy()
+        out["last_activity"] = pd.to_datetime(cols["last_activity"]).to_numpy()
     for g in model.groups:
         out[f"group:{g}"] = num(f"g_{_safe(g)}")
     for i, rule in enumerate(model.rules):
