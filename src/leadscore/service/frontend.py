@@ -251,6 +251,18 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
+def child_handshake(control_fd: int, parent: int) -> tuple["Channel", Any] | None:
+    """A child process's start (the ingestion and the validation process): die with ``parent``, open
+    the control channel on ``control_fd`` and read the parent's ``("hello", payload)``; returns the
+    channel and the payload, or None when the parent sent anything else or closed the channel."""
+    _die_with_parent(parent)
+    channel = Channel(socket.socket(fileno=control_fd))
+    hello = channel.recv()
+    if hello is None or hello[0] != "hello":
+        return None
+    return channel, hello[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
@@ -260,12 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     from leadscore.service.writer import LogAppender, use_short_switch_interval
 
     listen_fd, control_fd, parent = (int(a) for a in (argv or sys.argv[1:])[:3])
-    _die_with_parent(parent)
-    channel = Channel(socket.socket(fileno=control_fd))
-    hello = channel.recv()
-    if hello is None or hello[0] != "hello":
+    started = child_handshake(control_fd, parent)
+    if started is None:
         return 1
-    config = hello[1]
+    channel, config = started
     settings = config["settings"]
     encode, _ = _event_codec()
     ingest_log = IngestLog(config["log"], exclusive=False)

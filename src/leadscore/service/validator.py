@@ -31,7 +31,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from leadscore.service.frontend import Channel, _die_with_parent, _event_codec, freeze_heap
+from leadscore.service.frontend import Channel, _event_codec, child_handshake, freeze_heap
 
 log = logging.getLogger("leadscore.service.validator")
 
@@ -74,12 +74,10 @@ def check_body(kind: str, received_at: datetime, body: bytes, settings) -> tuple
 
 def main(argv: list[str] | None = None) -> int:
     control_fd, parent = (int(a) for a in (argv or sys.argv[1:])[:2])
-    _die_with_parent(parent)
-    channel = Channel(socket.socket(fileno=control_fd))
-    hello = channel.recv()
-    if hello is None or hello[0] != "hello":
+    started = child_handshake(control_fd, parent)
+    if started is None:
         return 1
-    settings = hello[1]
+    channel, settings = started
     import leadscore.service.ingest_api  # noqa: F401 - imported before the heap is frozen
     freeze_heap()
     channel.send(("ready",))   # its ~0.7 s of imports done: they do not compete with serving
