@@ -607,9 +607,8 @@ def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads:
                                    population="ls_part_population", account_traits=f"{schema}ls_all_account_traits")
             compiled = compile_model(model, DUCKDB, as_of, sources=part_sources,
                                      staged_events="ls_part_stage" if table is not None else None, ordered=False)
-            _run(conn, f"CREATE TEMP TABLE ls_part_scores AS {compiled.sql}" if index == 0 else
-                       f"INSERT INTO ls_part_scores {compiled.sql}")
-        return _frame(model, conn.sql("SELECT * FROM ls_part_scores ORDER BY score DESC, lead_id").to_arrow_table())
+            _add_part_scores(conn, index, compiled.sql)
+        return _part_scores_frame(conn, model)
     finally:
         if partitions is not None and partitions > 1:
             for name in ("events", "traits", "population", "stage"):
@@ -620,6 +619,18 @@ def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads:
             unstage_events(conn, staged)
         if own:
             conn.close()
+
+
+def _add_part_scores(conn, index: int, sql: str) -> None:
+    """One partition's or range's rows (unordered) into the temp table ``ls_part_scores``: DuckDB holds
+    them within its memory limit, and Python gets the result once (:func:`_part_scores_frame`)."""
+    _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_part_scores AS {sql}" if index == 0 else
+               f"INSERT INTO ls_part_scores {sql}")
+
+
+def _part_scores_frame(conn, model: Model) -> pd.DataFrame:
+    """The partitions' rows as one score frame, in a full run's order (score, then lead_id)."""
+    return _frame(model, conn.sql("SELECT * FROM ls_part_scores ORDER BY score DESC, lead_id").to_arrow_table())
 
 
 def _score_ranges(conn, model: Model, events_path: str | Path, as_of: datetime, catalog,
@@ -639,9 +650,8 @@ def _score_ranges(conn, model: Model, events_path: str | Path, as_of: datetime, 
         for index, bounds in enumerate(ranges):
             sources = register_log(conn, model, events_path, as_of, catalog, lead_range=bounds, group_raw=group_raw)
             compiled = compile_model(model, DUCKDB, as_of, sources=sources, ordered=False)
-            _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_part_scores AS {compiled.sql}" if index == 0 else
-                       f"INSERT INTO ls_part_scores {compiled.sql}")
-        return _frame(model, conn.sql("SELECT * FROM ls_part_scores ORDER BY score DESC, lead_id").to_arrow_table())
+            _add_part_scores(conn, index, compiled.sql)
+        return _part_scores_frame(conn, model)
     finally:
         for name in ("ls_part_scores", "ls_group_calls"):
             _run(conn, f"DROP TABLE IF EXISTS temp.{name}")

@@ -402,12 +402,7 @@ class LiveScorer:
         if self.activation.get("state") == "running":
             raise RuntimeError(f"model {self.activation.get('version')} is still being activated")
         self.activation = {"state": "running", "version": version, "done": 0, "total": None, "started_at": now.isoformat()}
-        def run() -> None:
-            lower_thread_priority(self.settings.nice)
-            self._activate_logged(version, now)
-        thread = threading.Thread(target=run, name="leadscore-activate", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        self._spawn(lambda: self._activate_logged(version, now), "leadscore-activate")
         return dict(self.activation)
 
     def _activate_logged(self, version: str, now: datetime) -> None:
