@@ -53,13 +53,18 @@ class IncrementalResult:
     reason: str
 
 
+def video_event_match() -> str:
+    """The events a video rule's facts come from (the player's events and CTA clicks), as SQL."""
+    from leadscore.video.reconstruct import CTA_EVENT, VIDEO_EVENTS
+    return f"event IN ({', '.join(quote_literal(e) for e in [*VIDEO_EVENTS, CTA_EVENT])})"
+
+
 def _match(rule: Rule) -> str | None:
     """The cheap part of a rule's match as SQL (a superset of the events it counts); None for traits."""
     if rule.kind == "trait":
         return None
     if rule.video:
-        from leadscore.video.reconstruct import CTA_EVENT, VIDEO_EVENTS
-        return f"(type = 'track' AND event IN ({', '.join(quote_literal(e) for e in [*VIDEO_EVENTS, CTA_EVENT])}))"
+        return f"(type = 'track' AND {video_event_match()})"
     return _prefilter(rule)
 
 

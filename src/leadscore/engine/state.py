@@ -62,10 +62,10 @@ import pandas as pd
 import pyarrow as pa
 
 from leadscore.engine.compile import Sources, compile_model
-from leadscore.engine.incremental import _edges, _match, _ts
+from leadscore.engine.incremental import _edges, _match, _ts, video_event_match
 from leadscore.engine.parquet import (PREDICTIONS_SCHEMA, _newest, _run, _trait_rows_sql,
                                       browser_table, catalog_table, check_columns, disposable_table, lead_part_sql,
-                                      log_access, log_relation, log_views, memory_limit_bytes,
+                                      log_access, log_relation, log_rows, log_views, memory_limit_bytes,
                                       model_trait_keys, open_duckdb, parquet_files, register_log,
                                       rows_per_range)
 from leadscore.engine.score import _frame, to_naive_utc
@@ -254,22 +254,12 @@ def _stage(conn, model: Model, files: list[str], log: str, prefix: str, compact_
         # The video reconstruction reads the typed video columns, never the properties/context text.
         _run(conn, f"{create}{prefix}video_ev AS SELECT * REPLACE (CAST(NULL AS VARCHAR) AS properties, "
                    f"CAST(NULL AS VARCHAR) AS context) FROM ls_events WHERE lead_id IS NOT NULL AND type = 'track' "
-                   f"AND ts <= {far} AND ({_video_match()})")
-    return sum(_parquet_rows(f) for f in files)
-
-
-def _parquet_rows(f: str) -> int:
-    import pyarrow.parquet as pq
-    return pq.ParquetFile(f).metadata.num_rows
+                   f"AND ts <= {far} AND ({video_event_match()})")
+    return sum(log_rows(f) for f in files)
 
 
 def _uses_video(model: Model) -> bool:
     return any(r.video for r in model.rules)
-
-
-def _video_match() -> str:
-    from leadscore.video.reconstruct import CTA_EVENT, VIDEO_EVENTS
-    return f"event IN ({', '.join(quote_literal(e) for e in [*VIDEO_EVENTS, CTA_EVENT])})"
 
 
 # ----------------------------------------------------------------------------- scoring from the state
