@@ -436,13 +436,22 @@ def scoped_sources(dialect: Dialect, ids: list[str], context: bool = True) -> li
 
 def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[str] | None = None,
                   sources: Sources | None = None, explain: bool = False, scope: list[str] | None = None,
-                  activity: bool = False, staged_events: str | None = None, ordered: bool = True) -> Compiled:
+                  activity: bool = False, staged_events: str | None = None, ordered: bool = True,
+                  fresh: set[int] | None = None, cache: str | None = None, state: bool = False) -> Compiled:
     """``scope``: with ``leads``, every id of those leads (see :func:`scoped_sources`) — the query then
     reads only their messages and traits. ``activity``: add ``last_activity`` (the lead's newest
     message at or before the instant). ``staged_events`` (DuckDB): a table already holding
     ``Compiled.events_sql``'s rows; each rule then scans it (a compressed table) instead of the query
     materialising the rows once for all rules, which spills to disk when they outgrow memory.
-    ``ordered=False``: leave the rows unordered (a caller that merges several queries' rows sorts once)."""
+    ``ordered=False``: leave the rows unordered (a caller that merges several queries' rows sorts once).
+    ``state`` (the live path's rule cache, :mod:`leadscore.engine.partial`): three more columns, each
+    rule's points ``ls_pts`` and hits ``ls_hits`` (rule order, then the stage event flags' counts) and
+    ``ls_valid``, the first instant from the as-of on at which time alone can change one of the
+    derived rules (:func:`_valid_until_sql`; NULL: never). ``fresh`` with ``cache``: only the rules
+    whose index is in ``fresh`` (and the stage event flags ``-(k + 1)`` in it) are derived from the
+    events; every other rule's points and hits are read from ``cache`` (lead_id, pts, hits,
+    valid_until: an earlier ``state`` query's columns), and everything above the rules (groups, axes,
+    tiers, stages, grade) is this same query."""
     prefix: list[tuple[str, str]] = []
     if leads is not None:
         # The lead list once, as a relation, not an IN list in every filter (which the planner pays for each time).
@@ -457,7 +466,11 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
 
     # Rules first: they decide which properties and traits the base CTEs extract.
     rule_sql, flags, event_branches = [], [], []
+    if (fresh is None) != (cache is None) or (state and explain):
+        raise ValueError("fresh goes with cache, and an explanation has no state")
     for i, rule in enumerate(model.rules):
+        if fresh is not None and i not in fresh:
+            continue  # read from the cache
         kind = rule.kind
         if kind == "trait":
             rule_sql.append(_trait_rule(ctx, i, rule))
@@ -481,7 +494,9 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
         ctx.trait_field("account_id")
 
     # Base CTEs.
-    ev_where = _ev_filter(model.rules, {e for evs, _ in flags for e in evs} | {e for e, _ in ctx.refs})
+    live_flags = [k for k in range(len(flags)) if fresh is None or -(k + 1) in fresh]
+    derived = [r for i, r in enumerate(model.rules) if fresh is None or i in fresh]
+    ev_where = _ev_filter(derived, {e for k in live_flags for e in flags[k][0]} | {e for e, _ in ctx.refs})
     ev_from = (f"FROM {src.events} e WHERE e.lead_id IS NOT NULL AND e.ts <= {as_of_sql}"
                f"{lead_filter.replace(' lead_id IN', ' e.lead_id IN')} AND ({ev_where})")
     props = [(name, col) for name, col in ctx.props.items() if name not in _DIRECT_EVENT_COLUMNS]
@@ -531,13 +546,14 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
         acct_sel = acct_join = ""
     lead_sel = "".join(f", tr.{c}" for c in lead_keys.values())
     base.append(("lt", f"SELECT pop.lead_id{lead_sel}{acct_sel} FROM pop LEFT JOIN tr ON tr.lead_id = pop.lead_id{acct_join}"))
-    uses_video = any(r.video for r in model.rules)
+    uses_video = any(r.video for r in derived)
     if uses_video:
         from leadscore.video.facts import video_views_sql
         base.append(("ev_video", f"SELECT * FROM {src.events} WHERE lead_id IS NOT NULL AND ts <= {as_of_sql}"
                                  f"{lead_filter} AND type = 'track'"))
         base.append(("vv", video_views_sql(dialect, "ev_video", as_of_sql, src.catalog)))
-    for k, (evs, within) in enumerate(flags):
+    for k in live_flags:
+        evs, within = flags[k]
         win = f" AND ts > {ctx.before(within)}" if within else ""
         ctx.ctes.append((f"f{k}_c", f"SELECT lead_id, count(*) AS n FROM ev WHERE event IN "
                                     f"({', '.join(quote_literal(e) for e in evs)}){win} GROUP BY lead_id"))
@@ -553,14 +569,26 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
         return Compiled(sql, list(model.rules), list(model.groups), True, uses_video, uses_probability,
                         _reads_context(ctx), events_sql)
 
-    ctes.append(("hits", " UNION ALL ".join(rule_sql)))
+    ctes.append(("hits", " UNION ALL ".join(rule_sql) or
+                 f"SELECT CAST(NULL AS {dialect.text()}) AS lead_id, 0 AS rule_idx, 0.0 AS pts, 0 AS hits WHERE FALSE"))
     n = len(model.rules)
+    derived_idx = [i for i in range(n) if fresh is None or i in fresh]
     rule_cols = ", ".join(
-        f"COALESCE(sum(CASE WHEN h.rule_idx = {i} THEN h.pts END), 0) AS r{i}, "
-        f"CAST(COALESCE(sum(CASE WHEN h.rule_idx = {i} THEN h.hits END), 0) AS BIGINT) AS h{i}" for i in range(n))
+        [f"COALESCE(sum(CASE WHEN h.rule_idx = {i} THEN h.pts END), 0) AS r{i}, "
+         f"CAST(COALESCE(sum(CASE WHEN h.rule_idx = {i} THEN h.hits END), 0) AS BIGINT) AS h{i}" for i in derived_idx]
+        + [f"COALESCE(sum(CASE WHEN h.rule_idx = {-(k + 1)} THEN h.hits END), 0) AS f{k}" for k in live_flags])
     # CASE rather than FILTER: DuckDB runs a wide FILTER pivot about 3x slower (measured).
-    flag_cols = "".join(f", COALESCE(sum(CASE WHEN h.rule_idx = {-(k + 1)} THEN h.hits END), 0) AS f{k}" for k in range(len(flags)))
-    ctes.append(("wide", f"SELECT pop.lead_id, {rule_cols}{flag_cols} FROM pop LEFT JOIN hits h ON h.lead_id = pop.lead_id GROUP BY pop.lead_id"))
+    wide = f"SELECT pop.lead_id{', ' if rule_cols else ''}{rule_cols} FROM pop LEFT JOIN hits h ON h.lead_id = pop.lead_id GROUP BY pop.lead_id"
+    if fresh is None:
+        ctes.append(("wide", wide))
+    else:
+        # The rules not derived here: their points and hits from the cache (one row per lead).
+        ctes.append(("wide_d", wide))
+        cols = [f"w.r{i}, w.h{i}" if i in fresh else
+                f"COALESCE(c.pts[{i + 1}], 0) AS r{i}, CAST(COALESCE(c.hits[{i + 1}], 0) AS BIGINT) AS h{i}" for i in range(n)]
+        cols += [f"w.f{k}" if k in live_flags else f"COALESCE(c.hits[{n + k + 1}], 0) AS f{k}" for k in range(len(flags))]
+        ctes.append(("wide", f"SELECT w.lead_id, {', '.join(cols)}, c.valid_until AS ls_cached_valid FROM wide_d w "
+                             f"LEFT JOIN {cache} c ON c.lead_id = w.lead_id"))
 
     def bounded(expr: str, cap, floor) -> str:
         if cap is not None:
@@ -602,22 +630,81 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
         return "CASE " + " ".join(f"WHEN {col} >= {float(b.min)!r} THEN {quote_literal(b.grade)}" for b in bands if b.min is not None) + \
                f" ELSE {quote_literal(bands[-1].grade)} END"
 
-    if activity:
+    if activity and not state:
         ctes.append(("la", f"SELECT lead_id, max(ts) AS last_activity FROM {src.events} WHERE lead_id IS NOT NULL "
                            f"AND ts <= {as_of_sql}{lead_filter} GROUP BY lead_id"))
+    elif state:
+        # The newest message at or before the instant, and the first one after it (a message stored
+        # before its time changes the score when the instant reaches it).
+        ctes.append(("la", f"SELECT lead_id, max(CASE WHEN ts <= {as_of_sql} THEN ts END) AS last_activity, "
+                           f"min(CASE WHEN ts > {as_of_sql} THEN ts END) AS ls_next_msg FROM {src.events} "
+                           f"WHERE lead_id IS NOT NULL{lead_filter} GROUP BY lead_id"))
+    joins_la = activity or state
+    state_cols = ""
+    if state:
+        ctes.append(("ls_nx", _valid_until_sql(ctx, model, flags, live_flags, derived_idx)))
+        valid = ["la.ls_next_msg", "ls_nx.nxt"] + (["ls_cached_valid"] if fresh is not None else [])
+        state_cols = (f", {dialect.list_of([f'r{i}' for i in range(n)])} AS ls_pts, "
+                      f"{dialect.list_of([f'h{i}' for i in range(n)] + [f'CAST(f{k} AS BIGINT)' for k in range(len(flags))])} AS ls_hits, "
+                      f"LEAST({', '.join(valid)}) AS ls_valid")
     ctes.append(("fin", f"SELECT sc.*, {tier} AS tier, {stage_idx} AS stage_idx, "
                         f"{grade(model.grades.fit, 'fit')} || {grade(model.grades.engagement, 'engagement')} AS grade"
-                        f"{', la.last_activity' if activity else ''} FROM sc "
-                        f"LEFT JOIN lt ON lt.lead_id = sc.lead_id{' LEFT JOIN la ON la.lead_id = sc.lead_id' if activity else ''}"))
+                        f"{', la.last_activity' if activity else ''}{state_cols} FROM sc "
+                        f"LEFT JOIN lt ON lt.lead_id = sc.lead_id{' LEFT JOIN la ON la.lead_id = sc.lead_id' if joins_la else ''}"
+                        f"{' LEFT JOIN ls_nx ON ls_nx.lead_id = sc.lead_id' if state else ''}"))
     stage_name = "CASE stage_idx " + " ".join(f"WHEN {k} THEN {quote_literal(s.name)}" for k, s in enumerate(model.stages)) + " END"
     group_out = ", ".join(f"g_{_safe(g)}" for g in model.groups)
-    rule_out = ", ".join(f"r{i}, h{i}" for i in range(n))
+    rule_out = ", ".join(f"r{i}, h{i}" for i in range(n)) + (", ls_pts, ls_hits, ls_valid" if state else "")
     sql = ("WITH " + ",\n".join(_cte(name, q, staged_events) for name, q in ctes) +
            f"\nSELECT lead_id, score, fit, engagement, tier, {stage_name} AS stage, grade, disqualified, probability, "
            f"{'last_activity, ' if activity else ''}"
            f"{group_out}, {rule_out} FROM fin{' ORDER BY score DESC, lead_id' if ordered else ''}")
     return Compiled(sql, list(model.rules), list(model.groups), False, uses_video, uses_probability,
                     _reads_context(ctx), events_sql)
+
+
+def _valid_until_sql(ctx: _Ctx, model: Model, flags: list, live_flags: list[int], derived: list[int]) -> str:
+    """(lead_id, nxt): per lead, the first instant from the as-of on at which time alone moves one of
+    the derived rules' (or flags') points: an occurrence leaving a window (ts + W), passing a decay
+    step (ts + A), a lead going idle (last ts + N) or an event leaving a stage's ``within``. The
+    edges are those of ``leadscore.engine.incremental`` (``_edges``), kept when ``ts + D >= as_of``
+    (both ends kept: re-scoring at an instant where nothing moved is harmless, missing one is not).
+    A continuous (half-life) decay moves at every instant: the partial re-score derives such rules
+    every time (``leadscore.engine.partial``), so they draw no edge here."""
+    from leadscore.engine.incremental import _edges
+
+    def edge(ts: str, durations) -> str | None:
+        parts = [f"CASE WHEN {ts} >= {ctx.before(dur)} THEN {ctx.d.ts_plus(ts, dur)} END" for dur in durations]
+        return None if not parts else parts[0] if len(parts) == 1 else f"LEAST({', '.join(parts)})"
+
+    by_union: dict[str, list[str]] = {}
+    parts = []
+    for i in derived:
+        rule = model.rules[i]
+        if rule.kind == "trait" or (rule.decay is not None and rule.decay.half_life is not None):
+            continue
+        e = edge("ts" if rule.kind != "inactivity" else "last_ts", _edges(rule))
+        if e is None:
+            continue
+        if rule.kind == "aggregate":
+            parts.append(f"SELECT lead_id, {e} AS b FROM r{i}_m")
+        elif rule.kind == "inactivity":
+            parts.append(f"SELECT lead_id, {e} AS b FROM r{i}_l")
+        else:
+            first = float(rule.points)
+            kind = _rank_kind(rule, first, float(rule.points if rule.additional is None else rule.additional))
+            union = {"limited": "ev_occ", "once": "ev_once", "first": "ev_first"}[kind]   # see _event_rules
+            by_union.setdefault(union, []).append(f"WHEN {i} THEN {e}")
+    for union, whens in by_union.items():
+        parts.append(f"SELECT lead_id, CASE rule_idx {' '.join(whens)} END AS b FROM {union}")
+    for k in live_flags:
+        evs, within = flags[k]
+        e = edge("ts", [within] if within else [])
+        if e is not None:
+            parts.append(f"SELECT lead_id, {e} AS b FROM ev WHERE event IN ({', '.join(quote_literal(x) for x in evs)})")
+    if not parts:
+        return "SELECT lead_id, CAST(NULL AS TIMESTAMP) AS nxt FROM pop WHERE FALSE"
+    return f"SELECT lead_id, min(b) AS nxt FROM ({' UNION ALL '.join(parts)}) x GROUP BY lead_id"
 
 
 def _cte(name: str, query: str, staged_events: str | None) -> str:

@@ -92,17 +92,30 @@ def score_leads(store: Store, model: Model, as_of: datetime, leads: list[str] | 
     With ``leads``, only those leads' messages and traits are read (see ``compile.scoped_sources``),
     unless they are many (:data:`SCAN_SHARE`: then the log is scanned once for them);
     ``scope``: their ids when the caller already has them (:func:`lead_scope`)."""
+    return score_leads_state(store, model, as_of, leads, sources, activity, scope)[0]
+
+
+def score_leads_state(store: Store, model: Model, as_of: datetime, leads: list[str] | None = None,
+                      sources: Sources | None = None, activity: bool = False, scope: list[str] | None = None,
+                      fresh: set[int] | None = None, cache: str | None = None, state: bool = False):
+    """:func:`score_leads`, and with ``state`` also the rule state of each lead (an Arrow table of
+    lead_id, ls_pts, ls_hits, ls_valid; see ``compile_model``'s ``state``, ``fresh`` and ``cache``,
+    and :mod:`leadscore.engine.partial`); None without."""
     as_of = to_naive_utc(as_of)
     if scope is None and leads is not None and sources is None and not _scan_beats_index(store, len(leads)):
         scope = lead_scope(store, leads)
-    compiled = compile_model(model, store.dialect, as_of, leads=leads, sources=sources, scope=scope, activity=activity)
-    frame = _frame(model, store.query_analytic(compiled.sql))
+    compiled = compile_model(model, store.dialect, as_of, leads=leads, sources=sources, scope=scope, activity=activity,
+                             fresh=fresh, cache=cache, state=state)
+    table = store.query_analytic(compiled.sql)
+    table = table.rename_columns([c.lower() for c in table.column_names])
+    rule_state = table.select(["lead_id", "ls_pts", "ls_hits", "ls_valid"]) if state else None
+    frame = _frame(model, table)
     if not compiled.uses_probability and sources is None and len(frame):
         # The predictive model's probability is shown beside the points score even when no stage reads it.
         probs = dict(store.query("SELECT lead_id, probability FROM lead_predictions"))
         if probs:
             frame["probability"] = frame["lead_id"].map(probs).astype(float)
-    return frame
+    return frame, rule_state
 
 
 @dataclass

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import pyarrow as pa
 
-from leadscore.engine import ScoreChange, refresh_scores, score_leads
+from leadscore.engine import ScoreChange, partial, refresh_scores
 from leadscore.engine.models_registry import active_model, get_model, save_model
 from leadscore.model import Model, default_model_path, load_model
 from leadscore.service import alerts as alert_rules
@@ -61,6 +61,7 @@ class LiveSettings:
     crm_sync: bool = True                 # enqueue a CRM sync item per changed lead
     freshness_samples: int = 200_000      # per-message lags kept for the percentiles
     nice: int = 10                        # scoring threads run this much below the process's CPU priority (0: as it)
+    partial: bool = True                  # re-derive only the rules a batch can move (engine.partial; 0: every rule)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "LiveSettings":
@@ -231,7 +232,8 @@ class LiveScorer:
         self.high_water: datetime | None = None
         self._model: tuple[str, Model] | None = None
         self._lags: deque[float] = deque(maxlen=self.settings.freshness_samples)
-        self.counters = {"batches": 0, "events": 0, "changes": 0, "alerts": 0, "crm_items": 0, "errors": 0}
+        self.counters = {"batches": 0, "events": 0, "changes": 0, "alerts": 0, "crm_items": 0, "errors": 0,
+                         "partial_leads": 0, "full_leads": 0}
         self.activation: dict[str, Any] = {"state": "idle"}
         self.last_time_rescore: dict[str, Any] | None = None
         self._stop = threading.Event()
@@ -269,13 +271,20 @@ class LiveScorer:
                events: Sequence[alert_rules.BatchEvent] = (), refs: dict[str, str | None] | None = None,
                alerts: bool = True) -> LiveReport:
         report = LiveReport(cause, as_of, leads=len(leads) if leads is not None else 0)
-        frame = score_leads(self.store, model, as_of, leads=leads, activity=True)
+        messages: dict[str, set[tuple[str, str | None]]] = {}
+        if self.settings.partial:
+            for e in events:
+                messages.setdefault(e.lead_id, set()).add((e.type, e.event))
+        frame, state, paths = partial.score_live(self.store, model, as_of, leads, messages)
+        for path, n in paths.items():
+            self.counters[f"{path}_leads"] += n
         if leads is None:
             report.leads = len(frame)
         token = f"batch:{uuid.uuid4().hex}" if refs is not None else cause_ref
         store = self.store
         with store._lock, store.transaction() as conn:
             changes = refresh_scores(store, model, as_of, leads=leads, cause=cause, cause_ref=token, frame=frame)
+            partial.save_cache(store, conn, model, as_of, state)
             if refs is not None:
                 mine = {c.lead_id: refs.get(c.lead_id) for c in changes}
                 _set_cause_refs(store, conn, token, mine)

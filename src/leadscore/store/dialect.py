@@ -134,6 +134,27 @@ def _text(self: Dialect) -> str:
 Dialect.text = _text  # type: ignore[attr-defined]
 
 
+def _ts_plus(self: Dialect, expr: str, td) -> str:
+    """A timestamp plus a duration (a ``timedelta``), exact to the microsecond."""
+    us = int(round(td.total_seconds() * 1e6))
+    if self.name == "spark":
+        return f"({expr} + make_dt_interval(0, 0, 0, {us / 1e6!r}))"
+    return f"({expr} + INTERVAL '{us} microseconds')"
+
+
+def _list_of(self: Dialect, exprs: list[str]) -> str:
+    """One array value of the given expressions (1-based ``[k]`` indexing in DuckDB and PostgreSQL)."""
+    if self.name == "postgres":
+        return f"ARRAY[{', '.join(exprs)}]"
+    if self.name == "spark":
+        return f"array({', '.join(exprs)})"
+    return f"list_value({', '.join(exprs)})"
+
+
+Dialect.ts_plus = _ts_plus  # type: ignore[attr-defined]
+Dialect.list_of = _list_of  # type: ignore[attr-defined]
+
+
 def _json_str_many(self: Dialect, col: str, paths: list[str]) -> str | None:
     """One parse of a JSON column for several dotted paths: a list whose k-th item (``[k]``, 1-based)
     is the text at paths[k-1]; None where the dialect has no such form (then use json_str per path)."""

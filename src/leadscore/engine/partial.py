@@ -1,0 +1,171 @@
+"""Partial re-scores for the live path: a batch of events re-derives only the rules it can move.
+
+A live pass (``leadscore.service.live``) re-scores every lead a batch touched as of the batch's
+instant. Deriving a lead from its whole history costs the same whether the batch brought it one page
+view or a hundred messages, and most of a lead's rules cannot move with one page view: an e-mail
+rule counts e-mail events, a video rule counts player events. So each scored lead's per-rule results
+are kept in the rule cache (``live_rule_cache``, migration 0015: points and hits per rule and stage
+event flag, written in the transaction that writes its score), and a lead is re-scored by the same
+compiled query with only these rules derived from its events (``compile_model``'s ``fresh``):
+
+* the rules a new message can match: its event name / message type against each rule's cheap match
+  (:func:`touched`; a superset of what the rule counts, the same test the incremental runs use), a
+  response-time multiplier's reference event, the stage flags naming the event;
+* the rules that move at every instant: half-life decays;
+* the trait rules (cheap, and traits change with identify calls, which take the full path anyway).
+
+Every other rule's points and hits come from the cache, and groups, axes, tiers, stages and grade are
+computed on top by the same query, so a partial re-score gives exactly a full re-score's row
+(tests/engine/test_partial.py compares every lead and column). A lead takes the full path when its
+cache row is missing or of another model version, when time alone may have moved one of its cached
+rules since (the cache row's ``valid_until``, the first window edge, decay step, inactivity threshold
+or stage ``within`` from its instant on, or a message stored before its time: see
+``compile._valid_until_sql``), or when the batch brought it anything but track/page/screen messages
+(an identify or alias can merge another id's history into it).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+import pandas as pd
+import pyarrow as pa
+
+from leadscore.engine.compile import ENGAGEMENT_TYPES
+from leadscore.engine.score import score_leads_state, to_naive_utc
+from leadscore.model.schema import Model, Rule
+from leadscore.store import Store
+
+CACHE = "live_rule_cache"
+_COLS = ("lead_id", "model_version", "as_of", "valid_until", "pts", "hits")
+
+
+def stage_flags(model: Model) -> list[tuple[list[str], object]]:
+    """The stage event flags in the compiled query's order (``compile._stage_sql``): (events, within)."""
+    return [(list(s.when.event), s.when.within) for s in model.stages if s.when is not None and s.when.event]
+
+
+def always_derived(model: Model) -> set[int]:
+    """Rules derived in every re-score: trait rules and continuous (half-life) decays."""
+    return {i for i, r in enumerate(model.rules)
+            if r.kind == "trait" or (r.decay is not None and r.decay.half_life is not None)}
+
+
+def _reads(rule: Rule, type_: str, event: str | None) -> bool:
+    """Whether a message of this type and event name can be one the rule counts (or a reference of
+    its response-time multiplier): ``incremental._match`` in Python, a superset of the rule's match."""
+    if rule.kind == "trait":
+        return False
+    if any(m.response_time is not None and m.response_time.since_event == event for m in rule.multipliers):
+        return True
+    if rule.video:
+        from leadscore.video.reconstruct import CTA_EVENT, VIDEO_EVENTS
+        return type_ == "track" and (event in VIDEO_EVENTS or event == CTA_EVENT)
+    names = rule.event_names
+    types = None if rule.type is None else ([rule.type] if isinstance(rule.type, str) else list(rule.type))
+    if names and event not in names:
+        return False
+    if types is not None and type_ not in types:
+        return False
+    if rule.page is not None and type_ != "page":
+        return False
+    if not names and types is None and rule.page is None:
+        return type_ in ENGAGEMENT_TYPES
+    return True
+
+
+def touched(model: Model, messages: Iterable[tuple[str, str | None]]) -> set[int]:
+    """The rules (and stage flags, as ``-(k + 1)``) that messages of these (type, event) can move."""
+    out: set[int] = set()
+    flags = stage_flags(model)
+    for type_, event in set(messages):
+        out |= {i for i, rule in enumerate(model.rules) if i not in out and _reads(rule, type_, event)}
+        out |= {-(k + 1) for k, (events, _) in enumerate(flags) if event in events}
+    return out
+
+
+def plan(model: Model, as_of: datetime, leads: list[str], messages: Mapping[str, set[tuple[str, str | None]]],
+         cached: Mapping[str, datetime | None]) -> list[tuple[list[str], set[int] | None]]:
+    """Groups of leads and the rules to derive for each (None: all, the full path).
+
+    ``messages``: each lead's new messages as (type, event); ``cached``: the leads with a usable cache
+    row of this model version (scored as of an instant not after ``as_of``), with its valid_until."""
+    always = always_derived(model)
+    by_messages: dict[frozenset, frozenset[int]] = {}   # a batch's leads share a few message kinds
+    groups: dict[frozenset[int] | None, list[str]] = {}
+    for lead in leads:
+        mine = messages.get(lead)
+        fresh: frozenset[int] | None = None
+        if lead in cached and mine and all(t in ENGAGEMENT_TYPES for t, _ in mine):
+            until = cached[lead]
+            if until is None or until > as_of:
+                key = frozenset(mine)
+                fresh = by_messages.get(key)
+                if fresh is None:
+                    fresh = by_messages[key] = frozenset(always | touched(model, mine))
+        groups.setdefault(fresh, []).append(lead)
+    if len([k for k in groups if k is not None]) > 4:
+        # Many different rule sets (a mixed batch): one query deriving their union, not one each.
+        union = frozenset().union(*(k for k in groups if k is not None))
+        merged = [lead for k, ls in groups.items() if k is not None for lead in ls]
+        groups = {k: v for k, v in groups.items() if k is None}
+        groups[union] = merged
+    return [(ls, None if k is None else set(k)) for k, ls in groups.items()]
+
+
+def cached_leads(store: Store, model: Model, as_of: datetime, leads: list[str]) -> dict[str, datetime | None]:
+    """The leads whose cache row is of this model version and not after ``as_of``: their valid_until."""
+    if not leads:
+        return {}
+    with store.transaction() as conn:
+        rows = store._fetch_in(conn, f"SELECT lead_id, model_version, as_of, valid_until FROM {CACHE} "
+                                     "WHERE lead_id IN {ids}", leads)
+    return {lead: until for lead, version, at, until in rows if version == model.model_version and at <= as_of}
+
+
+def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | None,
+               messages: Mapping[str, set[tuple[str, str | None]]] | None = None, *,
+               activity: bool = True) -> tuple[pd.DataFrame, pa.Table, dict[str, int]]:
+    """Score ``leads`` as of ``as_of`` (the frame ``score_leads`` gives), partially where the cache
+    allows (see the module doc); also each lead's new rule state for :func:`save_cache`, and how many
+    leads took each path ({"partial": n, "full": m})."""
+    as_of = to_naive_utc(as_of)
+    if leads is None:   # everyone: the full path
+        frame, state = score_leads_state(store, model, as_of, None, activity=activity, state=True)
+        return frame, state, {"partial": 0, "full": len(frame)}
+    groups = plan(model, as_of, leads, messages or {}, cached_leads(store, model, as_of, leads) if messages else {})
+    frames, states, paths = [], [], {"partial": 0, "full": 0}
+    for group, fresh in groups:
+        frame, state = score_leads_state(store, model, as_of, group, activity=activity, state=True,
+                                         fresh=fresh, cache=CACHE if fresh is not None else None)
+        frames.append(frame)
+        states.append(state)
+        paths["full" if fresh is None else "partial"] += len(group)
+    if len(frames) == 1:
+        return frames[0], states[0], paths
+    frame = pd.concat(frames, ignore_index=True).sort_values(["score", "lead_id"], ascending=[False, True],
+                                                              ignore_index=True)
+    return frame, pa.concat_tables(states), paths
+
+
+def save_cache(store: Store, conn, model: Model, as_of: datetime, state: pa.Table) -> None:
+    """Replace the scored leads' cache rows with their new state, on ``conn`` (the transaction that
+    writes their scores)."""
+    if state is None or not state.num_rows:
+        return
+    leads = state.column("lead_id").to_pylist()
+    store._fetch_in(conn, f"DELETE FROM {CACHE} WHERE lead_id IN {{ids}} RETURNING lead_id", leads)
+    n = state.num_rows
+    if store.dialect.name == "duckdb":
+        stage = state.append_column("model_version", pa.array([model.model_version] * n, pa.string())) \
+                     .append_column("as_of", pa.array([as_of] * n, pa.timestamp("us")))
+        conn.register("_ls_rule_state", stage)
+        try:
+            conn.execute(f"INSERT INTO {CACHE} ({', '.join(_COLS)}) SELECT lead_id, model_version, as_of, ls_valid, "
+                         "ls_pts, ls_hits FROM _ls_rule_state")
+        finally:
+            conn.unregister("_ls_rule_state")
+        return
+    rows = list(zip(leads, [model.model_version] * n, [as_of] * n, state.column("ls_valid").to_pylist(),
+                    state.column("ls_pts").to_pylist(), state.column("ls_hits").to_pylist()))
+    store._bulk_insert(conn, CACHE, _COLS, rows, conflict="plain")
