@@ -152,6 +152,7 @@ def test_an_ingested_event_moves_the_live_score_and_alerts_when_the_lead_turns_h
     assert [(i["lead_id"], i["score"]) for i in page2["items"]] == [("bob", 30.0)] and page2["next_cursor"] is None
     stats = call(svc, "GET", "/api/live").json()
     assert stats["events"] >= 6 and stats["freshness_seconds"]["samples"] >= 6
+    assert stats["full_leads"] >= 2 and stats["partial_leads"] + stats["full_leads"] >= stats["batches"]
 
 
 def test_time_rescore_drops_a_window_and_records_cause_time(svc):

@@ -393,6 +393,9 @@ class LiveStats(_Out):
     alerts: int
     crm_items: int
     errors: int
+    partial_leads: int = Field(0, description="leads re-scored partially: only the rules their new messages can move "
+                                              "derived, the others read from the rule cache (engine.partial)")
+    full_leads: int = Field(0, description="leads re-scored from their whole history (every rule derived)")
     freshness_seconds: dict[str, Any]
     activation: dict[str, Any]
     last_time_rescore: dict[str, Any] | None
