@@ -19,9 +19,11 @@ hand-written DuckDB query of the same rules) and a vectorised pandas version, in
 4. Incremental (leadscore.engine.state): a full run as of t1 (the log's end) writing its state, then
    a new Parquet file in the log's folder with messages of 1% of the leads in the hour after t1, and
    an incremental run as of t2 = t1 + 1 h (reads the new file only, re-scores the changed leads from
-   the state), against a full run of the whole folder as of t2 (bench/playbook.yaml with its
-   half-lives written as decay steps: an exponential decay changes every visitor's points every
-   hour). Checked equal on every lead and column. Work folder: DATA/incremental-N.
+   the state, returning their rows), against a full run of the whole folder as of t2
+   (bench/playbook.yaml with its half-lives written as decay steps: an exponential decay changes
+   every visitor's points every hour). Checked equal on every lead and column: the whole table the
+   state holds after the run (read after the timing, its own time reported) and the rows the run
+   returned. Work folder: DATA/incremental-N.
 5. --growth: the engine's time at several population sizes (linear growth check).
 --typed: everything runs on the typed log instead (properties and context as STRUCT columns, as a
 warehouse export keeps them): DATA/leads-N/events-typed.parquet, converted once from the JSON log
@@ -122,16 +124,25 @@ def child(kind: str, a: dict) -> dict:
         os.replace(new, log / new.name)                                     # the new messages land as a new file
         _reset_peak()
         t = time.perf_counter()
-        inc = score_with_state(m, log, work / "state", t2, **opts)
+        inc = score_with_state(m, log, work / "state", t2, **opts)   # returns the re-scored leads' rows
         inc_s = time.perf_counter() - t
         peaks["incremental"] = _peak_mb()
+        t = time.perf_counter()
+        inc_all = inc.frame                                                 # every lead, read from the state
+        read_s = time.perf_counter() - t
         _reset_peak()
         t = time.perf_counter()
         full = score_parquet(m, log, t2, **opts)
         full_s = time.perf_counter() - t
         peaks["full"] = _peak_mb()
-        same = _compare(full, inc.frame, all_columns=True)
-        return {"full_seconds": full_s, "state_full_seconds": state_s, "seconds": inc_s, "rescored": inc.rescored,
+        # The whole table the state now holds, and the rows the run returned, against a full run's.
+        same = _compare(full, inc_all, all_columns=True)
+        same += [f"returned rows: {d}" for d in _compare(full[full["lead_id"].isin(inc.rows["lead_id"])], inc.rows,
+                                                         all_columns=True)]
+        if len(inc.rows) != inc.rescored:
+            same.append(f"returned {len(inc.rows)} rows for {inc.rescored} re-scored leads")
+        return {"full_seconds": full_s, "state_full_seconds": state_s, "seconds": inc_s, "read_all_seconds": read_s,
+                "rescored": inc.rescored,
                 "why": inc.why, "new_rows": inc.new_rows, "incremental_full": inc.full, "leads": len(full),
                 "first_full": first_full, "identical": not same and not inc.full, "mismatch": same[:5],
                 "state_mb": round((work / "state" / "state.duckdb").stat().st_size / 2**20),
@@ -253,7 +264,8 @@ def _incremental(ns, common: dict, data: Path, leads: int) -> dict:
     print(f"  incremental ({ns.incremental_hours:g} h later, a new file of {inc['new_rows']:,} messages): re-scored "
           f"{inc['rescored']:,} of {inc['leads']:,} leads ({100 * inc['rescored'] / inc['leads']:.2f}%: {inc['why']}) "
           f"in {inc['seconds']:.2f} s vs a full run {inc['full_seconds']:.2f} s = "
-          f"{100 * inc['seconds'] / inc['full_seconds']:.1f}% of it (the first run, full and writing the "
+          f"{100 * inc['seconds'] / inc['full_seconds']:.1f}% of it (returning the re-scored leads' rows; every lead's "
+          f"row read from the state after it: {inc['read_all_seconds']:.2f} s; the first run, full and writing the "
           f"{inc['state_mb']:,} MB state: {inc['state_full_seconds']:.2f} s; peak MB by run {inc['peak_mb_by_run']}); "
           f"identical to the full run: {inc['identical']}" + ("" if inc["identical"] else f" {inc['mismatch']}"), flush=True)
     return inc

@@ -116,6 +116,13 @@ def test_new_files_rescore_only_the_changed_leads_and_equal_a_full_run(tmp_path,
                         "e": "new messages", "f": "new messages", "h": "new messages", "k": "new messages",
                         "g": "their account changed"}           # b: nothing changed
     assert second.rescored == 8 and second.leads == 9
+    # The run returns the re-scored leads' rows only (b's row is unchanged in the state), in a full
+    # run's order: score descending, then lead_id.
+    assert [(r.lead_id, r.score) for r in second.rows.itertuples()] == [
+        ("g", 75), ("f", 50), ("e", 40), ("a", 35), ("h", 25), ("k", 10), ("c", 0), ("d", -10)]
+    assert list(second.rows.columns) == list(first.rows.columns)
+    # The top of the whole table, read from the state: b (60, not re-scored) is second.
+    assert [(r.lead_id, r.score) for r in second.top(3).itertuples()] == [("g", 75), ("b", 60), ("f", 50)]
     assert _scores(second.frame) == AT_T2
     full = score_parquet(m, log, T2)
     assert_same_scores(full, second.frame)
@@ -124,8 +131,34 @@ def test_new_files_rescore_only_the_changed_leads_and_equal_a_full_run(tmp_path,
     # No new file: time alone. b's demo of May 4 (consumed at T1) is due: 10 + 50 + 50.
     third = score_with_state(m, log, state, T3)
     assert not third.full and third.new_files == [] and third.why == {"messages due since the last run": 1}
+    assert _scores(third.rows) == {"b": 110} and third.leads == 9
     assert _scores(third.frame)["b"] == 110
     assert_same_scores(score_parquet(m, log, T3), third.frame)
+
+
+def test_the_whole_table_is_read_from_the_state_only_while_it_is_this_runs(tmp_path):
+    """An incremental run's ``frame`` (every lead) is read from the state on first use: once a later
+    run has changed the state, an unread ``frame`` is refused rather than given another instant's scores."""
+    log, add_day2 = _logs(tmp_path, False)
+    state = tmp_path / "state"
+    m = model(STATE_MODEL)
+    first = score_with_state(m, log, state, T1)
+    assert first.full and first.rows is first.frame and _scores(first.top(2)) == {"b": 60, "g": 50}
+    add_day2()
+    second = score_with_state(m, log, state, T2)
+    read = score_with_state(m, log, state, T2)          # nothing changed: no rows, the same table
+    assert not read.full and read.rescored == 0 and len(read.rows) == 0 and read.reason == "nothing changed"
+    assert list(read.rows.columns) == list(first.rows.columns)
+    assert _scores(read.top(20)) == AT_T2              # top(n) reads n rows, keeps nothing
+    third = score_with_state(m, log, state, T3)
+    with pytest.raises(RuntimeError, match="has moved on"):
+        second.frame
+    with pytest.raises(RuntimeError, match="has moved on"):
+        read.top(1)
+    assert _scores(third.top(1)) == {"b": 110}
+    score_with_state(m, log, state, T1)                 # a full run (an earlier instant) rewrites the state
+    with pytest.raises(RuntimeError, match="has moved on"):
+        third.top(1)
 
 
 @pytest.mark.parametrize("how", [{"stage": False}, {"partitions": 2}], ids=["from-the-files", "partitions"])

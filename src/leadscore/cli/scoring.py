@@ -144,7 +144,8 @@ def leads_table(frame, model, top: int, title: str) -> Table:
                    "clustered by lead in lead ranges, else partitions from the log's size and the memory limit).")
 @click.option("--state", "state_dir", type=click.Path(file_okay=False), default=None,
               help="With --events on sql: keep the run's state in this folder; the next run reads only the "
-                   "log's new files and re-scores only the leads that changed (the first run is a full one).")
+                   "log's new files and re-scores only the leads that changed (the first run is a full one); "
+                   "the top leads shown and --out (every lead) come from the state's whole table.")
 @click.option("--show-sql", is_flag=True, help="Print the compiled SQL and stop.")
 @click.option("--dry-run", is_flag=True, help="Score without saving and show how many leads change tier against the last saved run.")
 @pass_ctx
@@ -185,7 +186,10 @@ def score(ctx, model_path, as_of, top, save, engine, events_path, out, memory_li
 
 def _score_log(model, events_path, as_of, top, out, memory_limit, spill, partitions, state_dir=None) -> None:
     """DuckDB over a Parquet event log, the store untouched (engine.parquet.score_parquet); with a
-    state folder, incrementally from the last run's state (engine.state.score_with_state)."""
+    state folder, incrementally from the last run's state (engine.state.score_with_state). An
+    incremental run returns only the re-scored leads' rows; what it prints (the top leads) and writes
+    (--out: every lead) is read from the state's whole table, as a full run would give them, and the
+    whole table is read only when --out asks for it."""
     from leadscore.engine.parquet import EventLogError, score_parquet
     from leadscore.engine.state import score_with_state
     try:
@@ -193,10 +197,11 @@ def _score_log(model, events_path, as_of, top, out, memory_limit, spill, partiti
             if state_dir:
                 run = score_with_state(model, events_path, state_dir, as_of, memory_limit=memory_limit,
                                        temp_dir=spill, partitions=partitions)
-                frame = run.frame
+                frame, leads = None, run.leads
             else:
                 frame = score_parquet(model, events_path, as_of, memory_limit=memory_limit, temp_dir=spill,
                                       partitions=partitions)
+                leads = len(frame)
     except EventLogError as exc:
         raise click.ClickException(str(exc)) from None
     if state_dir:
@@ -210,9 +215,12 @@ def _score_log(model, events_path, as_of, top, out, memory_limit, spill, partiti
                           + (f" ({why})" if why else " (nothing changed)") + f"; state in {state_dir} updated",
                           highlight=False)
     if out:
+        if frame is None:
+            frame = run.frame           # every lead (an incremental run: read from the state)
         frame.to_parquet(out, index=False)
         console.print(f"{len(frame)} scores written to {out}", highlight=False)
-    console.print(leads_table(frame, model, top, f"{len(frame)} leads of {events_path} scored as of "
+    shown = frame.head(top) if frame is not None else run.top(top)
+    console.print(leads_table(shown, model, top, f"{leads} leads of {events_path} scored as of "
                                                  f"{as_of:%Y-%m-%d %H:%M} UTC with model {model.model_version}"))
 
 

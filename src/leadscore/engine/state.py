@@ -32,9 +32,12 @@ the leads whose score can have changed from the state alone (never the raw log):
   consumed before its time);
 
 re-scores those leads from a copy of their rows (the same compiled query, over views of them), and
-replaces their rows of ``scores`` and ``lead_next``. The output is read back from ``scores`` in a
-full run's order (score descending, then lead_id). The result equals a full run of the whole log at the new
-instant on every lead and column (tests/engine/test_state.py, JSON and typed logs).
+replaces their rows of ``scores`` and ``lead_next``. It returns the re-scored leads' rows
+(``StateRun.rows``, in a full run's order: score descending, then lead_id), not the whole table: reading
+a million rows back from ``scores`` cost more than the rest of a 1%-changed run. The whole table, which
+equals a full run of the whole log at the new instant on every lead and column
+(tests/engine/test_state.py, JSON and typed logs), is read from the state on demand
+(``StateRun.frame``; ``StateRun.top(n)`` for the first n leads only).
 
 A full run is made instead, with the reason, when there is no state, the model version, the log's
 path, the other inputs or the engine's staging differ, the instant is earlier than the state's, or a consumed file was
@@ -54,6 +57,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -80,9 +84,20 @@ STATE_SOURCES = Sources(events="ls_s_events", traits="ls_s_traits", account_trai
                         population="ls_s_population", catalog="video_catalog", predictions="lead_predictions")
 
 
+ORDER = "ORDER BY score DESC, lead_id"       # a full run's order
+
+
 @dataclass
 class StateRun:
-    frame: pd.DataFrame                 # every lead, as a full run of the whole log as of ``as_of`` gives
+    """One run's outcome. ``rows``: the leads this run scored, in a full run's order (every lead for
+    a full run; the re-scored leads for an incremental one, whose other leads keep the rows they had).
+    ``frame``: every lead, as a full run of the whole log as of the run's instant gives; for an
+    incremental run it is read from the state file on first use (a full run's is ``rows``), so a run
+    whose caller needs only the changed leads does not read back the whole table. ``top(n)``: the
+    first n leads of ``frame`` without reading the rest. Both refuse once a later run has changed
+    the state (its scores are then of another instant)."""
+
+    rows: pd.DataFrame
     full: bool                          # True: a full run (the reason says why); False: incremental
     reason: str
     rescored: int                       # leads scored by this run (all of them for a full run)
@@ -90,6 +105,34 @@ class StateRun:
     new_files: list[str] = field(default_factory=list)   # log files read by this run
     new_rows: int = 0                   # messages in them
     why: dict[str, int] = field(default_factory=dict)    # incremental: re-scored leads per cause
+    model: Model | None = field(default=None, repr=False)
+    state: Path | None = None           # the state file the run left
+    run: int = 0                        # the state's run number after this run (0: a full run)
+    run_id: str = ""                    # this run's id in the state's meta (a later run writes its own)
+    _all: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._all is None:
+            self._all = self._read(None)
+        return self._all
+
+    def top(self, n: int) -> pd.DataFrame:
+        if self._all is not None:
+            return self._all.head(n)
+        return self._read(max(0, int(n)))
+
+    def _read(self, limit: int | None) -> pd.DataFrame:
+        import duckdb
+        if self.full:
+            return self.rows
+        with duckdb.connect(str(self.state), read_only=True) as conn:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("run_id") != self.run_id:
+                raise RuntimeError(f"{self.state} has moved on (run {meta.get('run')} as of {meta.get('as_of')}) since "
+                                   f"this run (run {self.run}): its scores are no longer this run's")
+            sql = f"SELECT * FROM scores {ORDER}" + ("" if limit is None else f" LIMIT {limit}")
+            return _frame(self.model, conn.sql(sql).to_arrow_table())
 
 
 def state_path(state_dir: str | Path) -> Path:
@@ -122,7 +165,7 @@ def score_with_state(model: Model, events_path: str | Path, state_dir: str | Pat
             try:
                 why = _full_needed(conn, model, as_of, log, refs, files)
                 if why is None:
-                    return _incremental(conn, model, as_of, log, files)
+                    return _incremental(conn, model, as_of, log, files, path)
             finally:
                 _run(conn, "DETACH DATABASE IF EXISTS st")
         return _full(conn, model, as_of, log, refs, files, path, why, partitions, catalog, stage)
@@ -288,8 +331,8 @@ def _scores_sql(model: Model, as_of: datetime) -> str:
     return compile_model(model, DUCKDB, as_of, sources=STATE_SOURCES, staged_events="ls_s_ev").sql
 
 
-def _result(conn, model: Model) -> pd.DataFrame:
-    return _frame(model, conn.sql("SELECT * FROM st.scores ORDER BY score DESC, lead_id").to_arrow_table())
+def _result(conn, model: Model, table: str = "st.scores") -> pd.DataFrame:
+    return _frame(model, conn.sql(f"SELECT * FROM {table} {ORDER}").to_arrow_table())
 
 
 # ----------------------------------------------------------------------------- the two runs
@@ -322,8 +365,9 @@ def _full(conn, model: Model, as_of: datetime, log: str, refs: str, files: dict[
         _run(conn, "CREATE TABLE st.files (path VARCHAR, size BIGINT, mtime_ns BIGINT, run INTEGER)")
         _insert_files(conn, files, 0)
         _run(conn, "CREATE TABLE st.rescored (lead_id VARCHAR, why VARCHAR)")
+        run_id = uuid.uuid4().hex
         meta = {"format": str(STATE_FORMAT), "model_version": model.model_version, "log": log, "references": refs,
-                "as_of": as_of.isoformat(), "run": "0"}
+                "as_of": as_of.isoformat(), "run": "0", "run_id": run_id}
         _run(conn, "CREATE TABLE st.meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         _run(conn, "INSERT INTO st.meta VALUES " + ", ".join(f"({quote_literal(k)}, {quote_literal(v)})"
                                                             for k, v in meta.items()))
@@ -334,7 +378,8 @@ def _full(conn, model: Model, as_of: datetime, log: str, refs: str, files: dict[
     # The old file's WAL belongs to the old file: it must not be replayed onto the new one.
     Path(f"{path}.wal").unlink(missing_ok=True)
     os.replace(new, path)
-    return StateRun(frame, True, why, len(frame), len(frame), sorted(files), rows)
+    return StateRun(frame, True, why, len(frame), len(frame), sorted(files), rows, model=model, state=path, run=0,
+                    run_id=run_id, _all=frame)
 
 
 def _insert_files(conn, files: dict[str, tuple[int, int]], run: int) -> None:
@@ -348,11 +393,14 @@ def _insert_files(conn, files: dict[str, tuple[int, int]], run: int) -> None:
     conn.unregister("ls_files_arrow")
 
 
-def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str, tuple[int, int]]) -> StateRun:
+def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str, tuple[int, int]],
+                 path: Path) -> StateRun:
     """Stage the new files, find the changed leads, score them from the state, then commit it all to
-    the state in one transaction (everything before it writes temp tables only)."""
+    the state in one transaction (everything before it writes temp tables only). Returns the re-scored
+    leads' rows; the whole table stays in the state (``StateRun.frame`` reads it on demand)."""
     meta = dict(_run(conn, "SELECT key, value FROM st.meta"))
     t1, run = datetime.fromisoformat(meta["as_of"]), int(meta["run"]) + 1
+    run_id = uuid.uuid4().hex
     consumed = {r[0] for r in _run(conn, "SELECT path FROM st.files")}
     new = {p: s for p, s in files.items() if p not in consumed}
     tables = ["ev", "trait_rows", "account_rows", "population"] + (["video_ev"] if _uses_video(model) else [])
@@ -405,17 +453,20 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
             _insert_files(conn, new, run)
             _run(conn, f"UPDATE st.meta SET value = {quote_literal(as_of.isoformat())} WHERE key = 'as_of'")
             _run(conn, f"UPDATE st.meta SET value = '{run}' WHERE key = 'run'")
+            _run(conn, f"INSERT OR REPLACE INTO st.meta VALUES ('run_id', '{run_id}')")
             _run(conn, "COMMIT")
         except BaseException:
             _run(conn, "ROLLBACK")
             raise
+        fresh = _result(conn, model, "ls_fresh" if n else "st.scores WHERE FALSE")
+        leads = _run(conn, "SELECT count(*) FROM st.scores")[0][0]
     finally:
         for t in [*(f"ls_b_{t}" for t in tables), *(f"ls_c_{t}" for t in tables), "ls_changed", "ls_fresh", "ls_next"]:
             _run(conn, f"DROP TABLE IF EXISTS temp.{t}")
-    frame = _result(conn, model)
     reason = (f"{n} lead(s) re-scored ({', '.join(f'{k}: {v}' for k, v in sorted(why.items()))})" if n
               else "nothing changed")
-    return StateRun(frame, False, reason, n, len(frame), sorted(new), rows, why)
+    return StateRun(fresh, False, reason, n, leads, sorted(new), rows, why, model=model, state=path, run=run,
+                    run_id=run_id)
 
 
 def _plus(ts: str, td) -> str:
