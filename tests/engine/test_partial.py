@@ -196,3 +196,43 @@ def test_partial_re_scores_equal_full_re_scores_on_every_lead_and_column(duckdb_
         assert seen["partial"] > 100 and seen["full"] > 10, seen
     finally:
         store.close()
+
+
+TIMED = model("""
+name: timed
+groups:
+  web: {axis: engagement}
+tiers: [{name: cold}, {name: warm, min: 20}]
+rules:
+  - {name: email_open, group: web, event: Email Opened, points: 10, decay: {steps: [{after: 30d, keep: 0.5}]}}
+  - {name: pricing_week, group: web, page: /pricing, points: 5, window: 7d}
+  - {name: download, group: web, event: Resource Downloaded, points: 8, decay: {half_life: 10d}}
+""")
+
+
+def test_the_time_scheduler_re_scores_only_the_leads_time_can_move(store):
+    """ann's open passes its decay step on Oct 31 09:00, bob's page view leaves its 7-day window on
+    Oct 8 10:00, cy's download decays continuously (half-life), dee has no event; eve arrives after
+    the cache was written (no cache row)."""
+    _ingest(store, [track("ann", "Email Opened", "2026-10-01T09:00:00Z"),
+                    page("bob", "/pricing", "2026-10-01T10:00:00Z"),
+                    track("cy", "Resource Downloaded", "2026-10-01T11:00:00Z"),
+                    {"type": "identify", "userId": "dee", "timestamp": "2026-10-01T12:00:00Z", "traits": {"plan": "x"},
+                     "messageId": "dee-1"}], T0)
+    _cache(store, TIMED, T0)
+    _ingest(store, [track("eve", "Email Opened", "2026-10-02T09:00:00Z")], datetime(2026, 10, 2, 9))
+    assert partial.due_leads(store, TIMED, datetime(2026, 10, 5)) == ["cy", "eve"]
+    assert partial.due_leads(store, TIMED, datetime(2026, 10, 8, 10)) == ["bob", "cy", "eve"]
+    assert partial.due_leads(store, TIMED, datetime(2026, 10, 31, 9)) == ["ann", "bob", "cy", "eve"]
+    # after re-scoring the due leads as of Oct 9, bob has no edge left (his only view left the window)
+    _cache(store, TIMED, datetime(2026, 10, 9), leads=["bob", "cy", "eve"])
+    assert partial.due_leads(store, TIMED, datetime(2026, 10, 10)) == ["cy"]
+    # and a model of another version has no cache: everyone is due
+    other = model("""
+name: timed-2
+groups: {web: {axis: engagement}}
+tiers: [{name: cold}, {name: warm, min: 20}]
+rules:
+  - {name: email_open, group: web, event: Email Opened, points: 10}
+""")
+    assert partial.due_leads(store, other, datetime(2026, 10, 10)) == ["ann", "bob", "cy", "dee", "eve"]

@@ -63,10 +63,14 @@ def test_time_rescore_writes_only_changes_and_scores_never_go_back_in_time(store
     # day 8: ann's pricing view left the 7-day window (30 → 0); bob's demo request has no window
     report = live.rescore_time(T0 + timedelta(days=8))
     assert [(c.lead_id, c.score, c.prev_score, c.cause) for c in report.changes] == [("ann", 0.0, 30.0, "time")]
+    # only ann was due (her view's window edge passed): bob's score cannot move with time alone
+    assert report.leads == 1 and live.last_time_rescore["population"] == 2
     # a batch received "earlier" than the last re-score is scored as of the later instant
     late = ingest(store, live, [msg("page", "cy", "c1", T0, properties={"path": "/pricing"})], T0 + timedelta(days=1))
     assert late.as_of == T0 + timedelta(days=8)
     assert [(c.lead_id, c.score) for c in late.changes] == [("cy", 0.0)]
+    # nothing left that time can move: the next tick re-scores no one
+    assert live.rescore_time(T0 + timedelta(days=9)).leads == 0
 
 
 def test_activation_rescores_everyone_with_progress_and_history_notes_the_model(store):

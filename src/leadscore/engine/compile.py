@@ -447,7 +447,8 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     ``state`` (the live path's rule cache, :mod:`leadscore.engine.partial`): three more columns, each
     rule's points ``ls_pts`` and hits ``ls_hits`` (rule order, then the stage event flags' counts) and
     ``ls_valid``, the first instant from the as-of on at which time alone can change one of the
-    derived rules (:func:`_valid_until_sql`; NULL: never). ``fresh`` with ``cache``: only the rules
+    derived rules (:func:`_valid_until_sql`; NULL: never), and ``ls_moving``: a half-life rule has
+    hits, so the score moves at every instant. ``fresh`` with ``cache``: only the rules
     whose index is in ``fresh`` (and the stage event flags ``-(k + 1)`` in it) are derived from the
     events; every other rule's points and hits are read from ``cache`` (lead_id, pts, hits,
     valid_until: an earlier ``state`` query's columns), and everything above the rules (groups, axes,
@@ -644,9 +645,10 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     if state:
         ctes.append(("ls_nx", _valid_until_sql(ctx, model, flags, live_flags, derived_idx)))
         valid = ["la.ls_next_msg", "ls_nx.nxt"] + (["ls_cached_valid"] if fresh is not None else [])
+        moving = [f"h{i} > 0" for i, r in enumerate(model.rules) if r.decay is not None and r.decay.half_life is not None]
         state_cols = (f", {dialect.list_of([f'r{i}' for i in range(n)])} AS ls_pts, "
                       f"{dialect.list_of([f'h{i}' for i in range(n)] + [f'CAST(f{k} AS BIGINT)' for k in range(len(flags))])} AS ls_hits, "
-                      f"LEAST({', '.join(valid)}) AS ls_valid")
+                      f"LEAST({', '.join(valid)}) AS ls_valid, {' OR '.join(moving) or 'FALSE'} AS ls_moving")
     ctes.append(("fin", f"SELECT sc.*, {tier} AS tier, {stage_idx} AS stage_idx, "
                         f"{grade(model.grades.fit, 'fit')} || {grade(model.grades.engagement, 'engagement')} AS grade"
                         f"{', la.last_activity' if activity else ''}{state_cols} FROM sc "
@@ -654,7 +656,7 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
                         f"{' LEFT JOIN ls_nx ON ls_nx.lead_id = sc.lead_id' if state else ''}"))
     stage_name = "CASE stage_idx " + " ".join(f"WHEN {k} THEN {quote_literal(s.name)}" for k, s in enumerate(model.stages)) + " END"
     group_out = ", ".join(f"g_{_safe(g)}" for g in model.groups)
-    rule_out = ", ".join(f"r{i}, h{i}" for i in range(n)) + (", ls_pts, ls_hits, ls_valid" if state else "")
+    rule_out = ", ".join(f"r{i}, h{i}" for i in range(n)) + (", ls_pts, ls_hits, ls_valid, ls_moving" if state else "")
     sql = ("WITH " + ",\n".join(_cte(name, q, staged_events) for name, q in ctes) +
            f"\nSELECT lead_id, score, fit, engagement, tier, {stage_name} AS stage, grade, disqualified, probability, "
            f"{'last_activity, ' if activity else ''}"

@@ -25,6 +25,7 @@ or stage ``within`` from its instant on, or a message stored before its time: se
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
@@ -37,7 +38,7 @@ from leadscore.model.schema import Model, Rule
 from leadscore.store import Store
 
 CACHE = "live_rule_cache"
-_COLS = ("lead_id", "model_version", "as_of", "valid_until", "pts", "hits")
+_COLS = ("lead_id", "model_version", "as_of", "valid_until", "moving", "pts", "hits")
 
 
 def stage_flags(model: Model) -> list[tuple[list[str], object]]:
@@ -113,14 +114,26 @@ def plan(model: Model, as_of: datetime, leads: list[str], messages: Mapping[str,
     return [(ls, None if k is None else set(k)) for k, ls in groups.items()]
 
 
+def cache_version(store: Store, model: Model) -> str:
+    """What a cache row was derived with besides the lead's own messages and traits: the model version
+    and, for a model with video rules, the video catalog (titles, categories, durations feed the facts)."""
+    if not any(r.video for r in model.rules):
+        return model.model_version
+    row = store.query("SELECT count(*), max(imported_at), sum(duration), "
+                      "sum(length(coalesce(title, '') || coalesce(category, '') || coalesce(stage, ''))) FROM video_catalog")[0]
+    return f"{model.model_version}/catalog:{hashlib.sha256(repr(tuple(row)).encode()).hexdigest()[:12]}"
+
+
 def cached_leads(store: Store, model: Model, as_of: datetime, leads: list[str]) -> dict[str, datetime | None]:
-    """The leads whose cache row is of this model version and not after ``as_of``: their valid_until."""
+    """The leads whose cache row is of this model version (and catalog) and not after ``as_of``: their
+    valid_until."""
     if not leads:
         return {}
+    version = cache_version(store, model)
     with store.transaction() as conn:
         rows = store._fetch_in(conn, f"SELECT lead_id, model_version, as_of, valid_until FROM {CACHE} "
                                      "WHERE lead_id IN {ids}", leads)
-    return {lead: until for lead, version, at, until in rows if version == model.model_version and at <= as_of}
+    return {lead: until for lead, v, at, until in rows if v == version and at <= as_of}
 
 
 def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | None,
@@ -154,18 +167,41 @@ def save_cache(store: Store, conn, model: Model, as_of: datetime, state: pa.Tabl
     if state is None or not state.num_rows:
         return
     leads = state.column("lead_id").to_pylist()
+    version = cache_version(store, model)
     store._fetch_in(conn, f"DELETE FROM {CACHE} WHERE lead_id IN {{ids}} RETURNING lead_id", leads)
     n = state.num_rows
     if store.dialect.name == "duckdb":
-        stage = state.append_column("model_version", pa.array([model.model_version] * n, pa.string())) \
+        stage = state.append_column("model_version", pa.array([version] * n, pa.string())) \
                      .append_column("as_of", pa.array([as_of] * n, pa.timestamp("us")))
         conn.register("_ls_rule_state", stage)
         try:
             conn.execute(f"INSERT INTO {CACHE} ({', '.join(_COLS)}) SELECT lead_id, model_version, as_of, ls_valid, "
-                         "ls_pts, ls_hits FROM _ls_rule_state")
+                         "ls_moving, ls_pts, ls_hits FROM _ls_rule_state")
         finally:
             conn.unregister("_ls_rule_state")
         return
-    rows = list(zip(leads, [model.model_version] * n, [as_of] * n, state.column("ls_valid").to_pylist(),
-                    state.column("ls_pts").to_pylist(), state.column("ls_hits").to_pylist()))
+    rows = list(zip(leads, [version] * n, [as_of] * n, state.column("ls_valid").to_pylist(),
+                    state.column("ls_moving").to_pylist(), state.column("ls_pts").to_pylist(),
+                    state.column("ls_hits").to_pylist()))
     store._bulk_insert(conn, CACHE, _COLS, rows, conflict="plain")
+
+
+def due_leads(store: Store, model: Model, as_of: datetime) -> list[str]:
+    """The leads whose score time alone may have moved by ``as_of``, for the time scheduler: a cached
+    edge (window, decay step, inactivity, stage ``within``, a message stored before its time) at or
+    before ``as_of``, a half-life rule with hits (``moving``), or no cache row of this model version
+    (never scored with it, or scored by the path that keeps no cache). Every other lead's score as of
+    ``as_of`` is its cached one: nothing in its rules changes between its cache row's instant and the
+    next edge, unless its account's traits changed since (a group call re-scores its caller only), when
+    the model reads account traits."""
+    from leadscore.engine.parquet import model_trait_keys
+
+    account = ""
+    if any(k.startswith("account.") for k in model_trait_keys(model)):
+        account = (" OR EXISTS (SELECT 1 FROM resolved_traits t JOIN account_traits a ON a.account_id = t.value "
+                   "JOIN events e ON e.message_id = a.message_id WHERE t.lead_id = p.lead_id AND t.key = 'account_id' "
+                   "AND e.received_at > c.as_of)")
+    rows = store.query(f"SELECT p.lead_id FROM population p LEFT JOIN {CACHE} c ON c.lead_id = p.lead_id "
+                       f"WHERE c.lead_id IS NULL OR c.model_version <> ? OR c.moving OR c.valid_until <= ?{account} "
+                       "ORDER BY p.lead_id", (cache_version(store, model), as_of))
+    return [r[0] for r in rows]

@@ -99,7 +99,7 @@ def score_leads_state(store: Store, model: Model, as_of: datetime, leads: list[s
                       sources: Sources | None = None, activity: bool = False, scope: list[str] | None = None,
                       fresh: set[int] | None = None, cache: str | None = None, state: bool = False):
     """:func:`score_leads`, and with ``state`` also the rule state of each lead (an Arrow table of
-    lead_id, ls_pts, ls_hits, ls_valid; see ``compile_model``'s ``state``, ``fresh`` and ``cache``,
+    lead_id, ls_pts, ls_hits, ls_valid, ls_moving; see ``compile_model``'s ``state``, ``fresh`` and ``cache``,
     and :mod:`leadscore.engine.partial`); None without."""
     as_of = to_naive_utc(as_of)
     if scope is None and leads is not None and sources is None and not _scan_beats_index(store, len(leads)):
@@ -108,7 +108,7 @@ def score_leads_state(store: Store, model: Model, as_of: datetime, leads: list[s
                              fresh=fresh, cache=cache, state=state)
     table = store.query_analytic(compiled.sql)
     table = table.rename_columns([c.lower() for c in table.column_names])
-    rule_state = table.select(["lead_id", "ls_pts", "ls_hits", "ls_valid"]) if state else None
+    rule_state = table.select(["lead_id", "ls_pts", "ls_hits", "ls_valid", "ls_moving"]) if state else None
     frame = _frame(model, table)
     if not compiled.uses_probability and sources is None and len(frame):
         # The predictive model's probability is shown beside the points score even when no stage reads it.

@@ -354,12 +354,13 @@ class LiveScorer:
         return [r[0] for r in self.store.query("SELECT lead_id FROM population ORDER BY lead_id")]
 
     def rescore_all(self, as_of: datetime, cause: str, cause_ref: str | None = None, *, model: Model | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> LiveReport:
-        """Re-score every lead in chunks (each its own transaction); only changed leads are written."""
+                    progress: Callable[[int, int], None] | None = None, leads: list[str] | None = None) -> LiveReport:
+        """Re-score every lead (or ``leads``) in chunks (each its own transaction); only changed leads are written."""
         total = LiveReport(cause, None)
         alerts = cause == "event" or (cause == "time" and self.settings.alerts_on_time) or \
             (cause == "model" and self.settings.alerts_on_model_change)
-        leads = self._population(as_of)
+        if leads is None:
+            leads = self._population(as_of)
         if progress:
             progress(0, len(leads))
         size = max(1, self.settings.chunk_leads)
@@ -381,9 +382,15 @@ class LiveScorer:
         return total
 
     def rescore_time(self, as_of: datetime) -> LiveReport:
-        """Decay steps, window edges and inactivity: re-score everyone as of ``as_of``, write the changes."""
-        report = self.rescore_all(as_of, "time")
-        self.last_time_rescore = report.summary()
+        """Decay steps, window edges and inactivity: re-score the leads time may have moved by ``as_of``
+        (``partial.due_leads``: a cached edge passed, a half-life rule with hits, no cache row of the
+        active model; everyone when ``partial`` is off), write the changes."""
+        leads = None
+        if self.settings.partial:
+            with self.lock:
+                leads = partial.due_leads(self.store, self.model(), self._as_of(as_of))
+        report = self.rescore_all(as_of, "time", leads=leads)
+        self.last_time_rescore = {**report.summary(), "population": self.store.query("SELECT count(*) FROM population")[0][0]}
         return report
 
     def activate(self, version: str, now: datetime) -> LiveReport:
