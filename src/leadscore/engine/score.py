@@ -7,6 +7,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from leadscore.engine.compile import Sources, _safe, compile_model
 from leadscore.model.schema import Model
@@ -104,9 +105,12 @@ def score_leads_state(store: Store, model: Model, as_of: datetime, leads: list[s
     as_of = to_naive_utc(as_of)
     if scope is None and leads is not None and sources is None and not _scan_beats_index(store, len(leads)):
         scope = lead_scope(store, leads)
+    relations = {}
+    if leads is not None and store.dialect.name == "duckdb":
+        relations["_ls_leads_param"] = pa.table({"lead_id": pa.array(list(leads), pa.string())})
     compiled = compile_model(model, store.dialect, as_of, leads=leads, sources=sources, scope=scope, activity=activity,
-                             fresh=fresh, cache=cache, state=state)
-    table = store.query_analytic(compiled.sql)
+                             fresh=fresh, cache=cache, state=state, leads_table="_ls_leads_param" if relations else None)
+    table = store.query_analytic(compiled.sql, relations)
     table = table.rename_columns([c.lower() for c in table.column_names])
     rule_state = table.select(["lead_id", "ls_pts", "ls_hits", "ls_valid", "ls_moving"]) if state else None
     frame = _frame(model, table)

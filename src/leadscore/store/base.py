@@ -64,8 +64,11 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def query_analytic(self, sql: str):
-        """An Arrow table from a large set-based query (the engine's scoring SQL)."""
+    def query_analytic(self, sql: str, relations: dict | None = None):
+        """An Arrow table from a large set-based query (the engine's scoring SQL). ``relations``: Arrow
+        tables the query reads by name (DuckDB registers them; other stores take none)."""
+        if relations:
+            raise NotImplementedError(f"{type(self).__name__} reads no registered relations")
         return self.query_arrow(sql)
 
     # ---- shared behaviour

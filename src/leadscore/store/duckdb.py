@@ -168,7 +168,7 @@ class DuckDBStore(Store):
     def _insert_events(self, conn, events, no_duplicates=False):
         return super()._insert_events(conn, events, no_duplicates or getattr(self._local, "optimistic", False))
 
-    def query_analytic(self, sql):
+    def query_analytic(self, sql, relations=None):
         with self._scoring_lock:
             if self._scoring_queries == 0:
                 self._optimizers_before = self._settings.execute(
@@ -177,7 +177,13 @@ class DuckDBStore(Store):
             self._scoring_queries += 1
         try:
             with self.transaction() as conn:
-                return conn.execute(sql).to_arrow_table()
+                for name, table in (relations or {}).items():
+                    conn.register(name, table)
+                try:
+                    return conn.execute(sql).to_arrow_table()
+                finally:
+                    for name in relations or {}:
+                        conn.unregister(name)
         finally:
             with self._scoring_lock:
                 self._scoring_queries -= 1

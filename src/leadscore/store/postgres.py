@@ -160,12 +160,14 @@ class PostgresStore(Store):
             rows = cur.fetchall()
         return pa.table({n: pa.array([r[i] for r in rows]) for i, n in enumerate(names)}) if names else pa.table({})
 
-    def query_analytic(self, sql):
+    def query_analytic(self, sql, relations=None):
         # The scoring query stacks ~200 CTEs whose row counts PostgreSQL cannot estimate; with nested
         # loops allowed it picks them over CTE scans and goes quadratic (2,000 leads: > 300 s with,
         # 4.4 s without, measured). Hash and merge joins are the right plan for this whole-set work.
         # JIT off: the query's cost estimate is high enough to trigger it, and compiling ~80 CTEs took
         # 2.8 s of a 3.5 s re-score of 300 leads (EXPLAIN ANALYZE: "Emission 2549 ms").
+        if relations:
+            raise NotImplementedError("the PostgreSQL store reads no registered relations")
         with self.transaction() as conn:
             conn.execute("SET LOCAL enable_nestloop = off")
             conn.execute("SET LOCAL jit = off")
