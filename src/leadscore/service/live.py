@@ -9,9 +9,13 @@
   scheduler (``LiveSettings.time_rescore_seconds``; 0 turns it off).
 
 One batch = one transaction: the scores and history (``engine.refresh_scores``, cause ``event``, cause_ref
-the lead's own messageIds), the alerts the model's ``alerts:`` raise (``leadscore.service.alerts``) with
+the lead's own messageIds), the rule cache (``engine.partial``: a batch re-derives only the rules its
+messages can move), the alerts the model's ``alerts:`` raise (``leadscore.service.alerts``) with
 their webhooks, and one CRM sync item per changed lead are committed together. The model is scored
-*before* that transaction (outside the store's lock), so ingestion keeps committing meanwhile.
+*before* that transaction (outside the store's lock), so ingestion keeps committing meanwhile; and with
+``LiveSettings.pipeline`` the hook thread scores the next batch while a write thread commits the last one
+(at most one pass waits for its write; a lead of that pass derives the rules its messages moved, since its
+cache row does not have them yet).
 
 All re-scores (event, time, model) run under one lock: a slow time or model re-score made as of an
 earlier instant can never overwrite a newer event score; they go in chunks of
