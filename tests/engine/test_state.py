@@ -161,6 +161,28 @@ def test_the_whole_table_is_read_from_the_state_only_while_it_is_this_runs(tmp_p
         third.top(1)
 
 
+def test_a_model_without_account_traits_keeps_no_account_rows(tmp_path):
+    """Without account traits the model never reads a lead's account_id: the state keeps no
+    account_id rows (one per lead with a group id), and the scores are a full run's."""
+    log, add_day2 = _logs(tmp_path, False)
+    state = tmp_path / "state"
+    saas = "  - {name: saas, group: company, trait: {account.industry: SaaS}, points: 25}\n"
+    assert saas in STATE_MODEL
+    m = model(STATE_MODEL.replace(saas, ""))
+    score_with_state(m, log, state, T1)
+    add_day2()
+    run = score_with_state(m, log, state, T2)
+    assert not run.full and _scores(run.frame) == {**AT_T2, "g": 50, "h": 0}     # AT_T2 without SaaS's 25
+    assert_same_scores(score_parquet(m, log, T2), run.frame)
+    with duckdb.connect(str(state_path(state)), read_only=True) as conn:
+        assert {r[0] for r in conn.sql("SELECT DISTINCT key FROM trait_rows").fetchall()} == {"email", "seniority"}
+    # With account traits (STATE_MODEL) the account_id rows are kept: g's account gives it SaaS.
+    run = score_with_state(model(STATE_MODEL), log, tmp_path / "state2", T2)
+    with duckdb.connect(str(state_path(tmp_path / "state2")), read_only=True) as conn:
+        assert "account_id" in {r[0] for r in conn.sql("SELECT DISTINCT key FROM trait_rows").fetchall()}
+    assert _scores(run.frame)["g"] == 75
+
+
 @pytest.mark.parametrize("how", [{"stage": False}, {"partitions": 2}], ids=["from-the-files", "partitions"])
 def test_a_full_run_from_the_files_or_in_partitions(tmp_path, how):
     """The full run scored straight from the log's files, or from the staged rows in lead partitions:

@@ -5,7 +5,8 @@ A full run with a state directory writes ``DIR/state.duckdb``, one DuckDB file h
 * ``ev``: the rule-read rows (``Compiled.events_sql``: lead, message, ts, type, event, name and the
   properties the rules read, already extracted to text) of every message, whatever its time;
 * ``trait_rows`` / ``account_rows``: (owner, key, value, ts, message_id) of the lead traits the model
-  reads (identify traits, ``account_id`` from group ids, ``browser`` from user agents) and of the
+  reads (identify traits, ``account_id`` from group ids when the model reads a lead's account,
+  ``browser`` from user agents) and of the
   accounts' traits (group calls): for each (owner, key) only the newest row at or before the run's
   instant is kept, plus every later row, which is all a later instant can pick from;
 * ``population``: every lead id of the log; ``video_ev``: the video events' typed columns (only for
@@ -76,7 +77,8 @@ from leadscore.engine.score import _frame, to_naive_utc
 from leadscore.model.schema import Model
 from leadscore.store.dialect import DUCKDB, quote_literal
 
-STATE_FORMAT = 1
+# 2: no account_id trait rows for a model that never reads a lead's account (format 1 kept one per lead).
+STATE_FORMAT = 2
 STATE_FILE = "state.duckdb"
 # The instant the rows are staged for: every message, whatever its time (a later run may reach it).
 UNBOUNDED = datetime(9999, 12, 31)
@@ -273,6 +275,10 @@ def _stage(conn, model: Model, files: list[str], log: str, prefix: str, compact_
                 f"ts, CAST(message_id AS VARCHAR) AS message_id FROM ({rows}) r")
 
     lead_rows = "SELECT owner, key, value, ts, message_id FROM ls_trait_rows"
+    if not _reads_account_id(model):
+        # Every message's group_id gives an account_id row; a model without account traits never reads it
+        # (compile reads it only for the account join), and a quarter of the trait rows then go.
+        lead_rows += " WHERE key <> 'account_id'"
     _run(conn, f"{create}{prefix}trait_rows AS {typed_rows(compacted(lead_rows))}")
     if "browser" in keys:
         # Each message's user agent, its browser named in Python (uap-core) for the few distinct ones;
@@ -299,6 +305,21 @@ def _stage(conn, model: Model, files: list[str], log: str, prefix: str, compact_
                    f"CAST(NULL AS VARCHAR) AS context) FROM ls_events WHERE lead_id IS NOT NULL AND type = 'track' "
                    f"AND ts <= {far} AND ({video_event_match()})")
     return sum(log_rows(f) for f in files)
+
+
+def _reads_account_id(model: Model) -> bool:
+    """Whether the compiled query reads a lead's account_id: for the account join (the model reads
+    account traits), when a rule or stage names it, or when no lead trait is read at all (the
+    traits CTE then pivots account_id alone: ``compile_model``)."""
+    named: set[str] = set()
+    for rule in model.rules:
+        if rule.kind == "trait" and rule.trait is not None:
+            named |= rule.trait.referenced()
+    for stage in model.stages:
+        if stage.when is not None and stage.when.trait is not None:
+            named |= stage.when.trait.referenced()
+    return "account_id" in named or any(k.startswith("account.") for k in named) or \
+        not any(not k.startswith("account.") for k in named)
 
 
 def _uses_video(model: Model) -> bool:
