@@ -236,3 +236,15 @@ rules:
   - {name: email_open, group: web, event: Email Opened, points: 10}
 """)
     assert partial.due_leads(store, other, datetime(2026, 10, 10)) == ["ann", "bob", "cy", "dee", "eve"]
+
+
+def test_a_message_dated_after_the_instant_bounds_the_cache_only_if_received_by_then(store):
+    """ann's open dated Oct 5 was received Oct 2 (stored before its time): her cache row is good until
+    Oct 5. bob's page view dated Oct 3 is received after the Oct 2 instant (a later batch's message,
+    already in the store when this one is scored): it re-scores him as a message, so it bounds nothing."""
+    _ingest(store, [track("ann", "Email Opened", "2026-10-05T00:00:00Z"),
+                    track("bob", "Email Opened", "2026-09-30T00:00:00Z")], T0)
+    _ingest(store, [page("bob", "/pricing", "2026-10-03T00:00:00Z")], datetime(2026, 10, 3, 1))
+    _cache(store, MODEL, T0)
+    until = dict(store.query("SELECT lead_id, valid_until FROM live_rule_cache"))
+    assert until == {"ann": datetime(2026, 10, 5), "bob": datetime(2026, 10, 30)}   # bob: his open's 30-day step

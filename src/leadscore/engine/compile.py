@@ -451,7 +451,8 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     ``state`` (the live path's rule cache, :mod:`leadscore.engine.partial`): three more columns, each
     rule's points ``ls_pts`` and hits ``ls_hits`` (rule order, then the stage event flags' counts) and
     ``ls_valid``, the first instant from the as-of on at which time alone can change one of the
-    derived rules (:func:`_valid_until_sql`; NULL: never), and ``ls_moving``: a half-life rule has
+    derived rules (:func:`_valid_until_sql`) or a message received by the as-of but dated after it
+    counts (NULL: never; the events relation needs ``received_at``), and ``ls_moving``: a half-life rule has
     hits, so the score moves at every instant. ``fresh`` with ``cache``: only the rules
     whose index is in ``fresh`` (and the stage event flags ``-(k + 1)`` in it) are derived from the
     events; every other rule's points and hits are read from ``cache`` (lead_id, pts, hits,
@@ -640,10 +641,12 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
         ctes.append(("la", f"SELECT lead_id, max(ts) AS last_activity FROM {src.events} WHERE lead_id IS NOT NULL "
                            f"AND ts <= {as_of_sql}{lead_filter} GROUP BY lead_id"))
     elif state:
-        # The newest message at or before the instant, and the first one after it (a message stored
-        # before its time changes the score when the instant reaches it).
+        # The newest message at or before the instant, and the first one after it received by then (a
+        # message stored before its time changes the score when the instant reaches it; one received
+        # later is a later batch's message, which re-scores the lead anyway).
         ctes.append(("la", f"SELECT lead_id, max(CASE WHEN ts <= {as_of_sql} THEN ts END) AS last_activity, "
-                           f"min(CASE WHEN ts > {as_of_sql} THEN ts END) AS ls_next_msg FROM {src.events} "
+                           f"min(CASE WHEN ts > {as_of_sql} AND received_at <= {as_of_sql} THEN ts END) AS ls_next_msg "
+                           f"FROM {src.events} "
                            f"WHERE lead_id IS NOT NULL{lead_filter} GROUP BY lead_id"))
     joins_la = activity or state
     state_cols = ""
