@@ -289,6 +289,7 @@ def freshness(backend: str, leads: int, seconds: float, tmp: Path, conns: int = 
             "probe_p50": pct(probe["fresh"], 50), "probe_p99": pct(probe["fresh"], 99), "probe_max": max(probe["fresh"] or [float("nan")]),
             "server": stats["freshness_seconds"], "batches": stats["batches"], "changes": stats["changes"],
             "partial_leads": stats.get("partial_leads"), "full_leads": stats.get("full_leads"),
+            "score_s": stats.get("score_seconds"), "write_s": stats.get("write_seconds"),
             "server_cpu_s": cpu, "ratio": baseline / pct(probe["fresh"], 99) if probe["fresh"] else float("nan")}
 
 
@@ -379,7 +380,8 @@ def main() -> None:
             print(f"\n[{backend}] {res['leads']:,} leads, {res['events_in_store']:,} events loaded in {res['load_s']:.0f} s")
             print(f"  load: {res['events_per_s']:,.0f} events/s accepted, statuses {res['statuses']}, "
                   f"server CPU {res['server_cpu_s']:.1f} s, {res['batches']} scoring batches, {res['changes']:,} score changes "
-                  f"(leads re-scored: {res['partial_leads']:,} partial, {res['full_leads']:,} full)")
+                  f"(leads re-scored: {res['partial_leads']:,} partial, {res['full_leads']:,} full; "
+                  f"scoring {res['score_s']:.1f} s, writing {res['write_s']:.1f} s)")
             print(f"  freshness (probe: 200 → history row readable, n={res['probe_n']}, misses {res['probe_misses']}): "
                   f"p50 {res['probe_p50'] * 1000:.0f} ms, p99 {res['probe_p99'] * 1000:.0f} ms, max {res['probe_max'] * 1000:.0f} ms")
             print(f"  freshness (server: receive → score committed, n={s['samples']:,}): p50 {(s['p50'] or 0) * 1000:.0f} ms, "

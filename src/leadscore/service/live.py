@@ -32,6 +32,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field, fields, replace
@@ -256,7 +257,7 @@ class LiveScorer:
         self._model: tuple[str, Model] | None = None
         self._lags: deque[float] = deque(maxlen=self.settings.freshness_samples)
         self.counters = {"batches": 0, "events": 0, "changes": 0, "alerts": 0, "crm_items": 0, "errors": 0,
-                         "partial_leads": 0, "full_leads": 0}
+                         "partial_leads": 0, "full_leads": 0, "score_seconds": 0.0, "write_seconds": 0.0}
         self.activation: dict[str, Any] = {"state": "idle"}
         self.last_time_rescore: dict[str, Any] | None = None
         self._stop = threading.Event()
@@ -318,7 +319,9 @@ class LiveScorer:
                     pending = self._inflight.get(lead)
                     if pending is not None:
                         messages[lead] = messages.get(lead, set()) | pending[1]
+        started = time.perf_counter()
         frame, state, paths = partial.score_live(self.store, model, as_of, leads, messages)
+        self.counters["score_seconds"] += time.perf_counter() - started
         for path, n in paths.items():
             self.counters[f"{path}_leads"] += n
         return _Step(model, as_of, leads, cause, cause_ref, list(events), refs, alerts, frame, state, list(received))
@@ -328,6 +331,7 @@ class LiveScorer:
         report = LiveReport(cause, as_of, leads=len(leads) if leads is not None else len(step.frame))
         token = f"batch:{uuid.uuid4().hex}" if refs is not None else step.cause_ref
         store = self.store
+        started = time.perf_counter()
         with store._lock, store.transaction() as conn:
             changes = refresh_scores(store, model, as_of, leads=leads, cause=cause, cause_ref=token, frame=step.frame)
             partial.save_cache(store, conn, model, as_of, step.state)
@@ -352,6 +356,7 @@ class LiveScorer:
                         for c in changes]
                 report.crm_items = outbox.enqueue_crm_syncs(db, rows, now=as_of)
         report.changes = changes
+        self.counters["write_seconds"] += time.perf_counter() - started
         self.counters["changes"] += len(changes)
         self.counters["alerts"] += report.alerts
         self.counters["crm_items"] += report.crm_items
