@@ -248,3 +248,17 @@ def test_a_message_dated_after_the_instant_bounds_the_cache_only_if_received_by_
     _cache(store, MODEL, T0)
     until = dict(store.query("SELECT lead_id, valid_until FROM live_rule_cache"))
     assert until == {"ann": datetime(2026, 10, 5), "bob": datetime(2026, 10, 30)}   # bob: his open's 30-day step
+
+
+def test_a_changed_video_catalog_retires_the_cache_of_a_model_with_video_rules(store, tmp_path):
+    m = load_model(default_model_path())
+    _ingest(store, [page("ann", "/pricing", "2026-10-01T09:00:00Z")], T0)
+    _cache(store, m, T0)
+    assert list(partial.cached_leads(store, m, T0, ["ann"])) == ["ann"]
+    import_catalog(store, load_catalog(write_catalog(tmp_path / "videos.yaml")), T0)   # video facts may change
+    assert partial.cached_leads(store, m, T0, ["ann"]) == {}
+    assert partial.due_leads(store, m, T0) == ["ann"]
+    # a model without video rules does not depend on the catalog
+    _cache(store, MODEL, T0)
+    import_catalog(store, load_catalog(write_catalog(tmp_path / "videos2.yaml")), T0 + timedelta(hours=1))
+    assert list(partial.cached_leads(store, MODEL, T0, ["ann"])) == ["ann"]

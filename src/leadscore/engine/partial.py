@@ -38,6 +38,7 @@ from leadscore.model.schema import Model, Rule
 from leadscore.store import Store
 
 CACHE = "live_rule_cache"
+CACHE_FORMAT = 1   # bump when what a cache row holds or how the engine derives it changes
 _COLS = ("lead_id", "model_version", "as_of", "valid_until", "moving", "pts", "hits")
 
 
@@ -115,13 +116,16 @@ def plan(model: Model, as_of: datetime, leads: list[str], messages: Mapping[str,
 
 
 def cache_version(store: Store, model: Model) -> str:
-    """What a cache row was derived with besides the lead's own messages and traits: the model version
-    and, for a model with video rules, the video catalog (titles, categories, durations feed the facts)."""
-    if not any(r.video for r in model.rules):
-        return model.model_version
-    row = store.query("SELECT count(*), max(imported_at), sum(duration), "
-                      "sum(length(coalesce(title, '') || coalesce(category, '') || coalesce(stage, ''))) FROM video_catalog")[0]
-    return f"{model.model_version}/catalog:{hashlib.sha256(repr(tuple(row)).encode()).hexdigest()[:12]}"
+    """What a cache row was derived with besides the lead's own messages and traits: this module's
+    format, the model version, the disposable-domain list (``is:`` conditions) and, for a model with
+    video rules, the video catalog (titles, categories, durations feed the facts). A row of another
+    version is not read: its lead takes the full path."""
+    video = any(r.video for r in model.rules)
+    catalog = ("(SELECT count(*), max(imported_at), sum(duration), sum(length(coalesce(title, '') || "
+               "coalesce(category, '') || coalesce(stage, ''))) FROM video_catalog)") if video else "(SELECT 0)"
+    row = store.query(f"SELECT (SELECT count(*) FROM ref_disposable_domains), c.* FROM {catalog} c")[0]
+    digest = hashlib.sha256(repr((CACHE_FORMAT, tuple(row))).encode()).hexdigest()[:12]
+    return f"{model.model_version}/{digest}"
 
 
 def cached_leads(store: Store, model: Model, as_of: datetime, leads: list[str]) -> dict[str, datetime | None]:
