@@ -208,12 +208,13 @@ def test_erase_and_export_a_lead(svc):
     assert exported["ids"] == ["ann", "anon-7"]
     assert {e["message_id"] for e in exported["tables"]["events"]} == {"a1", "a2", "a3"}
     assert exported["tables"]["lead_scores"][0]["score"] == 70.0
+    assert len(exported["tables"]["live_rule_cache"]) == 1        # the live path's per-rule results of ann
     r = call(svc, "DELETE", "/api/leads/ann", key="admin")
     assert r.status_code == 200, r.text
     assert r.json()["deleted"]["events"] == 3 and r.json()["deleted"]["lead_scores"] == 1
     held = svc.store.query("SELECT count(*) FROM events WHERE user_id IN ('ann', 'anon-7') OR anonymous_id IN ('ann', 'anon-7')")
     assert held[0][0] == 0
-    for table in ("lead_traits", "lead_scores", "score_history", "identities", "leads"):
+    for table in ("lead_traits", "lead_scores", "score_history", "live_rule_cache", "identities", "leads"):
         assert svc.store.query(f"SELECT count(*) FROM {table} WHERE lead_id IN ('ann', 'anon-7')")[0][0] == 0, table
     assert call(svc, "GET", "/api/leads/ann").status_code == 404
     assert call(svc, "DELETE", "/api/leads/ann", key="admin").status_code == 404

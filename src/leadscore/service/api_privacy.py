@@ -24,6 +24,7 @@ LEAD_TABLES: tuple[tuple[str, str, str], ...] = (
     ("leads", "lead_id", "ids"),
     ("lead_scores", "lead_id", "lead"),
     ("score_history", "lead_id", "lead"),
+    ("live_rule_cache", "lead_id", "lead"),
     ("scores", "lead_id", "lead"),
     ("outcomes", "lead_id", "lead"),
     ("lead_predictions", "lead_id", "lead"),
