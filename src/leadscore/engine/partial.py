@@ -36,6 +36,7 @@ from leadscore.engine.compile import ENGAGEMENT_TYPES
 from leadscore.engine.score import score_leads_state, to_naive_utc
 from leadscore.model.schema import Model, Rule
 from leadscore.store import Store
+from leadscore.store.dialect import quote_literal
 
 CACHE = "live_rule_cache"
 CACHE_FORMAT = 1   # bump when what a cache row holds or how the engine derives it changes
@@ -86,12 +87,12 @@ def touched(model: Model, messages: Iterable[tuple[str, str | None]]) -> set[int
     return out
 
 
-def plan(model: Model, as_of: datetime, leads: list[str], messages: Mapping[str, set[tuple[str, str | None]]],
-         cached: Mapping[str, datetime | None]) -> list[tuple[list[str], set[int] | None]]:
+def plan(model: Model, leads: list[str], messages: Mapping[str, set[tuple[str, str | None]]],
+         cached: set[str]) -> list[tuple[list[str], set[int] | None]]:
     """Groups of leads and the rules to derive for each (None: all, the full path).
 
-    ``messages``: each lead's new messages as (type, event); ``cached``: the leads with a usable cache
-    row of this model version (scored as of an instant not after ``as_of``), with its valid_until."""
+    ``messages``: each lead's new messages as (type, event); ``cached``: the leads whose cache row can
+    stand in for their other rules (:func:`cached_leads`)."""
     always = always_derived(model)
     by_messages: dict[frozenset, frozenset[int]] = {}   # a batch's leads share a few message kinds
     groups: dict[frozenset[int] | None, list[str]] = {}
@@ -99,12 +100,10 @@ def plan(model: Model, as_of: datetime, leads: list[str], messages: Mapping[str,
         mine = messages.get(lead)
         fresh: frozenset[int] | None = None
         if lead in cached and mine and all(t in ENGAGEMENT_TYPES for t, _ in mine):
-            until = cached[lead]
-            if until is None or until > as_of:
-                key = frozenset(mine)
-                fresh = by_messages.get(key)
-                if fresh is None:
-                    fresh = by_messages[key] = frozenset(always | touched(model, mine))
+            key = frozenset(mine)
+            fresh = by_messages.get(key)
+            if fresh is None:
+                fresh = by_messages[key] = frozenset(always | touched(model, mine))
         groups.setdefault(fresh, []).append(lead)
     if len([k for k in groups if k is not None]) > 4:
         # Many different rule sets (a mixed batch): one query deriving their union, not one each.
@@ -128,16 +127,22 @@ def cache_version(store: Store, model: Model) -> str:
     return f"{model.model_version}/{digest}"
 
 
-def cached_leads(store: Store, model: Model, as_of: datetime, leads: list[str]) -> dict[str, datetime | None]:
-    """The leads whose cache row is of this model version (and catalog) and not after ``as_of``: their
-    valid_until."""
+def cached_leads(store: Store, model: Model, as_of: datetime, leads: list[str]) -> set[str]:
+    """The leads whose cache row can stand in for their rules as of ``as_of``: of this cache version
+    (model, catalog, ...), scored as of an instant not after ``as_of``, and good until after it."""
     if not leads:
-        return {}
+        return set()
     version = cache_version(store, model)
     with store.transaction() as conn:
-        rows = store._fetch_in(conn, f"SELECT lead_id, model_version, as_of, valid_until FROM {CACHE} "
-                                     "WHERE lead_id IN {ids}", leads)
-    return {lead: until for lead, v, at, until in rows if v == version and at <= as_of}
+        # The test in SQL: only the ids come back (a Python datetime per row cost ~10 µs a lead).
+        rows = store._fetch_in(conn, f"SELECT lead_id FROM {CACHE} WHERE lead_id IN {{ids}} AND model_version = "
+                                     f"{quote_literal(version)} AND as_of <= {_ts(store, as_of)} AND "
+                                     f"(valid_until IS NULL OR valid_until > {_ts(store, as_of)})", leads)
+    return {r[0] for r in rows}
+
+
+def _ts(store: Store, at: datetime) -> str:
+    return store.dialect.ts_literal(at.strftime("%Y-%m-%d %H:%M:%S.%f"))
 
 
 def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | None,
@@ -150,7 +155,7 @@ def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | N
     if leads is None:   # everyone: the full path
         frame, state = score_leads_state(store, model, as_of, None, activity=activity, state=True)
         return frame, state, {"partial": 0, "full": len(frame)}
-    groups = plan(model, as_of, leads, messages or {}, cached_leads(store, model, as_of, leads) if messages else {})
+    groups = plan(model, leads, messages or {}, cached_leads(store, model, as_of, leads) if messages else set())
     frames, states, paths = [], [], {"partial": 0, "full": 0}
     for group, fresh in groups:
         frame, state = score_leads_state(store, model, as_of, group, activity=activity, state=True,
