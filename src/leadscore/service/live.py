@@ -376,7 +376,7 @@ class LiveScorer:
             lower_thread_priority(self.settings.nice)
             self._lowered.done = True
         try:
-            if self.settings.pipeline:
+            if self.settings.pipeline and not self._stop.is_set():   # stopping: written before returning
                 self._pipelined(result.new_message_ids, result.leads_touched)
                 return None
             return self.process(result.new_message_ids, result.leads_touched)
