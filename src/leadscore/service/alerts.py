@@ -44,6 +44,9 @@ class BatchEvent:
     ts: datetime
 
 
+_DETAIL = json.JSONEncoder(default=str)  # json.dumps(detail, default=str), its encoder built once
+
+
 @dataclass
 class AlertRecord:
     alert_id: str
@@ -66,7 +69,7 @@ class AlertRecord:
     def row(self) -> tuple:
         return (self.alert_id, self.lead_id, self.name, self.trigger, self.type, self.fired_at, self.model_version,
                 self.score, self.prev_score, self.tier, self.prev_tier, self.stage, self.prev_stage, self.cause,
-                self.cause_ref, json.dumps(self.detail, default=str))
+                self.cause_ref, _DETAIL.encode(self.detail))
 
     def payload(self) -> dict[str, Any]:
         """The webhook's ``data``: ids and numbers only (a thin payload)."""
@@ -194,11 +197,8 @@ def store_alerts(conn: Any, store, records: Sequence[AlertRecord], *, now: datet
 
     if not records:
         return 0
-    ids = [r.alert_id for r in records]
-    known: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        known |= {r[0] for r in store._fetchall(conn, f"SELECT alert_id FROM alerts WHERE alert_id IN ({','.join('?' * len(chunk))})", chunk)}
+    ids = list(dict.fromkeys(r.alert_id for r in records))
+    known = {r[0] for r in store._fetch_in(conn, "SELECT alert_id FROM alerts WHERE alert_id IN {ids}", ids)}
     fresh, seen = [], set()
     for r in records:
         if r.alert_id in known or r.alert_id in seen:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+import pyarrow as pa
+
 from leadscore.store import Store
 
 # Standard Webhooks retry schedule: the delay before attempt n+1 after n failed attempts
@@ -74,9 +76,14 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+# What json.dumps(value, separators=(",", ":"), default=_json_default, allow_nan=False) builds per call,
+# built once (the same text; a live batch dumps thousands of bodies).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default, allow_nan=False)
+
+
 def dumps(value: Any, what: str) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), default=_json_default, allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise OutboxError(f"{what}: {exc}") from exc
 
@@ -196,8 +203,8 @@ def enqueue_alerts(target: Any, alerts: Iterable[Alert], *, now: datetime) -> li
             data.setdefault("lead_id", alert.lead_id)
         ts = utc_naive(alert.timestamp, f"alerts[{i}].timestamp") if alert.timestamp is not None else now
         body = dumps({"type": alert.type, "timestamp": iso_z(ts), "data": data}, f"alerts[{i}].data")
-        if len(body.encode()) > MAX_BODY_BYTES:
-            raise OutboxError(f"alerts[{i}].data: payload is {len(body.encode())} bytes, over {MAX_BODY_BYTES}; send ids, not content")
+        if len(body) > MAX_BODY_BYTES:  # json.dumps escapes non-ASCII: one byte per character
+            raise OutboxError(f"alerts[{i}].data: payload is {len(body)} bytes, over {MAX_BODY_BYTES}; send ids, not content")
         bodies.append(body)
     out: list[Enqueued] = []
     if not alerts:
@@ -205,13 +212,7 @@ def enqueue_alerts(target: Any, alerts: Iterable[Alert], *, now: datetime) -> li
     rows = [(alert.message_id or new_message_id(), alert.type, alert.lead_id, body, now) for alert, body in zip(alerts, bodies)]
     with session(target) as db:
         endpoints = db.rows("SELECT endpoint_id, event_types FROM webhook_endpoints WHERE enabled ORDER BY endpoint_id")
-        seqs: dict[str, int] = {}
-        for start in range(0, len(rows), 200):  # one multi-row INSERT … RETURNING per 200 alerts
-            chunk = rows[start:start + 200]
-            values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-            got = db.rows(f"INSERT INTO outbox_messages (message_id, type, lead_id, body, created_at) VALUES {values} "
-                          "ON CONFLICT DO NOTHING RETURNING message_id, seq", [v for row in chunk for v in row])
-            seqs.update((mid, seq) for mid, seq in got)  # a message_id already stored is skipped (idempotent)
+        seqs = _insert_messages(db, rows)
         deliveries = []
         for mid, type_, lead_id, _, _ in rows:
             if mid not in seqs:
@@ -225,6 +226,51 @@ def enqueue_alerts(target: Any, alerts: Iterable[Alert], *, now: datetime) -> li
     return out
 
 
+def _insert_messages(db: Sql, rows: list[tuple]) -> dict[str, int]:
+    """Insert (message_id, type, lead_id, body, created_at) rows, skipping message_ids already stored;
+    returns {message_id: seq} of those inserted. seq follows the rows' order (a lead's webhooks are
+    delivered in seq order); a message_id repeated in ``rows`` is inserted once, its first row."""
+    seqs: dict[str, int] = {}
+    if db.store is None:  # a bare connection: one multi-row INSERT … RETURNING per 200 alerts
+        for start in range(0, len(rows), 200):
+            chunk = rows[start:start + 200]
+            values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+            got = db.rows(f"INSERT INTO outbox_messages (message_id, type, lead_id, body, created_at) VALUES {values} "
+                          "ON CONFLICT DO NOTHING RETURNING message_id, seq", [v for row in chunk for v in row])
+            seqs.update((mid, seq) for mid, seq in got)  # a message_id already stored is skipped (idempotent)
+        return seqs
+    # One statement for all rows (staged through Arrow on DuckDB, COPY on PostgreSQL) instead of one
+    # INSERT … VALUES per 200 (7,000 alerts: 0.14 -> 0.01 s on DuckDB). The seqs are drawn first and
+    # given in row order, as the VALUES lists' defaults were.
+    unique: dict[str, tuple] = {}
+    for row in rows:
+        unique.setdefault(row[0], row)
+    if db.backend == "postgres":
+        drawn = db.rows("SELECT nextval('outbox_seq') FROM generate_series(1, ?)", (len(unique),))
+    else:
+        drawn = db.rows("SELECT nextval('outbox_seq') FROM range(?)", (len(unique),))
+    numbers = sorted(int(r[0]) for r in drawn)
+    staged = [(seq, *row) for seq, row in zip(numbers, unique.values())]
+    cols = ("seq", "message_id", "type", "lead_id", "body", "created_at")
+    if db.backend == "duckdb":
+        # ON CONFLICT naming the column: DuckDB's conflict check without a target (INSERT OR IGNORE)
+        # grows with the table (2,500 rows into 12,500: 80 ms, against 7 ms with the target).
+        db.conn.register("_ls_outbox", pa.table({
+            "seq": pa.array([r[0] for r in staged], pa.int64()), "message_id": pa.array([r[1] for r in staged], pa.string()),
+            "type": pa.array([r[2] for r in staged], pa.string()), "lead_id": pa.array([r[3] for r in staged], pa.string()),
+            "body": pa.array([r[4] for r in staged], pa.string()),
+            "created_at": pa.array([r[5] for r in staged], pa.timestamp("us"))}))
+        try:
+            got = db.conn.execute(f"INSERT INTO outbox_messages ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _ls_outbox "
+                                  "ON CONFLICT (message_id) DO NOTHING RETURNING message_id, seq").fetchall()
+        finally:
+            db.conn.unregister("_ls_outbox")
+    else:
+        got = db.store._bulk_insert(db.conn, "outbox_messages", cols, staged, conflict="ignore", returning="message_id, seq")
+    seqs.update((mid, int(seq)) for mid, seq in got)  # a message_id already stored is skipped (idempotent)
+    return seqs
+
+
 def enqueue(target: Any, type: str, data: Mapping[str, Any], *, now: datetime, lead_id: str | None = None,
             timestamp: datetime | None = None, message_id: str | None = None) -> Enqueued | None:
     """Enqueue one alert (see ``enqueue_alerts``); None when ``message_id`` was already enqueued."""
@@ -233,31 +279,45 @@ def enqueue(target: Any, type: str, data: Mapping[str, Any], *, now: datetime, l
 
 
 # ---------------------------------------------------------------------------------------- CRM sync
-def _score_values(i: int, row: Mapping[str, Any]) -> tuple[str, datetime, dict[str, Any]]:
+def _score_values(i: int, row: Mapping[str, Any], stamps: dict[datetime, tuple[datetime, str]] | None = None
+                  ) -> tuple[str, datetime, dict[str, Any]]:
+    """``stamps``: (naive as_of, its iso_z text) by the given as_of, shared by the rows of one call (a
+    live batch's rows all carry the same instant)."""
     where = f"score_rows[{i}]"
     if not isinstance(row, Mapping):
         raise OutboxError(f"{where}: expected a mapping (a score row), got {type(row).__name__}")
     lead_id = row.get("lead_id")
     if not isinstance(lead_id, str) or not lead_id:
         raise OutboxError(f"{where}.lead_id: missing or not a string")
-    as_of = utc_naive(row.get("as_of"), f"{where}.as_of")
+    given = row.get("as_of")
+    stamp = stamps.get(given) if stamps is not None and type(given) is datetime else None
+    if stamp is None:
+        as_of = utc_naive(given, f"{where}.as_of")
+        stamp = (as_of, iso_z(as_of))
+        if stamps is not None and type(given) is datetime:
+            stamps[given] = stamp
     values: dict[str, Any] = {}
     for key in SCORE_KEYS:
         value = row.get(key)
         if value is None:
             continue
-        if hasattr(value, "item"):
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            raise OutboxError(f"{where}.{key}: {value} is not a finite number")
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                raise OutboxError(f"{where}.{key}: {value} is not a finite number")
+        elif kind is not str:
+            if hasattr(value, "item"):
+                value = value.item()
+            if isinstance(value, float) and not math.isfinite(value):
+                raise OutboxError(f"{where}.{key}: {value} is not a finite number")
         values[key] = value
     if not values:
         raise OutboxError(f"{where}: none of {', '.join(SCORE_KEYS)} is present")
     for key in ("email",):  # an identity the caller already knows (the worker prefers the current trait)
         if isinstance(row.get(key), str):
             values[key] = row[key]
-    values["as_of"] = iso_z(as_of)
-    return lead_id, as_of, values
+    values["as_of"] = stamp[1]
+    return lead_id, stamp[0], values
 
 
 def enqueue_crm_syncs(target: Any, score_rows: Iterable[Mapping[str, Any]], *, now: datetime) -> int:
@@ -267,13 +327,15 @@ def enqueue_crm_syncs(target: Any, score_rows: Iterable[Mapping[str, Any]], *, n
     grade, model_version (a row of the ``scores`` table fits). The worker sends only the newest per lead.
     """
     now = utc_naive(now)
-    parsed = [_score_values(i, r) for i, r in enumerate(score_rows)]
+    stamps: dict[datetime, tuple[datetime, str]] = {}
+    parsed = [_score_values(i, r, stamps) for i, r in enumerate(score_rows)]
     if not parsed:
         return 0
     with session(target) as db:
         targets = [r[0] for r in db.rows("SELECT name FROM crm_targets WHERE enabled ORDER BY name")]
-        rows = [(name, lead_id, as_of, dumps(values, "score row"), "pending", 0, now, now)
-                for name in targets for lead_id, as_of, values in parsed]
+        texts = [dumps(values, "score row") for _, _, values in parsed] if targets else []
+        rows = [(name, lead_id, as_of, text, "pending", 0, now, now)
+                for name in targets for (lead_id, as_of, _), text in zip(parsed, texts)]
         cols = ("target", "lead_id", "as_of", "score_values", "status", "attempts", "next_attempt_at", "created_at")
         db.insert_many("crm_sync", cols, rows)
         written = len(rows)
