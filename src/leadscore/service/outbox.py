@@ -178,7 +178,7 @@ def _validate_alert(i: int, alert: Alert) -> None:
     where = f"alerts[{i}]"
     if not isinstance(alert.type, str) or not _TYPE_RE.match(alert.type):
         raise OutboxError(f"{where}.type: {alert.type!r} is not a dot-separated event type like 'lead.became_hot'")
-    if not isinstance(alert.data, Mapping):
+    if type(alert.data) is not dict and not isinstance(alert.data, Mapping):  # (a dict: no ABC check)
         raise OutboxError(f"{where}.data: expected an object, got {type(alert.data).__name__}")
     if alert.lead_id is not None and not isinstance(alert.lead_id, str):
         raise OutboxError(f"{where}.lead_id: expected a string")
@@ -196,13 +196,20 @@ def enqueue_alerts(target: Any, alerts: Iterable[Alert], *, now: datetime) -> li
     now = utc_naive(now)
     alerts = list(alerts)
     bodies = []
+    stamps: dict[datetime, str] = {}   # iso_z by timestamp: a batch's alerts share a few instants
     for i, alert in enumerate(alerts):
         _validate_alert(i, alert)
         data = dict(alert.data)
         if alert.lead_id is not None:
             data.setdefault("lead_id", alert.lead_id)
-        ts = utc_naive(alert.timestamp, f"alerts[{i}].timestamp") if alert.timestamp is not None else now
-        body = dumps({"type": alert.type, "timestamp": iso_z(ts), "data": data}, f"alerts[{i}].data")
+        given = alert.timestamp
+        stamp = stamps.get(given) if type(given) is datetime else None
+        if stamp is None:
+            ts = utc_naive(given, f"alerts[{i}].timestamp") if given is not None else now
+            stamp = iso_z(ts)
+            if type(given) is datetime:
+                stamps[given] = stamp
+        body = dumps({"type": alert.type, "timestamp": stamp, "data": data}, f"alerts[{i}].data")
         if len(body) > MAX_BODY_BYTES:  # json.dumps escapes non-ASCII: one byte per character
             raise OutboxError(f"alerts[{i}].data: payload is {len(body)} bytes, over {MAX_BODY_BYTES}; send ids, not content")
         bodies.append(body)
@@ -214,10 +221,13 @@ def enqueue_alerts(target: Any, alerts: Iterable[Alert], *, now: datetime) -> li
         endpoints = db.rows("SELECT endpoint_id, event_types FROM webhook_endpoints WHERE enabled ORDER BY endpoint_id")
         seqs = _insert_messages(db, rows)
         deliveries = []
+        by_type: dict[str, list[str]] = {}
         for mid, type_, lead_id, _, _ in rows:
             if mid not in seqs:
                 continue
-            targets = [ep for ep, types in endpoints if not types or type_ in types.split(",")]
+            targets = by_type.get(type_)
+            if targets is None:
+                targets = by_type[type_] = [ep for ep, types in endpoints if not types or type_ in types.split(",")]
             deliveries += [(seqs[mid], ep, lead_id, "pending", 0, now, now) for ep in targets]
             out.append(Enqueued(mid, seqs[mid], len(targets)))
             del seqs[mid]  # a message_id repeated inside one call is enqueued once
@@ -284,7 +294,7 @@ def _score_values(i: int, row: Mapping[str, Any], stamps: dict[datetime, tuple[d
     """``stamps``: (naive as_of, its iso_z text) by the given as_of, shared by the rows of one call (a
     live batch's rows all carry the same instant)."""
     where = f"score_rows[{i}]"
-    if not isinstance(row, Mapping):
+    if type(row) is not dict and not isinstance(row, Mapping):
         raise OutboxError(f"{where}: expected a mapping (a score row), got {type(row).__name__}")
     lead_id = row.get("lead_id")
     if not isinstance(lead_id, str) or not lead_id:
