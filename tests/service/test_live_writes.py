@@ -158,3 +158,27 @@ def test_one_batch_writes_these_rows(store):
     # processing the second batch again stores nothing new
     again = live.process(["a3"], ["ann"], as_of=t2)
     assert again.alerts == 0 and store.query("SELECT count(*) FROM outbox_messages")[0][0] == 4
+
+
+def test_crm_items_have_the_same_text_from_plain_and_numpy_rows(store):
+    """enqueue_crm_syncs builds plain rows' texts a column at a time; numpy values take the row-by-row path.
+    Both give json.dumps(values, separators=(",", ":")) of the score keys in order, then as_of."""
+    import numpy as np
+
+    from leadscore.service import outbox
+
+    add_crm_target(store, "hub", "hubspot", now=T0, base_url="http://127.0.0.1:9", token="t")
+    plain = [{"lead_id": "ann", "as_of": T0, "score": 0.1 + 0.2, "fit": 40.0, "engagement": 1e-07, "tier": 'h"o\\t',
+              "stage": "Lead é", "grade": "A1", "model_version": "w-1"},
+             {"lead_id": "bob", "as_of": T0, "score": 1e22, "fit": -0.0, "engagement": 12.3456, "tier": "cold",
+              "stage": "lead", "grade": "D4", "model_version": "w-1"}]
+    as_numpy = [{k: np.float64(v) if isinstance(v, float) else v for k, v in r.items()} for r in plain]
+    assert outbox.enqueue_crm_syncs(store, plain, now=T0) == 2
+    assert outbox.enqueue_crm_syncs(store, as_numpy, now=T0) == 2
+    texts = [r[0] for r in store.query("SELECT score_values FROM crm_sync ORDER BY seq")]
+    expected = [
+        '{"score":0.30000000000000004,"fit":40.0,"engagement":1e-07,"tier":"h\\"o\\\\t","stage":"Lead \\u00e9",'
+        '"grade":"A1","model_version":"w-1","as_of":"2026-04-01T10:00:00.000Z"}',
+        '{"score":1e+22,"fit":-0.0,"engagement":12.3456,"tier":"cold","stage":"lead","grade":"D4","model_version":"w-1",'
+        '"as_of":"2026-04-01T10:00:00.000Z"}']
+    assert texts == expected + expected
