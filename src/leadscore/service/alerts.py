@@ -161,7 +161,9 @@ def evaluate(model: Model, changes: Iterable[ScoreChange], events: Iterable[Batc
                     before = c.prev_score if c.prev_score is not None else 0.0
                     low = min(window_low.get((alert.name, c.lead_id), before), before)
                     fired = c.score - low >= alert.points and before - low < alert.points
-                    detail = {"rise": round(c.score - low, 4), "within_seconds": (alert.within or timedelta(days=1)).total_seconds()}
+                    if fired:   # (built only for the alerts raised: most changes of a batch raise none)
+                        detail = {"rise": round(c.score - low, 4),
+                                  "within_seconds": (alert.within or timedelta(days=1)).total_seconds()}
                 if fired:
                     out.append(AlertRecord(_alert_id(alert.name, c.lead_id, c.at.isoformat(), c.cause, c.cause_ref),
                                            c.lead_id, alert.name, alert.trigger, kind, c.at, version, c.score, c.prev_score,
