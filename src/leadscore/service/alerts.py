@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
+import pyarrow as pa
+
 from leadscore.engine.current import ScoreChange
 from leadscore.model.conditions import Condition
 from leadscore.model.schema import Alert, Model
@@ -209,10 +211,28 @@ def store_alerts(conn: Any, store, records: Sequence[AlertRecord], *, now: datet
         fresh.append(r)
     if not fresh:
         return 0
-    store._bulk_insert(conn, "alerts", ALERT_COLUMNS, [r.row() for r in fresh], conflict="plain")
+    if store.dialect.name == "duckdb" and len(fresh) > 1:
+        _insert_duckdb(conn, fresh)
+    else:
+        store._bulk_insert(conn, "alerts", ALERT_COLUMNS, [r.row() for r in fresh], conflict="plain")
     outbox.enqueue_alerts(outbox.Sql(conn, store), [outbox.Alert(r.type, r.payload(), r.lead_id, r.fired_at, r.alert_id)
                                                    for r in fresh], now=now)
     return len(fresh)
+
+
+_TYPES = {"fired_at": pa.timestamp("us"), "score": pa.float64(), "prev_score": pa.float64()}
+
+
+def _insert_duckdb(conn: Any, records: Sequence[AlertRecord]) -> None:
+    """The rows ``AlertRecord.row`` gives, staged a column at a time (no row tuples to transpose)."""
+    table = pa.table({**{c: pa.array([getattr(r, c) for r in records], _TYPES.get(c, pa.string()))
+                         for c in ALERT_COLUMNS[:-1]},
+                      "detail": pa.array([_DETAIL.encode(r.detail) for r in records], pa.string())})
+    conn.register("_ls_alerts", table)
+    try:
+        conn.execute(f"INSERT INTO alerts ({', '.join(ALERT_COLUMNS)}) SELECT {', '.join(ALERT_COLUMNS)} FROM _ls_alerts")
+    finally:
+        conn.unregister("_ls_alerts")
 
 
 def as_dict(record: AlertRecord) -> dict[str, Any]:
