@@ -188,3 +188,19 @@ def test_numbers_and_objects_write_the_same_text(tmp_path):
             store.close()
     assert out["numbers"] == out["objects"]
     assert len(out["numbers"][1]) == 300 + 75
+
+
+def test_model_version_follows_the_models_text():
+    """Without a declared version it is name@<first 10 hex of sha256(text)>; the hash is cached by text,
+    so an edited model (or one whose text is replaced) gets a new version."""
+    import hashlib
+
+    text = MODEL.replace("version: cur-1\n", "")
+    first = parse_model(text, "a.yaml")
+    assert first.model_version == "cur@" + hashlib.sha256(text.encode()).hexdigest()[:10]
+    assert parse_model(text, "again.yaml").model_version == first.model_version
+    edited = text.replace("points: 30", "points: 35")
+    assert parse_model(edited, "b.yaml").model_version == "cur@" + hashlib.sha256(edited.encode()).hexdigest()[:10]
+    first.source_text = edited   # a model is mutable: the version follows its current text
+    assert first.model_version == "cur@" + hashlib.sha256(edited.encode()).hexdigest()[:10]
+    assert M1.model_version == "cur-1"

