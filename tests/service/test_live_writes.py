@@ -182,3 +182,23 @@ def test_crm_items_have_the_same_text_from_plain_and_numpy_rows(store):
         '{"score":1e+22,"fit":-0.0,"engagement":12.3456,"tier":"cold","stage":"lead","grade":"D4","model_version":"w-1",'
         '"as_of":"2026-04-01T10:00:00.000Z"}']
     assert texts == expected + expected
+
+
+def test_enqueue_alerts_skips_stored_and_repeated_message_ids_in_order(store):
+    """One INSERT for a call's messages: a message_id already stored is skipped, one repeated inside the call
+    is enqueued once with its first body, and seqs follow the alerts' order."""
+    from leadscore.service import outbox
+
+    add_endpoint(store, "https://hooks.example.com/all", now=T0, endpoint_id="ep_all", secret="whsec_" + "A" * 32)
+    first = outbox.enqueue_alerts(store, [outbox.Alert("lead.became_hot", {"n": 1}, "ann", T0, "m1"),
+                                          outbox.Alert("lead.became_hot", {"n": 2}, "bob", T0, "m2"),
+                                          outbox.Alert("lead.became_hot", {"n": 3}, "ann", T0, "m1")], now=T0)
+    assert [(e.message_id, e.deliveries) for e in first] == [("m1", 1), ("m2", 1)] and first[0].seq < first[1].seq
+    second = outbox.enqueue_alerts(store, [outbox.Alert("lead.became_hot", {"n": 4}, "bob", T0, "m2"),
+                                           outbox.Alert("lead.became_hot", {"n": 5}, "cy", T0, "m3")], now=T0)
+    assert [(e.message_id, e.deliveries) for e in second] == [("m3", 1)] and second[0].seq > first[1].seq
+    assert store.query("SELECT message_id, lead_id, body FROM outbox_messages ORDER BY seq") == [
+        ("m1", "ann", '{"type":"lead.became_hot","timestamp":"2026-04-01T10:00:00.000Z","data":{"n":1,"lead_id":"ann"}}'),
+        ("m2", "bob", '{"type":"lead.became_hot","timestamp":"2026-04-01T10:00:00.000Z","data":{"n":2,"lead_id":"bob"}}'),
+        ("m3", "cy", '{"type":"lead.became_hot","timestamp":"2026-04-01T10:00:00.000Z","data":{"n":5,"lead_id":"cy"}}')]
+    assert store.query("SELECT count(*) FROM webhook_deliveries")[0][0] == 3

@@ -246,12 +246,12 @@ def _insert_messages(db: Sql, rows: list[tuple]) -> dict[str, int]:
             chunk = rows[start:start + 200]
             values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
             got = db.rows(f"INSERT INTO outbox_messages (message_id, type, lead_id, body, created_at) VALUES {values} "
-                          "ON CONFLICT DO NOTHING RETURNING message_id, seq", [v for row in chunk for v in row])
+                          "ON CONFLICT (message_id) DO NOTHING RETURNING message_id, seq", [v for row in chunk for v in row])
             seqs.update((mid, seq) for mid, seq in got)  # a message_id already stored is skipped (idempotent)
         return seqs
     # One statement for all rows (staged through Arrow on DuckDB, COPY on PostgreSQL) instead of one
-    # INSERT … VALUES per 200 (7,000 alerts: 0.14 -> 0.01 s on DuckDB). The seqs are drawn first and
-    # given in row order, as the VALUES lists' defaults were.
+    # INSERT … VALUES per 200 (2,400 alerts of a 7,000-lead batch: 0.14 -> 0.013 s on DuckDB). The seqs
+    # are drawn first and given in row order, as the VALUES lists' defaults were.
     unique: dict[str, tuple] = {}
     for row in rows:
         unique.setdefault(row[0], row)
