@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -14,6 +15,14 @@ from leadscore.model.durations import Duration
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 MessageType = Literal["track", "page", "screen", "identify", "group", "alias"]
+
+
+@lru_cache(maxsize=64)
+def _content_hash(text: str) -> str:
+    """The version hash of a model's text. Cached by the text itself (a str is immutable), so an edited
+    model still gets a new version: the live service asks for the version once per changed lead, and a
+    sha256 of the model file each time cost ~10 us (70 ms for 7,000 leads)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 class _Strict(BaseModel):
@@ -353,7 +362,7 @@ class Model(_Strict):
         if self.version:
             return self.version
         text = self.source_text or self.model_dump_json(by_alias=True)
-        return f"{self.name}@{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+        return f"{self.name}@{_content_hash(text)}"
 
     def rule(self, name: str) -> Rule:
         for rule in self.rules:

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
+import pyarrow as pa
+
 from leadscore.engine.current import ScoreChange
 from leadscore.model.conditions import Condition
 from leadscore.model.schema import Alert, Model
@@ -42,6 +44,9 @@ class BatchEvent:
     event: str | None       # track event name (page/identify/...: None)
     type: str
     ts: datetime
+
+
+_DETAIL = json.JSONEncoder(default=str)  # json.dumps(detail, default=str), its encoder built once
 
 
 @dataclass
@@ -66,7 +71,7 @@ class AlertRecord:
     def row(self) -> tuple:
         return (self.alert_id, self.lead_id, self.name, self.trigger, self.type, self.fired_at, self.model_version,
                 self.score, self.prev_score, self.tier, self.prev_tier, self.stage, self.prev_stage, self.cause,
-                self.cause_ref, json.dumps(self.detail, default=str))
+                self.cause_ref, _DETAIL.encode(self.detail))
 
     def payload(self) -> dict[str, Any]:
         """The webhook's ``data``: ids and numbers only (a thin payload)."""
@@ -158,7 +163,9 @@ def evaluate(model: Model, changes: Iterable[ScoreChange], events: Iterable[Batc
                     before = c.prev_score if c.prev_score is not None else 0.0
                     low = min(window_low.get((alert.name, c.lead_id), before), before)
                     fired = c.score - low >= alert.points and before - low < alert.points
-                    detail = {"rise": round(c.score - low, 4), "within_seconds": (alert.within or timedelta(days=1)).total_seconds()}
+                    if fired:   # (built only for the alerts raised: most changes of a batch raise none)
+                        detail = {"rise": round(c.score - low, 4),
+                                  "within_seconds": (alert.within or timedelta(days=1)).total_seconds()}
                 if fired:
                     out.append(AlertRecord(_alert_id(alert.name, c.lead_id, c.at.isoformat(), c.cause, c.cause_ref),
                                            c.lead_id, alert.name, alert.trigger, kind, c.at, version, c.score, c.prev_score,
@@ -194,11 +201,8 @@ def store_alerts(conn: Any, store, records: Sequence[AlertRecord], *, now: datet
 
     if not records:
         return 0
-    ids = [r.alert_id for r in records]
-    known: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        known |= {r[0] for r in store._fetchall(conn, f"SELECT alert_id FROM alerts WHERE alert_id IN ({','.join('?' * len(chunk))})", chunk)}
+    ids = list(dict.fromkeys(r.alert_id for r in records))
+    known = {r[0] for r in store._fetch_in(conn, "SELECT alert_id FROM alerts WHERE alert_id IN {ids}", ids)}
     fresh, seen = [], set()
     for r in records:
         if r.alert_id in known or r.alert_id in seen:
@@ -207,10 +211,28 @@ def store_alerts(conn: Any, store, records: Sequence[AlertRecord], *, now: datet
         fresh.append(r)
     if not fresh:
         return 0
-    store._bulk_insert(conn, "alerts", ALERT_COLUMNS, [r.row() for r in fresh], conflict="plain")
+    if store.dialect.name == "duckdb" and len(fresh) > 1:
+        _insert_duckdb(conn, fresh)
+    else:
+        store._bulk_insert(conn, "alerts", ALERT_COLUMNS, [r.row() for r in fresh], conflict="plain")
     outbox.enqueue_alerts(outbox.Sql(conn, store), [outbox.Alert(r.type, r.payload(), r.lead_id, r.fired_at, r.alert_id)
                                                    for r in fresh], now=now)
     return len(fresh)
+
+
+_TYPES = {"fired_at": pa.timestamp("us"), "score": pa.float64(), "prev_score": pa.float64()}
+
+
+def _insert_duckdb(conn: Any, records: Sequence[AlertRecord]) -> None:
+    """The rows ``AlertRecord.row`` gives, staged a column at a time (no row tuples to transpose)."""
+    table = pa.table({**{c: pa.array([getattr(r, c) for r in records], _TYPES.get(c, pa.string()))
+                         for c in ALERT_COLUMNS[:-1]},
+                      "detail": pa.array([_DETAIL.encode(r.detail) for r in records], pa.string())})
+    conn.register("_ls_alerts", table)
+    try:
+        conn.execute(f"INSERT INTO alerts ({', '.join(ALERT_COLUMNS)}) SELECT {', '.join(ALERT_COLUMNS)} FROM _ls_alerts")
+    finally:
+        conn.unregister("_ls_alerts")
 
 
 def as_dict(record: AlertRecord) -> dict[str, Any]:

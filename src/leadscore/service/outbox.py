@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+import pyarrow as pa
+
 from leadscore.store import Store
 
 # Standard Webhooks retry schedule: the delay before attempt n+1 after n failed attempts
@@ -74,9 +76,14 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+# What json.dumps(value, separators=(",", ":"), default=_json_default, allow_nan=False) builds per call,
+# built once (the same text; a live batch dumps thousands of bodies).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default, allow_nan=False)
+
+
 def dumps(value: Any, what: str) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), default=_json_default, allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise OutboxError(f"{what}: {exc}") from exc
 
@@ -171,7 +178,7 @@ def _validate_alert(i: int, alert: Alert) -> None:
     where = f"alerts[{i}]"
     if not isinstance(alert.type, str) or not _TYPE_RE.match(alert.type):
         raise OutboxError(f"{where}.type: {alert.type!r} is not a dot-separated event type like 'lead.became_hot'")
-    if not isinstance(alert.data, Mapping):
+    if type(alert.data) is not dict and not isinstance(alert.data, Mapping):  # (a dict: no ABC check)
         raise OutboxError(f"{where}.data: expected an object, got {type(alert.data).__name__}")
     if alert.lead_id is not None and not isinstance(alert.lead_id, str):
         raise OutboxError(f"{where}.lead_id: expected a string")
@@ -189,15 +196,22 @@ def enqueue_alerts(target: Any, alerts: Iterable[Alert], *, now: datetime) -> li
     now = utc_naive(now)
     alerts = list(alerts)
     bodies = []
+    stamps: dict[datetime, str] = {}   # iso_z by timestamp: a batch's alerts share a few instants
     for i, alert in enumerate(alerts):
         _validate_alert(i, alert)
         data = dict(alert.data)
         if alert.lead_id is not None:
             data.setdefault("lead_id", alert.lead_id)
-        ts = utc_naive(alert.timestamp, f"alerts[{i}].timestamp") if alert.timestamp is not None else now
-        body = dumps({"type": alert.type, "timestamp": iso_z(ts), "data": data}, f"alerts[{i}].data")
-        if len(body.encode()) > MAX_BODY_BYTES:
-            raise OutboxError(f"alerts[{i}].data: payload is {len(body.encode())} bytes, over {MAX_BODY_BYTES}; send ids, not content")
+        given = alert.timestamp
+        stamp = stamps.get(given) if type(given) is datetime else None
+        if stamp is None:
+            ts = utc_naive(given, f"alerts[{i}].timestamp") if given is not None else now
+            stamp = iso_z(ts)
+            if type(given) is datetime:
+                stamps[given] = stamp
+        body = dumps({"type": alert.type, "timestamp": stamp, "data": data}, f"alerts[{i}].data")
+        if len(body) > MAX_BODY_BYTES:  # json.dumps escapes non-ASCII: one byte per character
+            raise OutboxError(f"alerts[{i}].data: payload is {len(body)} bytes, over {MAX_BODY_BYTES}; send ids, not content")
         bodies.append(body)
     out: list[Enqueued] = []
     if not alerts:
@@ -205,24 +219,66 @@ def enqueue_alerts(target: Any, alerts: Iterable[Alert], *, now: datetime) -> li
     rows = [(alert.message_id or new_message_id(), alert.type, alert.lead_id, body, now) for alert, body in zip(alerts, bodies)]
     with session(target) as db:
         endpoints = db.rows("SELECT endpoint_id, event_types FROM webhook_endpoints WHERE enabled ORDER BY endpoint_id")
-        seqs: dict[str, int] = {}
-        for start in range(0, len(rows), 200):  # one multi-row INSERT … RETURNING per 200 alerts
-            chunk = rows[start:start + 200]
-            values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-            got = db.rows(f"INSERT INTO outbox_messages (message_id, type, lead_id, body, created_at) VALUES {values} "
-                          "ON CONFLICT DO NOTHING RETURNING message_id, seq", [v for row in chunk for v in row])
-            seqs.update((mid, seq) for mid, seq in got)  # a message_id already stored is skipped (idempotent)
+        seqs = _insert_messages(db, rows)
         deliveries = []
+        by_type: dict[str, list[str]] = {}
         for mid, type_, lead_id, _, _ in rows:
             if mid not in seqs:
                 continue
-            targets = [ep for ep, types in endpoints if not types or type_ in types.split(",")]
+            targets = by_type.get(type_)
+            if targets is None:
+                targets = by_type[type_] = [ep for ep, types in endpoints if not types or type_ in types.split(",")]
             deliveries += [(seqs[mid], ep, lead_id, "pending", 0, now, now) for ep in targets]
             out.append(Enqueued(mid, seqs[mid], len(targets)))
             del seqs[mid]  # a message_id repeated inside one call is enqueued once
         db.insert_many("webhook_deliveries", ("message_seq", "endpoint_id", "lead_id", "status", "attempts",
                                               "next_attempt_at", "created_at"), deliveries)
     return out
+
+
+def _insert_messages(db: Sql, rows: list[tuple]) -> dict[str, int]:
+    """Insert (message_id, type, lead_id, body, created_at) rows, skipping message_ids already stored;
+    returns {message_id: seq} of those inserted. seq follows the rows' order (a lead's webhooks are
+    delivered in seq order); a message_id repeated in ``rows`` is inserted once, its first row."""
+    seqs: dict[str, int] = {}
+    if db.store is None:  # a bare connection: one multi-row INSERT … RETURNING per 200 alerts
+        for start in range(0, len(rows), 200):
+            chunk = rows[start:start + 200]
+            values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+            got = db.rows(f"INSERT INTO outbox_messages (message_id, type, lead_id, body, created_at) VALUES {values} "
+                          "ON CONFLICT (message_id) DO NOTHING RETURNING message_id, seq", [v for row in chunk for v in row])
+            seqs.update((mid, seq) for mid, seq in got)  # a message_id already stored is skipped (idempotent)
+        return seqs
+    # One statement for all rows (staged through Arrow on DuckDB, COPY on PostgreSQL) instead of one
+    # INSERT … VALUES per 200 (2,400 alerts of a 7,000-lead batch: 0.14 -> 0.013 s on DuckDB). The seqs
+    # are drawn first and given in row order, as the VALUES lists' defaults were.
+    unique: dict[str, tuple] = {}
+    for row in rows:
+        unique.setdefault(row[0], row)
+    if db.backend == "postgres":
+        drawn = db.rows("SELECT nextval('outbox_seq') FROM generate_series(1, ?)", (len(unique),))
+    else:
+        drawn = db.rows("SELECT nextval('outbox_seq') FROM range(?)", (len(unique),))
+    numbers = sorted(int(r[0]) for r in drawn)
+    staged = [(seq, *row) for seq, row in zip(numbers, unique.values())]
+    cols = ("seq", "message_id", "type", "lead_id", "body", "created_at")
+    if db.backend == "duckdb":
+        # ON CONFLICT naming the column: DuckDB's conflict check without a target (INSERT OR IGNORE)
+        # grows with the table (2,500 rows into 12,500: 80 ms, against 7 ms with the target).
+        db.conn.register("_ls_outbox", pa.table({
+            "seq": pa.array([r[0] for r in staged], pa.int64()), "message_id": pa.array([r[1] for r in staged], pa.string()),
+            "type": pa.array([r[2] for r in staged], pa.string()), "lead_id": pa.array([r[3] for r in staged], pa.string()),
+            "body": pa.array([r[4] for r in staged], pa.string()),
+            "created_at": pa.array([r[5] for r in staged], pa.timestamp("us"))}))
+        try:
+            got = db.conn.execute(f"INSERT INTO outbox_messages ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _ls_outbox "
+                                  "ON CONFLICT (message_id) DO NOTHING RETURNING message_id, seq").fetchall()
+        finally:
+            db.conn.unregister("_ls_outbox")
+    else:
+        got = db.store._bulk_insert(db.conn, "outbox_messages", cols, staged, conflict="ignore", returning="message_id, seq")
+    seqs.update((mid, int(seq)) for mid, seq in got)  # a message_id already stored is skipped (idempotent)
+    return seqs
 
 
 def enqueue(target: Any, type: str, data: Mapping[str, Any], *, now: datetime, lead_id: str | None = None,
@@ -233,31 +289,87 @@ def enqueue(target: Any, type: str, data: Mapping[str, Any], *, now: datetime, l
 
 
 # ---------------------------------------------------------------------------------------- CRM sync
-def _score_values(i: int, row: Mapping[str, Any]) -> tuple[str, datetime, dict[str, Any]]:
+def _score_values(i: int, row: Mapping[str, Any], stamps: dict[datetime, tuple[datetime, str]] | None = None
+                  ) -> tuple[str, datetime, dict[str, Any]]:
+    """``stamps``: (naive as_of, its iso_z text) by the given as_of, shared by the rows of one call (a
+    live batch's rows all carry the same instant)."""
     where = f"score_rows[{i}]"
-    if not isinstance(row, Mapping):
+    if type(row) is not dict and not isinstance(row, Mapping):
         raise OutboxError(f"{where}: expected a mapping (a score row), got {type(row).__name__}")
     lead_id = row.get("lead_id")
     if not isinstance(lead_id, str) or not lead_id:
         raise OutboxError(f"{where}.lead_id: missing or not a string")
-    as_of = utc_naive(row.get("as_of"), f"{where}.as_of")
+    given = row.get("as_of")
+    stamp = stamps.get(given) if stamps is not None and type(given) is datetime else None
+    if stamp is None:
+        as_of = utc_naive(given, f"{where}.as_of")
+        stamp = (as_of, iso_z(as_of))
+        if stamps is not None and type(given) is datetime:
+            stamps[given] = stamp
     values: dict[str, Any] = {}
     for key in SCORE_KEYS:
         value = row.get(key)
         if value is None:
             continue
-        if hasattr(value, "item"):
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            raise OutboxError(f"{where}.{key}: {value} is not a finite number")
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                raise OutboxError(f"{where}.{key}: {value} is not a finite number")
+        elif kind is not str:
+            if hasattr(value, "item"):
+                value = value.item()
+            if isinstance(value, float) and not math.isfinite(value):
+                raise OutboxError(f"{where}.{key}: {value} is not a finite number")
         values[key] = value
     if not values:
         raise OutboxError(f"{where}: none of {', '.join(SCORE_KEYS)} is present")
     for key in ("email",):  # an identity the caller already knows (the worker prefers the current trait)
         if isinstance(row.get(key), str):
             values[key] = row[key]
-    values["as_of"] = iso_z(as_of)
-    return lead_id, as_of, values
+    values["as_of"] = stamp[1]
+    return lead_id, stamp[0], values
+
+
+def _plain_score_rows(rows: list) -> tuple[list[str], list[datetime], list[str]] | None:
+    """(lead ids, as_ofs, score_values texts) of rows that are dicts of one shape whose values are all
+    plain: str lead ids, datetime as_ofs, and per score key only finite floats, only ints or only strs.
+    The texts are what ``_score_values`` + ``dumps`` give (keys in SCORE_KEYS order, then as_of; float and
+    int as repr, as json.dumps writes them; strs through the same encoder), built a column at a time:
+    7,000 live rows 36 -> 10 ms. None for anything else (the row-by-row path checks and reports it)."""
+    if not rows or any(type(r) is not dict for r in rows):
+        return None
+    keys = rows[0].keys()
+    if "email" in keys or "lead_id" not in keys or "as_of" not in keys or any(r.keys() != keys for r in rows):
+        return None
+    leads = [r["lead_id"] for r in rows]
+    given = [r["as_of"] for r in rows]
+    if set(map(type, leads)) != {str} or not all(leads) or set(map(type, given)) != {datetime}:
+        return None
+    stamps = {}
+    for g in set(given):
+        naive = utc_naive(g, "as_of")
+        stamps[g] = (naive, _ENCODER.encode(iso_z(naive)))
+    present, parts = [], []
+    for key in SCORE_KEYS:
+        if key not in keys:
+            continue
+        col = [r[key] for r in rows]
+        kinds = set(map(type, col))
+        if kinds == {float} and all(map(math.isfinite, col)):
+            parts.append(list(map(float.__repr__, col)))
+        elif kinds == {int}:
+            parts.append(list(map(int.__repr__, col)))
+        elif kinds == {str}:
+            encoded = {v: _ENCODER.encode(v) for v in set(col)}
+            parts.append(list(map(encoded.__getitem__, col)))
+        else:
+            return None
+        present.append(key)
+    if not present:
+        return None
+    template = "{" + ",".join(f'"{key}":%s' for key in present) + ',"as_of":%s}'
+    parts.append([stamps[g][1] for g in given])
+    return leads, [stamps[g][0] for g in given], list(map(template.__mod__, zip(*parts)))
 
 
 def enqueue_crm_syncs(target: Any, score_rows: Iterable[Mapping[str, Any]], *, now: datetime) -> int:
@@ -267,16 +379,39 @@ def enqueue_crm_syncs(target: Any, score_rows: Iterable[Mapping[str, Any]], *, n
     grade, model_version (a row of the ``scores`` table fits). The worker sends only the newest per lead.
     """
     now = utc_naive(now)
-    parsed = [_score_values(i, r) for i, r in enumerate(score_rows)]
-    if not parsed:
+    score_rows = list(score_rows)
+    plain = _plain_score_rows(score_rows)
+    if plain is None:   # the general path: each row checked and dumped on its own
+        stamps: dict[datetime, tuple[datetime, str]] = {}
+        parsed = [_score_values(i, r, stamps) for i, r in enumerate(score_rows)]
+        plain = ([p[0] for p in parsed], [p[1] for p in parsed], None)
+    if not plain[0]:
         return 0
     with session(target) as db:
         targets = [r[0] for r in db.rows("SELECT name FROM crm_targets WHERE enabled ORDER BY name")]
-        rows = [(name, lead_id, as_of, dumps(values, "score row"), "pending", 0, now, now)
-                for name in targets for lead_id, as_of, values in parsed]
+        texts = plain[2]
+        if texts is None:
+            texts = [dumps(values, "score row") for _, _, values in parsed] if targets else []
         cols = ("target", "lead_id", "as_of", "score_values", "status", "attempts", "next_attempt_at", "created_at")
-        db.insert_many("crm_sync", cols, rows)
-        written = len(rows)
+        written = len(targets) * len(texts)
+        if db.backend == "duckdb" and db.store is not None and written > 1:
+            # the columns staged as they are (no row tuples), in the rows' order: target by target
+            k = len(targets)
+            db.conn.register("_ls_crm", pa.table({
+                "target": pa.array([name for name in targets for _ in texts], pa.string()),
+                "lead_id": pa.array(plain[0] * k, pa.string()), "as_of": pa.array(plain[1] * k, pa.timestamp("us")),
+                "score_values": pa.array(texts * k, pa.string()), "status": pa.array(["pending"] * written, pa.string()),
+                "attempts": pa.array([0] * written, pa.int32()),
+                "next_attempt_at": pa.array([now] * written, pa.timestamp("us")),
+                "created_at": pa.array([now] * written, pa.timestamp("us"))}))
+            try:
+                db.conn.execute(f"INSERT INTO crm_sync ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _ls_crm")
+            finally:
+                db.conn.unregister("_ls_crm")
+        else:
+            rows = [(name, lead_id, as_of, text, "pending", 0, now, now)
+                    for name in targets for lead_id, as_of, text in zip(plain[0], plain[1], texts)]
+            db.insert_many("crm_sync", cols, rows)
     return written
 
 
