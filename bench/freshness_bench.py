@@ -6,7 +6,8 @@
     .venv/bin/python bench/freshness_bench.py --queries --leads 100000 --backend duckdb
 
 Freshness (event accepted → new score readable): a store holding a demo population (default model,
-every lead scored) is served by a separate process running ingestion + REST API + live scoring. A load
+every lead scored) is served by a real `leadscore serve` (its ingestion process answers /v1/*; the store's
+process applies the ingestion log, scores live and serves the REST API). A load
 generator process sends /v1/batch requests of 500 page events to the population's leads over 8
 connections as fast as they are answered (the ingestion benchmark's load), or, with --rate R, open loop at R
 events/s in requests of --batch events (each event a different lead). Meanwhile a probe sends,
@@ -54,7 +55,7 @@ def pct(values, q):
 # ---------------------------------------------------------------- stores
 sys.path.insert(0, str(ROOT / "bench"))
 from ingest_bench import _free_port as free_port  # noqa: E402 - the ingestion benchmark's helpers
-from ingest_bench import cpu_seconds, fresh_store  # noqa: E402
+from ingest_bench import cpu_seconds, fresh_store, start_server  # noqa: E402
 
 
 def populate(url: str, leads: int) -> dict:
@@ -94,21 +95,6 @@ def full_rescore_seconds(url: str) -> float:
     out = time.perf_counter() - t
     store.close()
     return out
-
-
-# ---------------------------------------------------------------- the server (own process)
-def serve(url: str, port: int) -> None:
-    import uvicorn
-
-    from leadscore.service.app import create_app
-    from leadscore.service.live import LiveSettings
-    from leadscore.service.settings import Settings
-    from leadscore.store import open_store
-
-    store = open_store(url)
-    app = create_app(store, Settings.from_env(), installers=("leadscore.service.api", "leadscore.service.live"))
-    app.state.live.settings = LiveSettings.from_env(time_rescore_seconds=0)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 # ---------------------------------------------------------------- load generator (own process)
@@ -243,19 +229,12 @@ def freshness(backend: str, leads: int, seconds: float, tmp: Path, conns: int = 
         store.close()
         port = free_port()
         env = {**os.environ, "LEADSCORE_WRITE_RATE": "1000000", "LEADSCORE_WRITE_BURST": "1000000",
-               "LEADSCORE_READ_RATE": "1000000", "LEADSCORE_READ_BURST": "1000000", "LEADSCORE_CRM_SYNC": "false"}
-        proc = subprocess.Popen([sys.executable, __file__, "--serve", url, "--port", str(port)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               "LEADSCORE_READ_RATE": "1000000", "LEADSCORE_READ_BURST": "1000000", "LEADSCORE_CRM_SYNC": "false",
+               "LEADSCORE_TIME_RESCORE_SECONDS": "0", "LEADSCORE_INGEST_LOG": str(tmp / f"log-{uuid.uuid4().hex[:6]}")}
+        # The real `leadscore serve`: its ingestion process answers /v1/*, the store's process applies,
+        # scores and serves the API (bench/ingest_bench.start_server).
+        proc = start_server(url, port, env)
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError("server did not start: " + proc.stderr.read().decode()[-2000:])
-                time.sleep(0.2)
             auth = {"Authorization": f"Bearer {read}"}
             while httpx.get(f"http://127.0.0.1:{port}/api/models/activation", headers=auth).json()["state"] == "running":
                 time.sleep(0.2)
@@ -359,12 +338,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500, help="events per load request")
     ap.add_argument("--queries", action="store_true", help="time the read models instead of freshness")
     ap.add_argument("--db", default=None, help="--queries on an existing, scored store")
-    ap.add_argument("--serve", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.serve:
-        serve(args.serve, args.port)
-        return
     backends = ["duckdb", "postgres"] if args.backend == "both" else [args.backend]
     with tempfile.TemporaryDirectory() as tmp:
         for backend in backends:

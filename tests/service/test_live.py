@@ -179,7 +179,7 @@ def test_a_pass_scored_while_the_last_one_waits_for_its_write_derives_what_that_
     does not know batch 1 yet, so it derives the demo rule too. Both written, ann's score is the full
     re-score's: pricing 2 × 30 + demo 50 = 110 (with the demo from the stale cache: 60)."""
     from leadscore.engine import score_leads
-    live = scorer(store, nice=0)
+    live = scorer(store, nice=0, pipeline=True)
     ingest(store, live, [msg("page", "ann", "a1", T0, properties={"path": "/pricing"})], T0)   # cached: 30
     first = store.ingest(normalize_batch([msg("track", "ann", "a2", T0, event="Demo Requested")], T0 + timedelta(minutes=1)))
     second = store.ingest(normalize_batch([msg("page", "ann", "a3", T0, properties={"path": "/pricing"})],

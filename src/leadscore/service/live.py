@@ -12,10 +12,10 @@ One batch = one transaction: the scores and history (``engine.refresh_scores``, 
 the lead's own messageIds), the rule cache (``engine.partial``: a batch re-derives only the rules its
 messages can move), the alerts the model's ``alerts:`` raise (``leadscore.service.alerts``) with
 their webhooks, and one CRM sync item per changed lead are committed together. The model is scored
-*before* that transaction (outside the store's lock), so ingestion keeps committing meanwhile; and with
-``LiveSettings.pipeline`` the hook thread scores the next batch while a write thread commits the last one
-(at most one pass waits for its write; a lead of that pass derives the rules its messages moved, since its
-cache row does not have them yet).
+*before* that transaction (outside the store's lock), so ingestion keeps committing meanwhile; with
+``LiveSettings.pipeline`` (off by default, see there) the hook thread scores the next batch while a write
+thread commits the last one (at most one pass waits for its write; a lead of that pass derives the rules
+its messages moved, since its cache row does not have them yet).
 
 All re-scores (event, time, model) run under one lock: a slow time or model re-score made as of an
 earlier instant can never overwrite a newer event score; they go in chunks of
@@ -69,7 +69,10 @@ class LiveSettings:
     freshness_samples: int = 200_000      # per-message lags kept for the percentiles
     nice: int = 10                        # scoring threads run this much below the process's CPU priority (0: as it)
     partial: bool = True                  # re-derive only the rules a batch can move (engine.partial; 0: every rule)
-    pipeline: bool = True                 # score the next batch while the last one is written (0: one after the other)
+    # Score the next batch while the last one is written. Off: measured at 20,000 events/s (bench/RESULTS.md,
+    # session 6) the write, run beside the scoring query, took 3-4x as long and held the store's lock, so the
+    # ingestion behind it fell back (503s) and freshness got worse (p99 7.2 s against 4.3 s one after the other).
+    pipeline: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "LiveSettings":
