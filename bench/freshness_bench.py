@@ -354,8 +354,8 @@ def main() -> None:
             print(f"\n[{backend}] {res['leads']:,} leads, {res['events_in_store']:,} events loaded in {res['load_s']:.0f} s")
             print(f"  load: {res['events_per_s']:,.0f} events/s accepted, statuses {res['statuses']}, "
                   f"server CPU {res['server_cpu_s']:.1f} s, {res['batches']} scoring batches, {res['changes']:,} score changes "
-                  f"(leads re-scored: {res['partial_leads']:,} partial, {res['full_leads']:,} full; "
-                  f"scoring {res['score_s']:.1f} s, writing {res['write_s']:.1f} s)")
+                  + (f"(leads re-scored: {res['partial_leads']:,} partial, {res['full_leads']:,} full; "
+                     f"scoring {res['score_s']:.1f} s, writing {res['write_s']:.1f} s)" if res["score_s"] is not None else ""))
             print(f"  freshness (probe: 200 → history row readable, n={res['probe_n']}, misses {res['probe_misses']}): "
                   f"p50 {res['probe_p50'] * 1000:.0f} ms, p99 {res['probe_p99'] * 1000:.0f} ms, max {res['probe_max'] * 1000:.0f} ms")
             print(f"  freshness (server: receive → score committed, n={s['samples']:,}): p50 {(s['p50'] or 0) * 1000:.0f} ms, "
