@@ -651,6 +651,7 @@ class LiveScorer:
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
+        gc.unfreeze()   # what start() froze is collected (and finalized) as usual again
         if self._writer is not None and self._writer.is_alive():
             try:
                 self._writes.put(None, timeout=timeout)   # after the pass waiting for its write
