@@ -17,11 +17,17 @@ compiled query with only these rules derived from its events (``compile_model``'
 Every other rule's points and hits come from the cache, and groups, axes, tiers, stages and grade are
 computed on top by the same query, so a partial re-score gives exactly a full re-score's row
 (tests/engine/test_partial.py compares every lead and column). A lead takes the full path when its
-cache row is missing or of another model version, when time alone may have moved one of its cached
+cache row is missing or of another version (:func:`cache_version`: the model, the video catalog, the
+disposable-domain list), when time alone may have moved one of its cached
 rules since (the cache row's ``valid_until``, the first window edge, decay step, inactivity threshold
 or stage ``within`` from its instant on, or a message stored before its time: see
 ``compile._valid_until_sql``), or when the batch brought it anything but track/page/screen messages
 (an identify or alias can merge another id's history into it).
+
+The time scheduler reads the same cache (:func:`due_leads`): only the leads whose ``valid_until`` has
+passed, that hold a half-life rule's hits, whose account changed, or that have no usable cache row are
+re-scored on a tick. (With half-life decays on common events, as the shipped default model has on page
+views, that is nearly everyone; a model with decay steps re-scores only the leads crossing an edge.)
 """
 from __future__ import annotations
 
