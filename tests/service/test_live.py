@@ -165,34 +165,9 @@ def test_scoring_runs_below_the_ingestion_threads_cpu_priority(store):
     t = threading.Thread(target=hook_thread)
     t.start()
     t.join()
-    live.stop()                         # the pipelined passes are written before it returns
+    live.stop()
     assert store.query("SELECT lead_id, score FROM lead_scores") == [("ann", 30.0)]
     before, after = seen["hook"]
     assert after == min(19, before + 7)
     tid = threading.get_native_id()
     assert os.getpriority(os.PRIO_PROCESS, tid) == before      # this thread is untouched
-
-
-def test_a_pass_scored_while_the_last_one_waits_for_its_write_derives_what_that_one_moved(store):
-    """Pipelining: batch 1 (ann requests a demo) is scored and waits for its write (the test holds the
-    store's write lock); batch 2 (ann views pricing again) is scored meanwhile, from a rule cache that
-    does not know batch 1 yet, so it derives the demo rule too. Both written, ann's score is the full
-    re-score's: pricing 2 × 30 + demo 50 = 110 (with the demo from the stale cache: 60)."""
-    from leadscore.engine import score_leads
-    live = scorer(store, nice=0, pipeline=True)
-    ingest(store, live, [msg("page", "ann", "a1", T0, properties={"path": "/pricing"})], T0)   # cached: 30
-    first = store.ingest(normalize_batch([msg("track", "ann", "a2", T0, event="Demo Requested")], T0 + timedelta(minutes=1)))
-    second = store.ingest(normalize_batch([msg("page", "ann", "a3", T0, properties={"path": "/pricing"})],
-                                          T0 + timedelta(minutes=2)))
-    with store._lock:
-        live.on_ingest(first)
-        live.on_ingest(second)
-        assert store.query("SELECT score FROM lead_scores WHERE lead_id = 'ann'") == [(30.0,)]   # nothing written yet
-    live.flush()
-    assert store.query("SELECT score FROM lead_scores WHERE lead_id = 'ann'") == [(110.0,)]
-    full = score_leads(store, live.model(), T0 + timedelta(minutes=2)).set_index("lead_id")
-    assert full.loc["ann", "score"] == 110.0
-    assert live.counters["partial_leads"] == 2 and live.counters["full_leads"] == 1
-    history = store.query("SELECT score, cause_ref FROM score_history WHERE lead_id = 'ann' ORDER BY changed_at")
-    assert history == [(30.0, "a1"), (80.0, "a2"), (110.0, "a3")]
-    live.stop()

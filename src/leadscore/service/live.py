@@ -12,10 +12,7 @@ One batch = one transaction: the scores and history (``engine.refresh_scores``, 
 the lead's own messageIds), the rule cache (``engine.partial``: a batch re-derives only the rules its
 messages can move), the alerts the model's ``alerts:`` raise (``leadscore.service.alerts``) with
 their webhooks, and one CRM sync item per changed lead are committed together. The model is scored
-*before* that transaction (outside the store's lock), so ingestion keeps committing meanwhile; with
-``LiveSettings.pipeline`` (off by default, see there) the hook thread scores the next batch while a write
-thread commits the last one (at most one pass waits for its write; a lead of that pass derives the rules
-its messages moved, since its cache row does not have them yet).
+*before* that transaction (outside the store's lock), so ingestion keeps committing meanwhile.
 
 All re-scores (event, time, model) run under one lock: a slow time or model re-score made as of an
 earlier instant can never overwrite a newer event score; they go in chunks of
@@ -31,7 +28,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
@@ -70,10 +66,6 @@ class LiveSettings:
     freshness_samples: int = 200_000      # per-message lags kept for the percentiles
     nice: int = 10                        # scoring threads run this much below the process's CPU priority (0: as it)
     partial: bool = True                  # re-derive only the rules a batch can move (engine.partial; 0: every rule)
-    # Score the next batch while the last one is written. Off: measured at 20,000 events/s (bench/RESULTS.md,
-    # session 6) the write, run beside the scoring query, took 3-4x as long and held the store's lock, so the
-    # ingestion behind it fell back (503s) and freshness got worse (p99 7.2 s against 4.3 s one after the other).
-    pipeline: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "LiveSettings":
@@ -257,23 +249,6 @@ def current_rows(store: Store, conn: Any, leads: Iterable[str]) -> dict[str, dic
 
 
 # ------------------------------------------------------------------------------------------ the scorer
-@dataclass
-class _Step:
-    """A re-score computed and not yet written: what ``LiveScorer._write`` needs."""
-    model: Model
-    as_of: datetime
-    leads: list[str] | None
-    cause: str
-    cause_ref: str | None
-    events: list
-    refs: dict[str, str | None] | None
-    alerts: bool
-    frame: Any
-    state: Any
-    received: list[datetime]
-    seq: int = 0
-
-
 class LiveScorer:
     """Keeps ``lead_scores``/``score_history`` current; raises alerts; feeds the CRM outbox."""
 
@@ -293,11 +268,6 @@ class LiveScorer:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lowered = threading.local()   # threads whose priority on_ingest already lowered
-        self._writes: queue.Queue = queue.Queue(maxsize=1)   # a scored event pass waiting for its write
-        self._writer: threading.Thread | None = None
-        self._inflight: dict[str, tuple[int, set]] = {}       # lead -> (pass, its messages) scored, not written
-        self._inflight_lock = threading.Lock()
-        self._seq = 0
 
     # ---- the model
     def model(self) -> Model:
@@ -329,49 +299,29 @@ class LiveScorer:
     def _apply(self, model: Model, as_of: datetime, leads: list[str] | None, cause: str, cause_ref: str | None,
                events: Sequence[alert_rules.BatchEvent] = (), refs: dict[str, str | None] | None = None,
                alerts: bool = True) -> LiveReport:
-        """Score and write one step now (the caller holds ``self.lock``); an event pass still waiting
-        for its write is written first, so steps are written in the order they were scored."""
-        self._writes.join()
-        return self._write(self._score(model, as_of, leads, cause, cause_ref, events, refs, alerts))
-
-    def _score(self, model: Model, as_of: datetime, leads: list[str] | None, cause: str, cause_ref: str | None,
-               events: Sequence[alert_rules.BatchEvent] = (), refs: dict[str, str | None] | None = None,
-               alerts: bool = True, received: Sequence[datetime] = ()) -> "_Step":
         messages: dict[str, set[tuple[str, str | None]]] = {}
         if self.settings.partial:
             for e in events:
                 messages.setdefault(e.lead_id, set()).add((e.type, e.event))
-            with self._inflight_lock:
-                # A lead of an event pass scored but not yet written: its cache row is older than that
-                # pass's messages, so this pass derives the rules those messages move too (a lead it
-                # touched without a message of its own, an identity merge, takes the full path).
-                for lead in leads or ():
-                    pending = self._inflight.get(lead)
-                    if pending is not None:
-                        messages[lead] = messages.get(lead, set()) | pending[1]
         started = time.perf_counter()
         frame, state, paths = partial.score_live(self.store, model, as_of, leads, messages)
         self.counters["score_seconds"] += time.perf_counter() - started
         for path, n in paths.items():
             self.counters[f"{path}_leads"] += n
-        return _Step(model, as_of, leads, cause, cause_ref, list(events), refs, alerts, frame, state, list(received))
-
-    def _write(self, step: "_Step") -> LiveReport:
-        model, as_of, leads, cause, events, refs = step.model, step.as_of, step.leads, step.cause, step.events, step.refs
-        report = LiveReport(cause, as_of, leads=len(leads) if leads is not None else len(step.frame))
-        token = f"batch:{uuid.uuid4().hex}" if refs is not None else step.cause_ref
+        report = LiveReport(cause, as_of, leads=len(leads) if leads is not None else len(frame))
+        token = f"batch:{uuid.uuid4().hex}" if refs is not None else cause_ref
         store = self.store
         started = time.perf_counter()
         with store._lock, store.transaction() as conn:
-            changes = refresh_scores(store, model, as_of, leads=leads, cause=cause, cause_ref=token, frame=step.frame)
-            partial.save_cache(store, conn, model, as_of, step.state)
+            changes = refresh_scores(store, model, as_of, leads=leads, cause=cause, cause_ref=token, frame=frame)
+            partial.save_cache(store, conn, model, as_of, state)
             if refs is not None:
                 mine = {c.lead_id: refs.get(c.lead_id) for c in changes}
                 _set_cause_refs(store, conn, token, mine)
                 for c in changes:
                     c.cause_ref = mine[c.lead_id]
             records: list[alert_rules.AlertRecord] = []
-            if step.alerts and model.alerts:
+            if alerts and model.alerts:
                 intent = {e for a in model.alerts if a.trigger == "high_intent" for e in (a.event or [])}
                 hot_events = [e for e in events if e.event in intent and e.lead_id]
                 changed = {c.lead_id for c in changes}
@@ -390,25 +340,17 @@ class LiveScorer:
         self.counters["changes"] += len(changes)
         self.counters["alerts"] += report.alerts
         self.counters["crm_items"] += report.crm_items
-        if step.received:
-            done = self.clock()
-            self._lags.extend((done - r).total_seconds() for r in step.received)
         return report
 
     # ---- events
     def on_ingest(self, result: IngestResult) -> LiveReport | None:
-        """The after_ingest hook: re-score the leads of a committed batch. With ``pipeline`` the batch is
-        scored here and written by the write thread, while this thread scores the next batch (the
-        scoring query runs outside the GIL, the write mostly in Python: the two overlap); returns None then."""
+        """The after_ingest hook: re-score the leads of a committed batch."""
         if not result.new_message_ids and not result.leads_touched:
             return None
         if not getattr(self._lowered, "done", False):
             lower_thread_priority(self.settings.nice)
             self._lowered.done = True
         try:
-            if self.settings.pipeline and not self._stop.is_set():   # stopping: written before returning
-                self._pipelined(result.new_message_ids, result.leads_touched)
-                return None
             return self.process(result.new_message_ids, result.leads_touched)
         except Exception:
             self.counters["errors"] += 1
@@ -432,7 +374,6 @@ class LiveScorer:
 
     def process(self, message_ids: Sequence[str], leads: Iterable[str] = (), *,
                 as_of: datetime | None = None) -> LiveReport | None:
-        """Score and write one batch now (tests, start-up catch-up); see ``on_ingest`` for the live hook."""
         prepared = self._prepare(message_ids, leads, as_of)
         if prepared is None:
             return None
@@ -446,55 +387,6 @@ class LiveScorer:
         self.counters["batches"] += 1
         self.counters["events"] += len(rows)
         return report
-
-    def _pipelined(self, message_ids: Sequence[str], leads: Iterable[str]) -> None:
-        prepared = self._prepare(message_ids, leads, None)
-        if prepared is None:
-            return
-        rows, received, as_of, events, refs, touched = prepared
-        with self.lock:
-            model = self.model()
-            as_of = self._as_of(as_of)
-            step = self._score(model, as_of, touched, "event", None, events, refs, received=received)
-            mine: dict[str, set] = {lead: set() for lead in touched}
-            for e in events:
-                mine[e.lead_id].add((e.type, e.event))
-            with self._inflight_lock:
-                self._seq += 1
-                step.seq = self._seq
-                for lead, kinds in mine.items():
-                    self._inflight[lead] = (step.seq, kinds or {("touched", None)})
-            # Queued under the lock, so a re-score made after this one (time, model) is written after it;
-            # waits while the previous pass is still being written (this pass was scored meanwhile).
-            self._ensure_writer()
-            self._writes.put(step)
-        self.counters["batches"] += 1
-        self.counters["events"] += len(rows)
-
-    def _ensure_writer(self) -> None:
-        if self._writer is None or not self._writer.is_alive():
-            self._writer = threading.Thread(target=self._write_loop, name="leadscore-live-write", daemon=True)
-            self._writer.start()
-
-    def _write_loop(self) -> None:
-        lower_thread_priority(self.settings.nice)
-        while True:
-            step = self._writes.get()
-            try:
-                if step is None:
-                    return
-                try:
-                    self._write(step)
-                except Exception:  # noqa: BLE001 - like a failed hook: logged, counted; the next batch goes on
-                    self.counters["errors"] += 1
-                    log.exception("writing a live re-score failed")
-                finally:
-                    with self._inflight_lock:
-                        for lead in step.leads or ():
-                            if self._inflight.get(lead, (None,))[0] == step.seq:
-                                del self._inflight[lead]
-            finally:
-                self._writes.task_done()
 
     # ---- time and model
     def _population(self, as_of: datetime) -> list[str]:
@@ -652,18 +544,8 @@ class LiveScorer:
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         gc.unfreeze()   # what start() froze is collected (and finalized) as usual again
-        if self._writer is not None and self._writer.is_alive():
-            try:
-                self._writes.put(None, timeout=timeout)   # after the pass waiting for its write
-            except queue.Full:
-                log.warning("the live write thread is still busy after %s s", timeout)
-            self._writer.join(timeout)
         for thread in self._threads:
             thread.join(timeout)
-
-    def flush(self) -> None:
-        """Wait until every scored event pass is written (tests; shutdown goes through ``stop``)."""
-        self._writes.join()
 
 
 def install(app) -> None:
