@@ -40,7 +40,7 @@ def _cache(store, m, as_of, leads=None):
     """A full re-score with state, written to the cache (what the live path does for a new lead)."""
     frame, state, paths = partial.score_live(store, m, as_of, leads)
     with store.transaction() as conn:
-        partial.save_cache(store, conn, m, as_of, state)
+        partial.save_cache(store, conn, as_of, state)
     return frame, paths
 
 
@@ -51,7 +51,7 @@ def _live(store, m, as_of, messages):
         by_lead.setdefault(msg["userId"], set()).add((msg["type"], msg.get("event")))
     frame, state, paths = partial.score_live(store, m, as_of, sorted(by_lead), by_lead)
     with store.transaction() as conn:
-        partial.save_cache(store, conn, m, as_of, state)
+        partial.save_cache(store, conn, as_of, state)
     return frame.set_index("lead_id"), paths
 
 
@@ -254,11 +254,11 @@ def test_a_changed_video_catalog_retires_the_cache_of_a_model_with_video_rules(s
     m = load_model(default_model_path())
     _ingest(store, [page("ann", "/pricing", "2026-10-01T09:00:00Z")], T0)
     _cache(store, m, T0)
-    assert partial.cached_leads(store, m, T0, ["ann"]) == {"ann"}
+    assert partial.cached_leads(store, partial.cache_version(store, m), T0, ["ann"]) == {"ann"}
     import_catalog(store, load_catalog(write_catalog(tmp_path / "videos.yaml")), T0)   # video facts may change
-    assert partial.cached_leads(store, m, T0, ["ann"]) == set()
+    assert partial.cached_leads(store, partial.cache_version(store, m), T0, ["ann"]) == set()
     assert partial.due_leads(store, m, T0) == ["ann"]
     # a model without video rules does not depend on the catalog
     _cache(store, MODEL, T0)
     import_catalog(store, load_catalog(write_catalog(tmp_path / "videos2.yaml")), T0 + timedelta(hours=1))
-    assert partial.cached_leads(store, MODEL, T0, ["ann"]) == {"ann"}
+    assert partial.cached_leads(store, partial.cache_version(store, MODEL), T0, ["ann"]) == {"ann"}

@@ -76,6 +76,7 @@ class _Ctx:
     traits: dict[str, str] = field(default_factory=dict)     # trait key → lt text column
     ctes: list[tuple[str, str]] = field(default_factory=list)
     refs: dict[tuple[str, str], str] = field(default_factory=dict)
+    rank_kinds: dict[int, str] = field(default_factory=dict)  # event rule index → its _rank_kind
 
     def before(self, td) -> str:
         """The instant ``td`` before as-of, as a literal: ``age < W`` is written ``ts > (as_of - W)``,
@@ -487,6 +488,7 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
             rule_sql.append(_inactivity_rule(ctx, i, rule))
         else:
             event_branches.append(_event_rule(ctx, i, rule))
+            ctx.rank_kinds[i] = event_branches[-1][1]
     if event_branches:
         top = max((int(r.max_count) for r in model.rules if r.kind == "event" and r.max_count), default=0)
         rule_sql.append(_event_rules(ctx, event_branches, explain, top))
@@ -502,7 +504,8 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
 
     # Base CTEs.
     live_flags = [k for k in range(len(flags)) if fresh is None or -(k + 1) in fresh]
-    derived = [r for i, r in enumerate(model.rules) if fresh is None or i in fresh]
+    derived_idx = [i for i in range(len(model.rules)) if fresh is None or i in fresh]
+    derived = [model.rules[i] for i in derived_idx]
     ev_where = _ev_filter(derived, {e for k in live_flags for e in flags[k][0]} | {e for e, _ in ctx.refs})
     ev_from = (f"FROM {src.events} e WHERE e.lead_id IS NOT NULL AND e.ts <= {as_of_sql}"
                f"{lead_filter.replace(' lead_id IN', ' e.lead_id IN')} AND ({ev_where})")
@@ -579,7 +582,6 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     ctes.append(("hits", " UNION ALL ".join(rule_sql) or
                  f"SELECT CAST(NULL AS {dialect.text()}) AS lead_id, 0 AS rule_idx, 0.0 AS pts, 0 AS hits WHERE FALSE"))
     n = len(model.rules)
-    derived_idx = [i for i in range(n) if fresh is None or i in fresh]
     rule_cols = ", ".join(
         [f"COALESCE(sum(CASE WHEN h.rule_idx = {i} THEN h.pts END), 0) AS r{i}, "
          f"CAST(COALESCE(sum(CASE WHEN h.rule_idx = {i} THEN h.hits END), 0) AS BIGINT) AS h{i}" for i in derived_idx]
@@ -701,9 +703,7 @@ def _valid_until_sql(ctx: _Ctx, model: Model, flags: list, live_flags: list[int]
         elif rule.kind == "inactivity":
             parts.append(f"SELECT lead_id, {e} AS b FROM r{i}_l")
         else:
-            first = float(rule.points)
-            kind = _rank_kind(rule, first, float(rule.points if rule.additional is None else rule.additional))
-            union = {"limited": "ev_occ", "once": "ev_once", "first": "ev_first"}[kind]   # see _event_rules
+            union = {"limited": "ev_occ", "once": "ev_once", "first": "ev_first"}[ctx.rank_kinds[i]]   # see _event_rules
             by_union.setdefault(union, []).append(f"WHEN {i} THEN {e}")
     for union, whens in by_union.items():
         parts.append(f"SELECT lead_id, CASE rule_idx {' '.join(whens)} END AS b FROM {union}")

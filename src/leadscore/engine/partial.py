@@ -39,6 +39,7 @@ import pandas as pd
 import pyarrow as pa
 
 from leadscore.engine.compile import ENGAGEMENT_TYPES
+from leadscore.engine.incremental import _ts
 from leadscore.engine.score import score_leads_state, to_naive_utc
 from leadscore.model.schema import Model, Rule
 from leadscore.store import Store
@@ -133,22 +134,18 @@ def cache_version(store: Store, model: Model) -> str:
     return f"{model.model_version}/{digest}"
 
 
-def cached_leads(store: Store, model: Model, as_of: datetime, leads: list[str]) -> set[str]:
+def cached_leads(store: Store, version: str, as_of: datetime, leads: list[str]) -> set[str]:
     """The leads whose cache row can stand in for their rules as of ``as_of``: of this cache version
-    (model, catalog, ...), scored as of an instant not after ``as_of``, and good until after it."""
+    (:func:`cache_version`), scored as of an instant not after ``as_of``, and good until after it."""
     if not leads:
         return set()
-    version = cache_version(store, model)
+    at = _ts(store.dialect, as_of)
     with store.transaction() as conn:
         # The test in SQL: only the ids come back (a Python datetime per row cost ~10 µs a lead).
         rows = store._fetch_in(conn, f"SELECT lead_id FROM {CACHE} WHERE lead_id IN {{ids}} AND model_version = "
-                                     f"{quote_literal(version)} AND as_of <= {_ts(store, as_of)} AND "
-                                     f"(valid_until IS NULL OR valid_until > {_ts(store, as_of)})", leads)
+                                     f"{quote_literal(version)} AND as_of <= {at} AND "
+                                     f"(valid_until IS NULL OR valid_until > {at})", leads)
     return {r[0] for r in rows}
-
-
-def _ts(store: Store, at: datetime) -> str:
-    return store.dialect.ts_literal(at.strftime("%Y-%m-%d %H:%M:%S.%f"))
 
 
 def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | None,
@@ -156,38 +153,37 @@ def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | N
                activity: bool = True) -> tuple[pd.DataFrame, pa.Table, dict[str, int]]:
     """Score ``leads`` as of ``as_of`` (the frame ``score_leads`` gives), partially where the cache
     allows (see the module doc); also each lead's new rule state for :func:`save_cache`, and how many
-    leads took each path ({"partial": n, "full": m})."""
+    leads took each path ({"partial": n, "full": m}). The state carries its cache version (one query a pass)."""
     as_of = to_naive_utc(as_of)
-    if leads is None:   # everyone: the full path
-        frame, state = score_leads_state(store, model, as_of, None, activity=activity, state=True)
-        return frame, state, {"partial": 0, "full": len(frame)}
-    groups = plan(model, leads, messages or {}, cached_leads(store, model, as_of, leads) if messages else set())
+    version = cache_version(store, model)
+    groups = [(None, None)] if leads is None else \
+        plan(model, leads, messages or {}, cached_leads(store, version, as_of, leads) if messages else set())
     frames, states, paths = [], [], {"partial": 0, "full": 0}
     for group, fresh in groups:
         frame, state = score_leads_state(store, model, as_of, group, activity=activity, state=True,
                                          fresh=fresh, cache=CACHE if fresh is not None else None)
         frames.append(frame)
         states.append(state)
-        paths["full" if fresh is None else "partial"] += len(group)
+        paths["full" if fresh is None else "partial"] += len(frame)
+    state = pa.concat_tables(states)
+    state = state.append_column("model_version", pa.array([version] * state.num_rows, pa.string()))
     if len(frames) == 1:
-        return frames[0], states[0], paths
+        return frames[0], state, paths
     frame = pd.concat(frames, ignore_index=True).sort_values(["score", "lead_id"], ascending=[False, True],
                                                               ignore_index=True)
-    return frame, pa.concat_tables(states), paths
+    return frame, state, paths
 
 
-def save_cache(store: Store, conn, model: Model, as_of: datetime, state: pa.Table) -> None:
-    """Replace the scored leads' cache rows with their new state, on ``conn`` (the transaction that
-    writes their scores)."""
+def save_cache(store: Store, conn, as_of: datetime, state: pa.Table) -> None:
+    """Replace the scored leads' cache rows with their new state (:func:`score_live`'s, with its cache
+    version), on ``conn`` (the transaction that writes their scores)."""
     if state is None or not state.num_rows:
         return
     leads = state.column("lead_id").to_pylist()
-    version = cache_version(store, model)
     store._fetch_in(conn, f"DELETE FROM {CACHE} WHERE lead_id IN {{ids}} RETURNING lead_id", leads)
     n = state.num_rows
     if store.dialect.name == "duckdb":
-        stage = state.append_column("model_version", pa.array([version] * n, pa.string())) \
-                     .append_column("as_of", pa.array([as_of] * n, pa.timestamp("us")))
+        stage = state.append_column("as_of", pa.array([as_of] * n, pa.timestamp("us")))
         conn.register("_ls_rule_state", stage)
         try:
             conn.execute(f"INSERT INTO {CACHE} ({', '.join(_COLS)}) SELECT lead_id, model_version, as_of, ls_valid, "
@@ -195,7 +191,7 @@ def save_cache(store: Store, conn, model: Model, as_of: datetime, state: pa.Tabl
         finally:
             conn.unregister("_ls_rule_state")
         return
-    rows = list(zip(leads, [version] * n, [as_of] * n, state.column("ls_valid").to_pylist(),
+    rows = list(zip(leads, state.column("model_version").to_pylist(), [as_of] * n, state.column("ls_valid").to_pylist(),
                     state.column("ls_moving").to_pylist(), state.column("ls_pts").to_pylist(),
                     state.column("ls_hits").to_pylist()))
     store._bulk_insert(conn, CACHE, _COLS, rows, conflict="plain")

@@ -314,7 +314,7 @@ class LiveScorer:
         started = time.perf_counter()
         with store._lock, store.transaction() as conn:
             changes = refresh_scores(store, model, as_of, leads=leads, cause=cause, cause_ref=token, frame=frame)
-            partial.save_cache(store, conn, model, as_of, state)
+            partial.save_cache(store, conn, as_of, state)
             if refs is not None:
                 mine = {c.lead_id: refs.get(c.lead_id) for c in changes}
                 _set_cause_refs(store, conn, token, mine)
