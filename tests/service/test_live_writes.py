@@ -161,8 +161,8 @@ def test_one_batch_writes_these_rows(store):
 
 
 def test_crm_items_have_the_same_text_from_plain_and_numpy_rows(store):
-    """enqueue_crm_syncs builds plain rows' texts a column at a time; numpy values take the row-by-row path.
-    Both give json.dumps(values, separators=(",", ":")) of the score keys in order, then as_of."""
+    """Plain Python values and numpy values (what a score frame holds) give the same text:
+    json.dumps(values, separators=(",", ":")) of the score keys in order, then as_of."""
     import numpy as np
 
     from leadscore.service import outbox

@@ -330,48 +330,6 @@ def _score_values(i: int, row: Mapping[str, Any], stamps: dict[datetime, tuple[d
     return lead_id, stamp[0], values
 
 
-def _plain_score_rows(rows: list) -> tuple[list[str], list[datetime], list[str]] | None:
-    """(lead ids, as_ofs, score_values texts) of rows that are dicts of one shape whose values are all
-    plain: str lead ids, datetime as_ofs, and per score key only finite floats, only ints or only strs.
-    The texts are what ``_score_values`` + ``dumps`` give (keys in SCORE_KEYS order, then as_of; float and
-    int as repr, as json.dumps writes them; strs through the same encoder), built a column at a time:
-    7,000 live rows 36 -> 10 ms. None for anything else (the row-by-row path checks and reports it)."""
-    if not rows or any(type(r) is not dict for r in rows):
-        return None
-    keys = rows[0].keys()
-    if "email" in keys or "lead_id" not in keys or "as_of" not in keys or any(r.keys() != keys for r in rows):
-        return None
-    leads = [r["lead_id"] for r in rows]
-    given = [r["as_of"] for r in rows]
-    if set(map(type, leads)) != {str} or not all(leads) or set(map(type, given)) != {datetime}:
-        return None
-    stamps = {}
-    for g in set(given):
-        naive = utc_naive(g, "as_of")
-        stamps[g] = (naive, _ENCODER.encode(iso_z(naive)))
-    present, parts = [], []
-    for key in SCORE_KEYS:
-        if key not in keys:
-            continue
-        col = [r[key] for r in rows]
-        kinds = set(map(type, col))
-        if kinds == {float} and all(map(math.isfinite, col)):
-            parts.append(list(map(float.__repr__, col)))
-        elif kinds == {int}:
-            parts.append(list(map(int.__repr__, col)))
-        elif kinds == {str}:
-            encoded = {v: _ENCODER.encode(v) for v in set(col)}
-            parts.append(list(map(encoded.__getitem__, col)))
-        else:
-            return None
-        present.append(key)
-    if not present:
-        return None
-    template = "{" + ",".join(f'"{key}":%s' for key in present) + ',"as_of":%s}'
-    parts.append([stamps[g][1] for g in given])
-    return leads, [stamps[g][0] for g in given], list(map(template.__mod__, zip(*parts)))
-
-
 def enqueue_crm_syncs(target: Any, score_rows: Iterable[Mapping[str, Any]], *, now: datetime) -> int:
     """One pending sync item per (enabled CRM target, score row). Returns how many were written.
 
@@ -379,40 +337,18 @@ def enqueue_crm_syncs(target: Any, score_rows: Iterable[Mapping[str, Any]], *, n
     grade, model_version (a row of the ``scores`` table fits). The worker sends only the newest per lead.
     """
     now = utc_naive(now)
-    score_rows = list(score_rows)
-    plain = _plain_score_rows(score_rows)
-    if plain is None:   # the general path: each row checked and dumped on its own
-        stamps: dict[datetime, tuple[datetime, str]] = {}
-        parsed = [_score_values(i, r, stamps) for i, r in enumerate(score_rows)]
-        plain = ([p[0] for p in parsed], [p[1] for p in parsed], None)
-    if not plain[0]:
+    stamps: dict[datetime, tuple[datetime, str]] = {}
+    parsed = [_score_values(i, r, stamps) for i, r in enumerate(score_rows)]
+    if not parsed:
         return 0
     with session(target) as db:
         targets = [r[0] for r in db.rows("SELECT name FROM crm_targets WHERE enabled ORDER BY name")]
-        texts = plain[2]
-        if texts is None:
-            texts = [dumps(values, "score row") for _, _, values in parsed] if targets else []
+        texts = [dumps(values, "score row") for _, _, values in parsed] if targets else []
         cols = ("target", "lead_id", "as_of", "score_values", "status", "attempts", "next_attempt_at", "created_at")
-        written = len(targets) * len(texts)
-        if db.backend == "duckdb" and db.store is not None and written > 1:
-            # the columns staged as they are (no row tuples), in the rows' order: target by target
-            k = len(targets)
-            db.conn.register("_ls_crm", pa.table({
-                "target": pa.array([name for name in targets for _ in texts], pa.string()),
-                "lead_id": pa.array(plain[0] * k, pa.string()), "as_of": pa.array(plain[1] * k, pa.timestamp("us")),
-                "score_values": pa.array(texts * k, pa.string()), "status": pa.array(["pending"] * written, pa.string()),
-                "attempts": pa.array([0] * written, pa.int32()),
-                "next_attempt_at": pa.array([now] * written, pa.timestamp("us")),
-                "created_at": pa.array([now] * written, pa.timestamp("us"))}))
-            try:
-                db.conn.execute(f"INSERT INTO crm_sync ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _ls_crm")
-            finally:
-                db.conn.unregister("_ls_crm")
-        else:
-            rows = [(name, lead_id, as_of, text, "pending", 0, now, now)
-                    for name in targets for lead_id, as_of, text in zip(plain[0], plain[1], texts)]
-            db.insert_many("crm_sync", cols, rows)
-    return written
+        rows = [(name, lead_id, as_of, text, "pending", 0, now, now)
+                for name in targets for (lead_id, as_of, _), text in zip(parsed, texts)]
+        db.insert_many("crm_sync", cols, rows)   # Arrow-staged on DuckDB
+    return len(rows)
 
 
 def enqueue_crm_sync(target: Any, score_row: Mapping[str, Any], *, now: datetime) -> int:
