@@ -177,10 +177,6 @@ def _set_cause_refs(store: Store, conn: Any, token: str, refs: dict[str, str | N
                      "WHERE h.cause_ref = %s AND h.lead_id = r.lead_id", (token,))
 
 
-def _in(n: int) -> str:
-    return ",".join("?" * n)
-
-
 def window_lows(store: Store, conn: Any, model: Model, changes: Sequence[ScoreChange]) -> dict[tuple[str, str], float]:
     """For each score_jump alert and rising change: the lowest score the lead held in the alert's window
     before this change (0 where the lead had no score at the window's start).
