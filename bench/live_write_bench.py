@@ -1,9 +1,9 @@
-"""The write side of live scoring passes (everything after score_leads in LiveScorer._apply), part by part.
+"""The write side of live scoring passes (everything after the scoring in LiveScorer._apply), part by part.
 
 Copies a scored DuckDB store (e.g. one made by ``freshness_bench.populate``), adds one webhook endpoint
 and one CRM target, then runs ``--passes`` live passes of ``--leads`` page events to as many distinct
-leads and prints, per pass: score_leads, the write side (_apply minus score_leads) and its parts
-(refresh_scores, _set_cause_refs, window_lows, alerts.evaluate, store_alerts, enqueue_crm_syncs, the
+leads and prints, per pass: the scoring (partial.score_live), the write side (_apply minus it) and its
+parts (refresh_scores, the rule cache, _set_cause_refs, window_lows, alerts.evaluate, store_alerts, enqueue_crm_syncs, the
 commit), then the medians.
 
     PYTHONPATH=src .venv/bin/python bench/live_write_bench.py --store /tmp/prof/s20k.duckdb --leads 7000 --passes 6
@@ -25,7 +25,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-PARTS = ("refresh", "refs", "lows", "eval", "alerts", "crm", "commit")
+PARTS = ("refresh", "cache", "refs", "lows", "eval", "alerts", "crm", "commit")
 
 
 def main() -> None:
@@ -65,7 +65,8 @@ def main() -> None:
                 took[name] = time.perf_counter() - t
         return wrapper
 
-    lv.score_leads = timed("score", lv.score_leads)
+    lv.partial.score_live = timed("score", lv.partial.score_live)
+    lv.partial.save_cache = timed("cache", lv.partial.save_cache)
     lv.refresh_scores = timed("refresh", lv.refresh_scores)
     lv.window_lows = timed("lows", lv.window_lows)
     lv._set_cause_refs = timed("refs", lv._set_cause_refs)
