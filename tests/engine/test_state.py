@@ -183,6 +183,41 @@ def test_a_model_without_account_traits_keeps_no_account_rows(tmp_path):
     assert _scores(run.frame)["g"] == 75
 
 
+def test_runs_append_their_rows_without_rewriting_the_state_and_every_nth_run_compacts(tmp_path, monkeypatch):
+    """Each incremental run's rows become row groups of their own (DuckDB's checkpoint would otherwise
+    rewrite the state's last row group to merge them in, every run); every COMPACT_EVERY-th run merges
+    them back. Scores are a full run's either way."""
+    import leadscore.engine.state as state_mod
+    monkeypatch.setattr(state_mod, "COMPACT_EVERY", 3)
+    log, add_day2 = _logs(tmp_path, False)
+    state = tmp_path / "state"
+    m = model(STATE_MODEL)
+    score_with_state(m, log, state, T1)
+
+    def row_groups() -> list[int]:
+        with duckdb.connect(str(state_path(state)), read_only=True) as conn:
+            return [n for (n,) in conn.sql("SELECT max(count) FROM pragma_storage_info('ev') WHERE column_name = "
+                                           "'lead_id' AND segment_type = 'VARCHAR' GROUP BY row_group_id "
+                                           "ORDER BY row_group_id").fetchall()]
+    base = row_groups()
+    assert base == [9]        # DAY1's 9 rule-read messages (3 opens, 3 demos, 3 pages)
+    days = [[track("a", "Email Opened", "2026-04-30T01:00:00Z")],
+            [track("b", "Email Opened", "2026-04-30T02:00:00Z"), track("e", "Email Opened", "2026-04-30T03:00:00Z")]]
+    for k, msgs in enumerate(days, start=1):            # runs 1 and 2: rows appended as row groups of their own
+        write_log(log / f"extra{k}.parquet", msgs)
+        run = score_with_state(m, log, state, T1)
+        assert not run.full and run.run == k
+        assert row_groups() == [9, 1, 2][:k + 1]
+        assert_same_scores(score_parquet(m, log, T1), run.frame)
+    write_log(log / "extra3.parquet", [page("c", "/pricing", "2026-04-30T04:00:00Z")])
+    run = score_with_state(m, log, state, T1)            # run 3: compacted
+    assert run.run == 3 and row_groups() == [13]
+    assert_same_scores(score_parquet(m, log, T1), run.frame)
+    # a: 10 (Apr 2 open, 29 days old) + 10 (new open) = 20; b: 10 + 10 + demo 50 = 70; e: 10 + 10;
+    # c: pricing twice, 20 each (inside 7 days) = 40.
+    assert {k: v for k, v in _scores(run.frame).items() if k in "abce"} == {"a": 20, "b": 70, "c": 40, "e": 20}
+
+
 @pytest.mark.parametrize("how", [{"stage": False}, {"partitions": 2}], ids=["from-the-files", "partitions"])
 def test_a_full_run_from_the_files_or_in_partitions(tmp_path, how):
     """The full run scored straight from the log's files, or from the staged rows in lead partitions:

@@ -44,7 +44,9 @@ def test_scores_of_merged_leads_count_their_anonymous_messages_and_traits(store,
         # ... who then identifies as ann
         {"type": "identify", "userId": "ann", "anonymousId": "anon-1", "timestamp": "2026-10-02T09:00:00Z",
          "traits": {"email": "ann@example.com"}, "messageId": "a4"},
-        # an old user id aliased into ann
+        # an old user id aliased into ann, with an older title of its own (the newest of ann's ids wins)
+        {"type": "identify", "userId": "ann-old", "timestamp": "2026-09-30T09:00:00Z",
+         "traits": {"title": "Student"}, "messageId": "a0"},
         {"type": "track", "userId": "ann-old", "event": "Demo Requested", "timestamp": "2026-10-03T09:00:00Z",
          "messageId": "a5"},
         {"type": "alias", "userId": "ann", "previousId": "ann-old", "timestamp": "2026-10-04T09:00:00Z", "messageId": "a6"},
@@ -55,14 +57,17 @@ def test_scores_of_merged_leads_count_their_anonymous_messages_and_traits(store,
          "properties": {"path": "/pricing"}, "messageId": "b2"},
     ])
     full = score_leads(store, MODEL, AS_OF).set_index("lead_id")
-    # ann: VP (25) + pricing first 10 + additional 2 + demo 30 = 67; bob: pricing 10 + 2 = 12
+    # ann: VP (25: anon-1's "VP Sales" of Oct 1 is newer than ann-old's "Student") + pricing first 10
+    # + additional 2 + demo 30 = 67; bob: pricing 10 + 2 = 12
     assert full.loc["ann", "score"] == 67.0 and full.loc["bob", "score"] == 12.0
+    assert full.loc["ann", "rule:vp"] == 25.0
     for leads in (["ann"], ["bob"], ["ann", "bob"]):
         part = score_leads(store, MODEL, AS_OF, leads=leads, activity=True).set_index("lead_id")
         assert sorted(part.index) == sorted(leads)
         for lead in leads:
             assert part.loc[lead, "score"] == full.loc[lead, "score"]
             assert part.loc[lead, "rule:pricing"] == full.loc[lead, "rule:pricing"]
+            assert part.loc[lead, "rule:vp"] == full.loc[lead, "rule:vp"]
     part = score_leads(store, MODEL, AS_OF, leads=["ann", "bob"], activity=True).set_index("lead_id")
     assert part.loc["ann", "last_activity"] == datetime(2026, 10, 4, 9, 0)   # the alias message
     assert part.loc["bob", "last_activity"] == datetime(2026, 10, 5, 9, 1)   # anon-2, merged into bob

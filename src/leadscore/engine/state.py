@@ -50,7 +50,8 @@ run). An incremental run writes only temp tables until everything is computed, t
 changes to the state (rows appended, scores and lead_next replaced, files, instant) in one DuckDB
 transaction: a crash before the commit leaves the previous state (DuckDB ignores an uncommitted
 transaction's WAL records when it next opens the file), a crash after it the new one; the file is
-checkpointed when the run detaches it. A run that fails (an unreadable new file, say) leaves the
+checkpointed right after the commit (without merging row groups but every ``COMPACT_EVERY``-th run:
+``_checkpoint``). A run that fails (an unreadable new file, say) leaves the
 state as it was (tests/engine/test_state.py). Two runs on one state at once: DuckDB's file lock
 refuses the second.
 """
@@ -87,6 +88,7 @@ STATE_SOURCES = Sources(events="ls_s_events", traits="ls_s_traits", account_trai
 
 
 ORDER = "ORDER BY score DESC, lead_id"       # a full run's order
+COMPACT_EVERY = 8    # incremental runs between two checkpoints that merge row groups (see _checkpoint)
 
 
 @dataclass
@@ -479,6 +481,7 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
         except BaseException:
             _run(conn, "ROLLBACK")
             raise
+        _checkpoint(conn, compact=run % COMPACT_EVERY == 0)
         fresh = _result(conn, model, "ls_fresh" if n else "st.scores WHERE FALSE")
         leads = _run(conn, "SELECT count(*) FROM st.scores")[0][0]
     finally:
@@ -488,6 +491,27 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
               else "nothing changed")
     return StateRun(fresh, False, reason, n, leads, sorted(new), rows, why, model=model, state=path, run=run,
                     run_id=run_id)
+
+
+def _checkpoint(conn, compact: bool) -> None:
+    """Checkpoint the state after an incremental run's commit. DuckDB's checkpoint merges a table's
+    small trailing row groups into their neighbour (its vacuum tasks), rewriting and recompressing that
+    whole row group: at 1M leads, the second run's ~30,000 rows appended to ``ev`` made its checkpoint
+    rewrite the 84,000-row row group before them, 0.45 s, and the fifth run's 0.14 s, against 0.03 s for
+    writing each run's rows as a row group of their own (measured on a synced 1M-lead state file). So a
+    run writes its rows without merging, and every COMPACT_EVERY-th run lets the checkpoint merge the
+    small row groups and reclaim the deleted rows of ``scores`` and ``lead_next`` (each run replaces its
+    re-scored leads' rows): the tables do not fragment over a long series of runs (a full run rewrites
+    them all anyway)."""
+    if compact:
+        _run(conn, "CHECKPOINT st")
+        return
+    default = _run(conn, "SELECT current_setting('max_vacuum_tasks')")[0][0]
+    _run(conn, "SET max_vacuum_tasks = 0")
+    try:
+        _run(conn, "CHECKPOINT st")
+    finally:
+        _run(conn, f"SET max_vacuum_tasks = {int(default)}")
 
 
 def _plus(ts: str, td) -> str:
