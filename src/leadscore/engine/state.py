@@ -462,8 +462,10 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
         try:
             for t in tables:
                 if t == "population":
-                    _run(conn, "INSERT INTO st.population SELECT DISTINCT lead_id FROM ls_b_population "
-                               "WHERE lead_id NOT IN (SELECT lead_id FROM st.population)")
+                    # The new leads: the batch's leads less those the state has (a semi-join probing the
+                    # state's million ids against the batch's few, not an anti-join building on the million).
+                    _run(conn, "INSERT INTO st.population SELECT lead_id FROM ls_b_population EXCEPT SELECT lead_id "
+                               "FROM st.population WHERE lead_id IN (SELECT lead_id FROM ls_b_population)")
                 else:
                     _run(conn, f"INSERT INTO st.{t} BY NAME SELECT * FROM ls_b_{t}")
             _run(conn, "DELETE FROM st.rescored")
@@ -533,6 +535,14 @@ def next_change_sql(model: Model, t: datetime, schema: str = "st.") -> str:
     instants after the base lie after t2), and then it is computed again from its rows."""
     T = _ts(DUCKDB, t)
     ev_edges, video_edges = [], []
+
+    def crossing(match: str, td) -> str:
+        # ts + D >= T written ts >= T - D: a constant comparison, the sum computed only for the rows past it.
+        try:
+            since = f"ts >= {_ts(DUCKDB, t - td)}"
+        except OverflowError:          # T - D before year 1: every row
+            since = "TRUE"
+        return f"CASE WHEN {match} AND {since} THEN {_plus('ts', td)} END"
     for rule in model.rules:
         match = _match(rule)
         if match is None:
@@ -542,12 +552,13 @@ def next_change_sql(model: Model, t: datetime, schema: str = "st.") -> str:
             edges.append(f"CASE WHEN {match} THEN GREATEST(ts, {T}) END")   # continuous: changes all the time
             continue
         for edge in _edges(rule):
-            edges.append(f"CASE WHEN {match} AND {_plus('ts', edge)} >= {T} THEN {_plus('ts', edge)} END")
+            edges.append(crossing(match, edge))
     for stage in model.stages:
         w = stage.when
         if w is not None and w.event and w.within is not None:
-            match = f"event IN ({', '.join(quote_literal(e) for e in w.event)})"
-            ev_edges.append(f"CASE WHEN {match} AND {_plus('ts', w.within)} >= {T} THEN {_plus('ts', w.within)} END")
+            ev_edges.append(crossing(f"event IN ({', '.join(quote_literal(e) for e in w.event)})", w.within))
+    # Rules with the same match and durations give the same edges (a half-life written as steps, on every page rule).
+    ev_edges, video_edges = list(dict.fromkeys(ev_edges)), list(dict.fromkeys(video_edges))
     null = "CAST(NULL AS TIMESTAMP)"
 
     def rows(table: str, edges: list[str]) -> str:
