@@ -3,7 +3,7 @@ hand-written DuckDB query of the same rules) and a vectorised pandas version, in
 
     .venv/bin/python -m bench.scale_bench [--leads 20000] [--data /tmp/leadscore-bench]
         [--memory-limit 3GB] [--threads 2] [--sample 10000] [--pandas-max-events 20000000]
-        [--growth 20000,60000,100000] [--skip-default] [--typed] [--only-incremental]
+        [--growth 20000,60000,100000] [--skip-default] [--typed] [--only-incremental] [--runs 1]
 
 1. The demo population of --leads leads is generated once as Parquet (DATA/leads-N/events.parquet;
    reused when present). 1,000,000 leads make ~48,000,000 events.
@@ -23,7 +23,9 @@ hand-written DuckDB query of the same rules) and a vectorised pandas version, in
    (bench/playbook.yaml with its half-lives written as decay steps: an exponential decay changes
    every visitor's points every hour). Checked equal on every lead and column: the whole table the
    state holds after the run (read after the timing, its own time reported) and the rows the run
-   returned. Work folder: DATA/incremental-N.
+   returned. Work folder: DATA/incremental-N. --runs K: K - 1 more runs follow, each with a new file of
+   another 1% of the leads' messages in the next hour, timed one by one (every 8th compacts the state:
+   leadscore.engine.state.COMPACT_EVERY); the last one's whole table is checked against a full run.
 5. --growth: the engine's time at several population sizes (linear growth check).
 --typed: everything runs on the typed log instead (properties and context as STRUCT columns, as a
 warehouse export keeps them): DATA/leads-N/events-typed.parquet, converted once from the JSON log
@@ -106,6 +108,7 @@ def child(kind: str, a: dict) -> dict:
         n = len(pandas_scores(files, as_of, leads, typed=a.get("typed", False)))
         return {"seconds": time.perf_counter() - t, "leads": n, "peak_mb": _peak_mb()}
     if kind == "incremental":
+        import leadscore.engine.state as state_mod
         from leadscore.engine.parquet import score_parquet
         from leadscore.engine.state import score_with_state
         m = _stepped_playbook()
@@ -141,7 +144,24 @@ def child(kind: str, a: dict) -> dict:
                                                          all_columns=True)]
         if len(inc.rows) != inc.rescored:
             same.append(f"returned {len(inc.rows)} rows for {inc.rescored} re-scored leads")
-        return {"full_seconds": full_s, "state_full_seconds": state_s, "seconds": inc_s, "read_all_seconds": read_s,
+        series = []
+        hours = float(a["hours"])
+        for k in range(2, int(a.get("runs", 1)) + 1):
+            # Run k: another 1% of the leads, new messages in the k-th hour (their own file).
+            tk = t1 + timedelta(hours=hours * k)
+            f = _new_messages(files[0], work / f"part-{k:04d}.parquet", tk - timedelta(hours=hours), tk, 100, 7 + k,
+                              f"new{k}-")
+            os.replace(f, log / f.name)
+            t = time.perf_counter()
+            run = score_with_state(m, log, work / "state", tk, **opts)
+            series.append({"run": run.run, "seconds": time.perf_counter() - t, "rescored": run.rescored,
+                           "full": run.full, "compacted": run.run % state_mod.COMPACT_EVERY == 0})
+        if series:
+            # The last run's whole table against a full run at its instant.
+            last = score_with_state(m, log, work / "state", tk, **opts).frame     # nothing new: reads the table
+            same += [f"run {series[-1]['run']}: {d}" for d in _compare(score_parquet(m, log, tk, **opts), last,
+                                                                         all_columns=True)]
+        return {"series": series, "full_seconds": full_s, "state_full_seconds": state_s, "seconds": inc_s, "read_all_seconds": read_s,
                 "rescored": inc.rescored,
                 "why": inc.why, "new_rows": inc.new_rows, "incremental_full": inc.full, "leads": len(full),
                 "first_full": first_full, "identical": not same and not inc.full, "mismatch": same[:5],
@@ -171,20 +191,25 @@ def _incremental_log(src: str, work: Path, t1: datetime, t2: datetime, share: in
     messages at t2: 1 lead in ``share`` (by hash) repeats its three latest messages (new message ids)
     at instants spread over (t1, t2]. Returns (the folder, the new file, to move into the folder)."""
     import shutil
-
-    import duckdb
     shutil.rmtree(work, ignore_errors=True)
     log = work / "log"
     log.mkdir(parents=True)
     os.symlink(os.path.abspath(src), log / "part-0000.parquet")
+    return log, _new_messages(src, work / "part-0001.parquet", t1, t2, share, 7, "new-")
+
+
+def _new_messages(src: str, new: Path, t1: datetime, t2: datetime, share: int, bucket: int, tag: str) -> Path:
+    """The leads with hash(lead_id) % share == bucket repeat their three latest messages of ``src``
+    (message ids prefixed with ``tag``) at instants spread over (t1, t2], written to ``new``."""
+    import duckdb
     span = int((t2 - t1).total_seconds() * 1e6) - 1
-    new = work / "part-0001.parquet"
     at = f"TIMESTAMP '{t1:%Y-%m-%d %H:%M:%S}' + to_microseconds(CAST(1 + abs(hash(message_id)) % {span} AS BIGINT))"
     duckdb.connect().execute(
-        f"COPY (SELECT * EXCLUDE (rn) REPLACE ('new-' || message_id AS message_id, {at} AS ts, {at} AS received_at) "
+        f"COPY (SELECT * EXCLUDE (rn) REPLACE ('{tag}' || message_id AS message_id, {at} AS ts, {at} AS received_at) "
         f"FROM (SELECT *, row_number() OVER (PARTITION BY lead_id ORDER BY ts DESC, message_id) AS rn "
-        f"FROM read_parquet('{src}') WHERE hash(lead_id) % {int(share)} = 7) WHERE rn <= 3) TO '{new}' (FORMAT parquet)")
-    return log, new
+        f"FROM read_parquet('{src}') WHERE hash(lead_id) % {int(share)} = {int(bucket)}) WHERE rn <= 3) "
+        f"TO '{new}' (FORMAT parquet)")
+    return new
 
 
 def _compare(a, b, all_columns: bool = False) -> list[str]:
@@ -259,7 +284,7 @@ def _sample(path: Path, n: int) -> list[str]:
 
 
 def _incremental(ns, common: dict, data: Path, leads: int) -> dict:
-    inc = _run_child("incremental", {**common, "hours": ns.incremental_hours,
+    inc = _run_child("incremental", {**common, "hours": ns.incremental_hours, "runs": ns.runs,
                                      "work": str(data / f"incremental-{leads}{'-typed' if ns.typed else ''}")})
     print(f"  incremental ({ns.incremental_hours:g} h later, a new file of {inc['new_rows']:,} messages): re-scored "
           f"{inc['rescored']:,} of {inc['leads']:,} leads ({100 * inc['rescored'] / inc['leads']:.2f}%: {inc['why']}) "
@@ -268,6 +293,11 @@ def _incremental(ns, common: dict, data: Path, leads: int) -> dict:
           f"row read from the state after it: {inc['read_all_seconds']:.2f} s; the first run, full and writing the "
           f"{inc['state_mb']:,} MB state: {inc['state_full_seconds']:.2f} s; peak MB by run {inc['peak_mb_by_run']}); "
           f"identical to the full run: {inc['identical']}" + ("" if inc["identical"] else f" {inc['mismatch']}"), flush=True)
+    if inc["series"]:
+        runs = ", ".join(f"run {r['run']}{' (compacting)' if r['compacted'] else ''}{' FULL' if r['full'] else ''}: "
+                         f"{r['seconds']:.2f} s = {100 * r['seconds'] / inc['full_seconds']:.1f}%" for r in inc["series"])
+        print(f"  later runs, each a new hour of another 1% of the leads: {runs}; the last one's table identical "
+              f"to a full run: {inc['identical']}", flush=True)
     return inc
 
 
@@ -282,6 +312,9 @@ def main(argv=None) -> int:
     p.add_argument("--sample", type=int, default=10_000)
     p.add_argument("--pandas-max-events", type=int, default=20_000_000)
     p.add_argument("--incremental-hours", type=float, default=1.0)
+    p.add_argument("--runs", type=int, default=1,
+                   help="incremental runs in a series (each a new hour of messages of another 1%% of the leads); "
+                        "the last one is checked against a full run")
     p.add_argument("--growth", default="", help="comma-separated lead counts for the linear-growth points")
     p.add_argument("--skip-default", action="store_true", help="do not time the default model (video rules)")
     p.add_argument("--typed", action="store_true",
