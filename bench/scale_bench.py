@@ -108,7 +108,6 @@ def child(kind: str, a: dict) -> dict:
         n = len(pandas_scores(files, as_of, leads, typed=a.get("typed", False)))
         return {"seconds": time.perf_counter() - t, "leads": n, "peak_mb": _peak_mb()}
     if kind == "incremental":
-        import leadscore.engine.state as state_mod
         from leadscore.engine.parquet import score_parquet
         from leadscore.engine.state import score_with_state
         m = _stepped_playbook()
@@ -155,12 +154,11 @@ def child(kind: str, a: dict) -> dict:
             t = time.perf_counter()
             run = score_with_state(m, log, work / "state", tk, **opts)
             series.append({"run": run.run, "seconds": time.perf_counter() - t, "rescored": run.rescored,
-                           "full": run.full, "compacted": run.run % state_mod.COMPACT_EVERY == 0})
+                           "full": run.full, "compacted": run.compacted})
         if series:
-            # The last run's whole table against a full run at its instant.
-            last = score_with_state(m, log, work / "state", tk, **opts).frame     # nothing new: reads the table
-            same += [f"run {series[-1]['run']}: {d}" for d in _compare(score_parquet(m, log, tk, **opts), last,
-                                                                         all_columns=True)]
+            # The last run's whole table (read from the state) against a full run at its instant.
+            same += [f"run {run.run}: {d}" for d in _compare(score_parquet(m, log, tk, **opts), run.frame,
+                                                             all_columns=True)]
         return {"series": series, "full_seconds": full_s, "state_full_seconds": state_s, "seconds": inc_s, "read_all_seconds": read_s,
                 "rescored": inc.rescored,
                 "why": inc.why, "new_rows": inc.new_rows, "incremental_full": inc.full, "leads": len(full),

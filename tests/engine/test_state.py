@@ -206,12 +206,12 @@ def test_runs_append_their_rows_without_rewriting_the_state_and_every_nth_run_co
     for k, msgs in enumerate(days, start=1):            # runs 1 and 2: rows appended as row groups of their own
         write_log(log / f"extra{k}.parquet", msgs)
         run = score_with_state(m, log, state, T1)
-        assert not run.full and run.run == k
+        assert not run.full and run.run == k and not run.compacted
         assert row_groups() == [9, 1, 2][:k + 1]
         assert_same_scores(score_parquet(m, log, T1), run.frame)
     write_log(log / "extra3.parquet", [page("c", "/pricing", "2026-04-30T04:00:00Z")])
     run = score_with_state(m, log, state, T1)            # run 3: compacted
-    assert run.run == 3 and row_groups() == [13]
+    assert run.run == 3 and run.compacted and row_groups() == [13]
     assert_same_scores(score_parquet(m, log, T1), run.frame)
     # a: 10 (Apr 2 open, 29 days old) + 10 (new open) = 20; b: 10 + 10 + demo 50 = 70; e: 10 + 10;
     # c: pricing twice, 20 each (inside 7 days) = 40.

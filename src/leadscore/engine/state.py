@@ -113,6 +113,7 @@ class StateRun:
     state: Path | None = None           # the state file the run left
     run: int = 0                        # the state's run number after this run (0: a full run)
     run_id: str = ""                    # this run's id in the state's meta (a later run writes its own)
+    compacted: bool = False             # incremental: its checkpoint merged row groups (see _checkpoint)
     _all: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
@@ -483,7 +484,8 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
         except BaseException:
             _run(conn, "ROLLBACK")
             raise
-        _checkpoint(conn, compact=run % COMPACT_EVERY == 0)
+        compacted = run % COMPACT_EVERY == 0
+        _checkpoint(conn, compact=compacted)
         fresh = _result(conn, model, "ls_fresh" if n else "st.scores WHERE FALSE")
         leads = _run(conn, "SELECT count(*) FROM st.scores")[0][0]
     finally:
@@ -492,7 +494,7 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
     reason = (f"{n} lead(s) re-scored ({', '.join(f'{k}: {v}' for k, v in sorted(why.items()))})" if n
               else "nothing changed")
     return StateRun(fresh, False, reason, n, leads, sorted(new), rows, why, model=model, state=path, run=run,
-                    run_id=run_id)
+                    run_id=run_id, compacted=compacted)
 
 
 def _checkpoint(conn, compact: bool) -> None:
