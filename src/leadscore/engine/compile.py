@@ -376,8 +376,8 @@ def _pivot_sql(d: Dialect, derived_idx: list[int], live_flags: list[int]) -> str
 
     DuckDB: each lead's rows as three lists, each rule's value found by its position. A GROUP BY with
     a sum(CASE ...) per rule and column (53 aggregates for the playbook's 26 rules) made each stacked
-    row update every aggregate: 1.4-1.6 s of a 9M-message lead range's 12 CPU-s (measured), the
-    lists a fraction of that. Elsewhere the portable CASE pivot (CASE rather than FILTER: DuckDB ran a
+    row update every aggregate: 1.41 of a 9M-message lead range's 11.7 CPU-s, against 0.63 CPU-s for
+    the lists (DuckDB's profiler, JSON log, bench/RESULTS.md session 8). Elsewhere the portable CASE pivot (CASE rather than FILTER: DuckDB ran a
     wide FILTER pivot about 3x slower)."""
     cols = [c for i in derived_idx for c in ((f"r{i}", i, "pts"), (f"h{i}", i, "hits"))] \
         + [(f"f{k}", -(k + 1), "hits") for k in live_flags]

@@ -23,11 +23,11 @@ _SMALL_IN = 32   # up to this many ids, _fetch_in binds them as parameters
 SCORING_DISABLED_OPTIMIZERS = ("cte_filter_pusher",)
 # DuckDB checkpoints the store once its WAL passes this size (DuckDB's default: 16 MB). Live scoring under
 # 20,000 events/s writes ~8 MB/s of WAL, so at 16 MB every other pass's commit paid a checkpoint (0.27-0.71 s
-# measured there in session 7). At 256 MB one comes every ~30 s. Measured with bench/freshness_bench.py, 60 s at 20,000 events/s, each run alone: server
-# freshness p99 5.5 and 6.2 s at 16 MB, 3.4, 4.9 and 4.2 s at 256 MB, writing 8-10 s against 6-8 s. The cost:
-# a process that dies uncleanly replays up to this much WAL when it opens the store again (200 MB, 1,040,000
-# page events: 1.1 s), and the rows not yet checkpointed are held in memory until then. A clean close
-# checkpoints. tests/store/test_duckdb_checkpoint.py checks both the threshold and the replay.
+# each, bench/RESULTS.md session 7); at 256 MB one comes every ~30 s. bench/freshness_bench.py, 60 s at 20,000
+# events/s, each run alone: server freshness p99 5.5 and 6.2 s at 16 MB, 3.4, 4.9 and 4.2 s at 256 MB, writing
+# 8-10 s against 6-8 s. The cost: a process that dies uncleanly replays up to this much WAL when it opens the
+# store again (200 MB, 1,040,000 page events: 1.1 s), and the rows not yet checkpointed are held in memory until
+# then; a clean close checkpoints. tests/store/test_duckdb_checkpoint.py checks the threshold and the replay.
 CHECKPOINT_THRESHOLD = "256MB"
 
 
