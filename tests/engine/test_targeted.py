@@ -101,3 +101,30 @@ def test_concurrent_scoring_leaves_the_duckdb_optimizer_settings_as_they_were(st
     assert not errors and len(frames) == 20
     assert all(f["score"].tolist() == alone["score"].tolist() == [10.0] * 20 for f in frames)
     assert store._settings.execute("SELECT current_setting('disabled_optimizers')").fetchone()[0] == before
+
+
+def test_a_targeted_query_fetches_the_video_columns_only_when_it_derives_a_video_rule():
+    """A targeted re-score's messages are fetched row by row (scattered over the log) and the UNION of its
+    two id branches compares whole rows, so each column it selects costs per message: the typed video
+    columns are selected only when a derived rule reads them (the scores are the same either way:
+    tests/engine/test_partial.py compares partial and full re-scores on every column)."""
+    from leadscore.engine import partial
+    from leadscore.engine.compile import compile_model
+    from leadscore.model import default_model_path, load_model
+    from leadscore.store.dialect import DUCKDB
+
+    default = load_model(default_model_path())
+    assert any(r.video for r in default.rules)
+
+    def events_cte(fresh):
+        sql = compile_model(default, DUCKDB, AS_OF, leads=["a"], scope=["a", "anon-a"], fresh=fresh,
+                            cache=None if fresh is None else partial.CACHE).sql
+        return sql[sql.index("s_events AS"):sql.index("s_traits AS")]
+
+    page_only = partial.always_derived(default) | partial.touched(default, [("page", None)])
+    assert not any(default.rules[i].video for i in page_only if i >= 0)
+    assert "video_position" not in events_cte(page_only) and "properties" in events_cte(page_only)
+    assert "video_position" in events_cte(None)                       # every rule, the video ones too
+    video = partial.always_derived(default) | partial.touched(default, [("track", "Video Content Playing")])
+    assert any(default.rules[i].video for i in video if i >= 0)
+    assert "video_position" in events_cte(video)
