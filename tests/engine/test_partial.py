@@ -45,11 +45,12 @@ def _cache(store, m, as_of, leads=None):
 
 
 def _live(store, m, as_of, messages):
-    """The live path's call: each lead's new messages as (type, event)."""
-    by_lead = {}
+    """The live path's call: each lead's new messages as (type, event), and their ids."""
+    by_lead, ids = {}, {}
     for msg in messages:
         by_lead.setdefault(msg["userId"], set()).add((msg["type"], msg.get("event")))
-    frame, state, paths = partial.score_live(store, m, as_of, sorted(by_lead), by_lead)
+        ids.setdefault(msg["userId"], set()).add(msg["messageId"])
+    frame, state, paths = partial.score_live(store, m, as_of, sorted(by_lead), by_lead, message_ids=ids)
     with store.transaction() as conn:
         partial.save_cache(store, conn, as_of, state)
     return frame.set_index("lead_id"), paths
@@ -118,6 +119,51 @@ rules:
     assert paths == {"partial": 0, "full": 1} and got.loc["cy", "score"] == 14.0   # 2 × 7
 
 
+def test_a_first_visit_joins_the_partial_query_and_a_lead_with_unscored_history_does_not(store):
+    """A batch of a cached lead's page view and three first page views. neo has no message but the
+    batch's: partial, its rules it cannot match read as zero (pricing 5). old's e-mail open was stored
+    before and never scored (no cache row): the full path counts it (5 + 10 = 15; read as zero it would
+    be 5). ali's alias call merged anon-ali's e-mail open into it: full path (5 + 10)."""
+    _ingest(store, [track("ann", "Email Opened", "2026-10-01T09:00:00Z"),
+                    track("ann", "Email Opened", "2026-10-01T10:00:00Z")], T0)
+    _cache(store, MODEL, T0, ["ann"])
+    _ingest(store, [track("old", "Email Opened", "2026-10-01T11:00:00Z"),
+                    track("anon-ali", "Email Opened", "2026-10-01T12:00:00Z"),
+                    {"type": "alias", "previousId": "anon-ali", "userId": "ali", "timestamp": "2026-10-01T13:00:00Z",
+                     "messageId": "alias-ali"}], T0)
+    at = datetime(2026, 10, 3, 9)
+    new = [page(lead, "/pricing", "2026-10-03T09:00:00Z") for lead in ("ann", "neo", "old", "ali")]
+    _ingest(store, new, at)
+    assert partial.new_leads(store, ["neo", "old", "ali"], {m["userId"]: {m["messageId"]} for m in new}) == {"neo"}
+    got, paths = _live(store, MODEL, at, new)
+    assert paths == {"partial": 2, "full": 2}
+    assert got["score"].to_dict() == {"ann": 25.0, "neo": 5.0, "old": 15.0, "ali": 15.0}
+    want = score_leads(store, MODEL, at, leads=list(got.index), activity=True).set_index("lead_id").loc[got.index]
+    for col in want.columns:
+        assert got[col].equals(want[col]), col
+    # neo's cache row is written like any other: its next page view is an ordinary partial re-score
+    assert store.query("SELECT count(*) FROM live_rule_cache WHERE lead_id = 'neo'")[0][0] == 1
+
+
+def test_a_first_visit_derives_the_rules_that_give_points_with_no_message(store):
+    """``if_never`` inactivity gives points to a lead that never had a matching event: a first page view
+    cannot match the e-mail rule, yet it must be derived (-4), not read as a zero cache row."""
+    m = model("""
+name: never
+groups: {web: {axis: engagement}, email: {axis: engagement}}
+tiers: [{name: cold}, {name: warm, min: 20}]
+rules:
+  - {name: pricing, group: web, page: /pricing, points: 5}
+  - {name: never_opened, group: email, event: Email Opened, inactivity: {after: 30d, if_never: true}, points: -4}
+""")
+    at = datetime(2026, 10, 3, 9)
+    new = [page("neo", "/pricing", "2026-10-03T09:00:00Z")]
+    _ingest(store, new, at)
+    got, paths = _live(store, m, at, new)
+    assert paths == {"partial": 1, "full": 0}
+    assert got.loc["neo", "score"] == 1.0 and got.loc["neo", "rule:never_opened"] == -4.0   # 5 - 4
+
+
 def test_touched_rules_follow_each_rules_cheap_match():
     m = load_model(default_model_path())
     names = {r.name: i for i, r in enumerate(m.rules)}
@@ -163,7 +209,8 @@ def _replayed(store, lead: str, target: str, at: datetime, tag: str) -> list[dic
 def test_partial_re_scores_equal_full_re_scores_on_every_lead_and_column(duckdb_url):
     """A demo population (default model, video rules included) cached as of its end; then batches of
     replayed real activity (a few days later, then 45 days later when many cached rules crossed a decay
-    step or window edge): every re-scored lead's row equals the full re-score's."""
+    step or window edge), each with first visits of new leads (partial with no cache row: new_leads):
+    every re-scored lead's row equals the full re-score's."""
     store = open_store(duckdb_url)
     try:
         load_population(store, DemoConfig(leads=300, seed=5, end=END))
@@ -183,9 +230,19 @@ def test_partial_re_scores_equal_full_re_scores_on_every_lead_and_column(duckdb_
                 else:
                     source = leads[(k * 7 + 11) % len(leads)]
                     batch += _replayed(store, source, target, at - timedelta(hours=2), f"s{step}")
+            firsts = [f"first-{step}-{k}" for k in range(6)]
+            for k, first in enumerate(firsts):
+                if kind == "page":
+                    batch.append(page(first, "/pricing", (at - timedelta(hours=1)).isoformat() + "Z"))
+                else:
+                    batch += _replayed(store, leads[(k * 13 + 5) % len(leads)], first, at - timedelta(hours=2), f"f{step}")
             if kind == "replay":
                 assert {m_["event"] for m_ in batch if m_["type"] == "track"} >= {"Video Content Playing", "Email Opened"}
             _ingest(store, batch, at)
+            ids = {}
+            for msg in batch:
+                ids.setdefault(msg["userId"], set()).add(msg["messageId"])
+            assert partial.new_leads(store, firsts + leads[:3], ids) == {f for f in firsts if f in ids}
             got, paths = _live(store, m, at, batch)
             for key in seen:
                 seen[key] += paths[key]

@@ -296,11 +296,13 @@ class LiveScorer:
                events: Sequence[alert_rules.BatchEvent] = (), refs: dict[str, str | None] | None = None,
                alerts: bool = True) -> LiveReport:
         messages: dict[str, set[tuple[str, str | None]]] = {}
+        ids: dict[str, set[str]] = {}
         if self.settings.partial:
             for e in events:
                 messages.setdefault(e.lead_id, set()).add((e.type, e.event))
+                ids.setdefault(e.lead_id, set()).add(e.message_id)
         started = time.perf_counter()
-        frame, state, paths = partial.score_live(self.store, model, as_of, leads, messages)
+        frame, state, paths = partial.score_live(self.store, model, as_of, leads, messages, message_ids=ids)
         self.counters["score_seconds"] += time.perf_counter() - started
         for path, n in paths.items():
             self.counters[f"{path}_leads"] += n
