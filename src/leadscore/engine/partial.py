@@ -12,6 +12,8 @@ compiled query with only these rules derived from its events (``compile_model``'
   (:func:`touched`; a superset of what the rule counts, the same test the incremental runs use), a
   response-time multiplier's reference event, the stage flags naming the event;
 * the rules that move at every instant: half-life decays;
+* inactivity rules with ``if_never`` (points with no message at all: a first visit's zero row must
+  not stand in for them);
 * the trait rules (cheap, and traits change with identify calls, which take the full path anyway).
 
 Every other rule's points and hits come from the cache, and groups, axes, tiers, stages and grade are
@@ -22,7 +24,8 @@ disposable-domain list), when time alone may have moved one of its cached
 rules since (the cache row's ``valid_until``, the first window edge, decay step, inactivity threshold
 or stage ``within`` from its instant on, or a message stored before its time: see
 ``compile._valid_until_sql``), or when the batch brought it anything but track/page/screen messages
-(an identify or alias can merge another id's history into it).
+(an identify or alias can merge another id's history into it). A first visit (no cache row, no stored
+message but the batch's: :func:`new_leads`) takes the partial path: its other rules are zero.
 
 The time scheduler reads the same cache (:func:`due_leads`): only the leads whose ``valid_until`` has
 passed, that hold a half-life rule's hits, whose account changed, or that have no usable cache row are
@@ -160,15 +163,15 @@ NEW_LEADS_MAX = 200
 
 def new_leads(store: Store, leads: Iterable[str], message_ids: Mapping[str, set[str]]) -> set[str]:
     """The leads whose only stored messages are the batch's own (``message_ids``: each lead's) and that
-    have no cache row at all (of any version): a first visit. Every rule their batch's
-    messages cannot match then holds zero points and hits, which is what the partial query reads for a
-    lead without a cache row; the rules that give points with no message are always derived
-    (:func:`always_derived`). So such a lead takes the partial path, in the same query as the batch's
-    cached leads, instead of a second query of its own (~0.1 s of DuckDB planning for the default
-    model). A message of the lead's stored but not in the batch (an earlier one never scored, a later
-    batch's already stored, or the identify or alias call that merged another id's history into it:
-    every identity link is a message of the lead's own id) or any cache row (another model's) leaves it
-    on the full path. Checked through the id indexes, for a few leads only."""
+    have no cache row at all (of any version): first visits. Every rule their batch's messages cannot
+    match then holds zero points and hits, which is what the partial query reads for a lead without a
+    cache row; the rules that give points with no message are always derived (:func:`always_derived`).
+    So such a lead takes the partial path, in the same query as the batch's cached leads, instead of a
+    second query of its own (~0.1 s of DuckDB planning for the default model). A message of the lead's
+    stored but not in the batch (an earlier one never scored, a later batch's already stored, or the
+    identify or alias call that merged another id's history into it: every identity link is a message
+    of the lead's own id) or any cache row (another model's) leaves it on the full path. Checked
+    through the id indexes, for a few leads only."""
     asked = sorted(lead for lead in leads if message_ids.get(lead))
     if not asked or len(asked) > NEW_LEADS_MAX:
         return set()
@@ -177,7 +180,8 @@ def new_leads(store: Store, leads: Iterable[str], message_ids: Mapping[str, set[
         # without stored messages has none: an erasure deletes its cache row with its messages.)
         known = {r[0] for r in store._fetch_in(conn, f"SELECT lead_id FROM {CACHE} WHERE lead_id IN {{ids}}", asked)}
         asked = [lead for lead in asked if lead not in known]
-        stored = store._fetch_in(conn, "SELECT user_id, message_id FROM events WHERE user_id IN {ids}", asked) if asked else []
+        stored = (store._fetch_in(conn, "SELECT user_id, message_id FROM events WHERE user_id IN {ids}", asked)
+                  if asked else [])
     for user_id, message_id in stored:
         if message_id not in message_ids[user_id]:
             known.add(user_id)
@@ -208,7 +212,9 @@ def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | N
         frames.append(frame)
         states.append(state)
         paths["full" if fresh is None else "partial"] += len(frame)
-    state = pa.concat_tables(states)
+    # A group whose leads all have no valid_until comes back from PostgreSQL with ls_valid typed null:
+    # promoted to the other groups' timestamp (a pass of a first visit and a full-path lead has both).
+    state = pa.concat_tables(states, promote_options="default")
     state = state.append_column("model_version", pa.array([version] * state.num_rows, pa.string()))
     if len(frames) == 1:
         return frames[0], state, paths
