@@ -145,6 +145,20 @@ def test_a_first_visit_joins_the_partial_query_and_a_lead_with_unscored_history_
     assert store.query("SELECT count(*) FROM live_rule_cache WHERE lead_id = 'neo'")[0][0] == 1
 
 
+def test_first_visits_alone_join_the_full_query_rather_than_a_query_of_their_own(store):
+    """No cached lead in the batch, one lead on the full path (an identify): the first visit goes with it
+    (one query); its score is the same either way (pricing 5; cy: its e-mail open 10 + pricing 5)."""
+    _ingest(store, [track("cy", "Email Opened", "2026-10-01T09:00:00Z")], T0)
+    at = datetime(2026, 10, 3, 9)
+    new = [page("neo", "/pricing", "2026-10-03T09:00:00Z"), page("cy", "/pricing", "2026-10-03T09:00:00Z"),
+           {"type": "identify", "userId": "cy", "timestamp": "2026-10-03T09:00:00Z", "traits": {"title": "VP"},
+            "messageId": "cy-id-2"}]
+    _ingest(store, new, at)
+    got, paths = _live(store, MODEL, at, new)
+    assert paths == {"partial": 0, "full": 2}
+    assert got["score"].to_dict() == {"cy": 15.0, "neo": 5.0}
+
+
 def test_a_first_visit_derives_the_rules_that_give_points_with_no_message(store):
     """``if_never`` inactivity gives points to a lead that never had a matching event: a first page view
     cannot match the e-mail rule, yet it must be derived (-4), not read as a zero cache row."""

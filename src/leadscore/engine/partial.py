@@ -202,9 +202,18 @@ def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | N
         groups = [(None, None)]
     else:
         cached = cached_leads(store, version, as_of, leads) if messages else set()
-        if messages and message_ids:
-            cached |= new_leads(store, [lead for lead in leads if lead not in cached], message_ids)
-        groups = plan(model, leads, messages or {}, cached)
+        firsts = new_leads(store, [lead for lead in leads if lead not in cached], message_ids) \
+            if messages and message_ids else set()
+        groups = plan(model, leads, messages or {}, cached | firsts)
+        full = next((ls for ls, fresh in groups if fresh is None), None)
+        if firsts and full is not None:
+            kept = []
+            for ls, fresh in groups:
+                if fresh is not None and firsts.issuperset(ls):
+                    full.extend(ls)   # first visits alone would be a query of their own: with the full one
+                else:
+                    kept.append((ls, fresh))
+            groups = kept
     frames, states, paths = [], [], {"partial": 0, "full": 0}
     for group, fresh in groups:
         frame, state = score_leads_state(store, model, as_of, group, activity=activity, state=True,
