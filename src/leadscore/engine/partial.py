@@ -60,8 +60,9 @@ def stage_flags(model: Model) -> list[tuple[list[str], object]]:
 
 def always_derived(model: Model) -> set[int]:
     """Rules derived in every re-score: trait rules, continuous (half-life) decays, and inactivity rules
-    that also apply to leads that never had a matching event (``if_never``: the one kind of event rule
-    that gives points with no message, which a new lead's zero row (:func:`new_leads`) must not hide)."""
+    that also apply to leads that never had a matching event (``if_never``: besides trait rules, the one
+    kind of rule that gives points with no message, which a first visit's zero row (:func:`new_leads`)
+    must not hide)."""
     return {i for i, r in enumerate(model.rules)
             if r.kind == "trait" or (r.decay is not None and r.decay.half_life is not None)
             or (r.kind == "inactivity" and r.inactivity.if_never)}
