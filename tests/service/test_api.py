@@ -56,7 +56,10 @@ def svc(store):
     keys = {role: create_key(store, role, now, name=f"test {role}").token for role in ("admin", "read", "write")}
     app = create_app(store, Settings(read_rate=10_000, read_burst=10_000, admin_rate=10_000, admin_burst=10_000),
                      installers=INSTALLERS)
-    app.state.live.settings = LiveSettings(time_rescore_seconds=0)  # tests drive time explicitly
+    # Tests drive time explicitly. Scoring at the server's own CPU priority (nice 0): at the default 10 it
+    # weighs a tenth of the suite's other worker (a Spark JVM, Chromium) on the 2 cores, and the waits
+    # below are 20 s (one such wait timed out in a full run, 2026-11-24).
+    app.state.live.settings = LiveSettings(time_rescore_seconds=0, nice=0)
     with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
         yield SimpleNamespace(app=app, store=store, keys=keys, client=client, live=app.state.live)
 

@@ -104,7 +104,8 @@ def _server(store, **live_settings):
     now = utcnow()
     keys = {role: create_key(store, role, now).token for role in ("admin", "read", "write")}
     app = create_app(store, Settings(), installers=INSTALLERS)
-    app.state.live.settings = LiveSettings(time_rescore_seconds=0, **live_settings)
+    # nice 0: as tests/service/test_api.py (scoring must not starve behind the suite's other worker)
+    app.state.live.settings = LiveSettings(**{"time_rescore_seconds": 0, "nice": 0, **live_settings})
     return app, keys
 
 

@@ -45,7 +45,7 @@ def test_no_server_error_and_no_schema_violation(store):
     write = create_key(store, "write", now, name="fuzz write").token
     lots = dict(read_rate=1e6, read_burst=1e6, admin_rate=1e6, admin_burst=1e6, write_rate=1e6, write_burst=1e6)
     app = create_app(store, Settings(**lots), installers=("leadscore.service.api", "leadscore.service.live"))
-    app.state.live.settings = LiveSettings(time_rescore_seconds=0)
+    app.state.live.settings = LiveSettings(time_rescore_seconds=0, nice=0)   # as tests/service/test_api.py
     with ServerThread(app) as srv:
         t0 = now - timedelta(hours=1)
         seed = [{"type": "identify", "userId": "ann", "messageId": "s1", "timestamp": iso(t0),
