@@ -44,13 +44,20 @@ def _cache(store, m, as_of, leads=None):
     return frame, paths
 
 
+def _ids(messages):
+    """Each lead's new messages' ids (the live path's ``message_ids``)."""
+    ids = {}
+    for msg in messages:
+        ids.setdefault(msg["userId"], set()).add(msg["messageId"])
+    return ids
+
+
 def _live(store, m, as_of, messages):
     """The live path's call: each lead's new messages as (type, event), and their ids."""
-    by_lead, ids = {}, {}
+    by_lead = {}
     for msg in messages:
         by_lead.setdefault(msg["userId"], set()).add((msg["type"], msg.get("event")))
-        ids.setdefault(msg["userId"], set()).add(msg["messageId"])
-    frame, state, paths = partial.score_live(store, m, as_of, sorted(by_lead), by_lead, message_ids=ids)
+    frame, state, paths = partial.score_live(store, m, as_of, sorted(by_lead), by_lead, message_ids=_ids(messages))
     with store.transaction() as conn:
         partial.save_cache(store, conn, as_of, state)
     return frame.set_index("lead_id"), paths
@@ -134,7 +141,7 @@ def test_a_first_visit_joins_the_partial_query_and_a_lead_with_unscored_history_
     at = datetime(2026, 10, 3, 9)
     new = [page(lead, "/pricing", "2026-10-03T09:00:00Z") for lead in ("ann", "neo", "old", "ali")]
     _ingest(store, new, at)
-    assert partial.new_leads(store, ["neo", "old", "ali"], {m["userId"]: {m["messageId"]} for m in new}) == {"neo"}
+    assert partial.new_leads(store, ["neo", "old", "ali"], _ids(new)) == {"neo"}
     got, paths = _live(store, MODEL, at, new)
     assert paths == {"partial": 2, "full": 2}
     assert got["score"].to_dict() == {"ann": 25.0, "neo": 5.0, "old": 15.0, "ali": 15.0}
@@ -249,13 +256,12 @@ def test_partial_re_scores_equal_full_re_scores_on_every_lead_and_column(duckdb_
                 if kind == "page":
                     batch.append(page(first, "/pricing", (at - timedelta(hours=1)).isoformat() + "Z"))
                 else:
-                    batch += _replayed(store, leads[(k * 13 + 5) % len(leads)], first, at - timedelta(hours=2), f"f{step}")
+                    source = leads[(k * 13 + 5) % len(leads)]
+                    batch += _replayed(store, source, first, at - timedelta(hours=2), f"f{step}")
             if kind == "replay":
                 assert {m_["event"] for m_ in batch if m_["type"] == "track"} >= {"Video Content Playing", "Email Opened"}
             _ingest(store, batch, at)
-            ids = {}
-            for msg in batch:
-                ids.setdefault(msg["userId"], set()).add(msg["messageId"])
+            ids = _ids(batch)
             assert partial.new_leads(store, firsts + leads[:3], ids) == {f for f in firsts if f in ids}
             got, paths = _live(store, m, at, batch)
             for key in seen:

@@ -377,8 +377,8 @@ def _pivot_sql(d: Dialect, derived_idx: list[int], live_flags: list[int]) -> str
     DuckDB: each lead's rows as three lists, each rule's value found by its position. A GROUP BY with
     a sum(CASE ...) per rule and column (53 aggregates for the playbook's 26 rules) made each stacked
     row update every aggregate: 1.41 of a 9M-message lead range's 11.7 CPU-s, against 0.63 CPU-s for
-    the lists (DuckDB's profiler, JSON log, bench/RESULTS.md session 8). Elsewhere the portable CASE pivot (CASE rather than FILTER: DuckDB ran a
-    wide FILTER pivot about 3x slower)."""
+    the lists (DuckDB's profiler, JSON log, bench/RESULTS.md session 8). Elsewhere the portable CASE
+    pivot (CASE rather than FILTER: DuckDB ran a wide FILTER pivot about 3x slower)."""
     cols = [c for i in derived_idx for c in ((f"r{i}", i, "pts"), (f"h{i}", i, "hits"))] \
         + [(f"f{k}", -(k + 1), "hits") for k in live_flags]
     if not cols:
@@ -435,8 +435,8 @@ def scoped_sources(dialect: Dialect, ids: list[str], context: bool = True, video
     DuckDB leaves the wide JSON context and the columns no rule reads unfetched: a lead's messages are
     scattered over the log, and fetching a scattered row costs per column. Without ``video`` (no video
     rule is derived) the typed video columns stay unfetched too: the UNION below compares whole rows, so
-    every column it selects is fetched whether read or not (a live pass of 50 leads' page rules, 20,000-lead
-    store: its index scan 40 -> 17 µs a message). The rows stay distinct messages: message_id is kept."""
+    every column it selects is fetched whether read or not (a live pass of 50 leads' page rules, 20,000-
+    lead store: its index scan 40 -> 17 µs a message). The rows stay distinct: message_id is kept."""
     # Literal lists here (the only two): DuckDB answers an IN list on an indexed column from the index
     # (DuckDBStore sets index_scan_percentage for that); a semi-join would scan the whole log.
     in_ids = f"({', '.join(quote_literal(i) for i in ids) or 'NULL'})"

@@ -102,12 +102,15 @@ def touched(model: Model, messages: Iterable[tuple[str, str | None]]) -> set[int
 
 
 def plan(model: Model, leads: list[str], messages: Mapping[str, set[tuple[str, str | None]]],
-         cached: set[str]) -> list[tuple[list[str], set[int] | None]]:
+         cached: set[str], firsts: set[str] = frozenset()) -> list[tuple[list[str], set[int] | None]]:
     """Groups of leads and the rules to derive for each (None: all, the full path).
 
     ``messages``: each lead's new messages as (type, event); ``cached``: the leads whose cache row can
-    stand in for their other rules (:func:`cached_leads`), or that have no message but the batch's
-    and no cache row at all (:func:`new_leads`: a missing row reads as zero points and hits)."""
+    stand in for their other rules (:func:`cached_leads`); ``firsts``: the leads with no message but
+    the batch's and no cache row at all (:func:`new_leads`: a missing row reads as zero points and
+    hits), partial like cached leads, unless they would make a partial query of their own beside a
+    full one: then they go with the full one (a pass never runs more queries for them)."""
+    cached = cached | firsts
     always = always_derived(model)
     by_messages: dict[frozenset, frozenset[int]] = {}   # a batch's leads share a few message kinds
     groups: dict[frozenset[int] | None, list[str]] = {}
@@ -126,6 +129,9 @@ def plan(model: Model, leads: list[str], messages: Mapping[str, set[tuple[str, s
         merged = [lead for k, ls in groups.items() if k is not None for lead in ls]
         groups = {k: v for k, v in groups.items() if k is None}
         groups[union] = merged
+    if firsts and None in groups:
+        for k in [k for k, ls in groups.items() if k is not None and firsts.issuperset(ls)]:
+            groups[None] += groups.pop(k)
     return [(ls, None if k is None else set(k)) for k, ls in groups.items()]
 
 
@@ -205,16 +211,7 @@ def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | N
         cached = cached_leads(store, version, as_of, leads) if messages else set()
         firsts = new_leads(store, [lead for lead in leads if lead not in cached], message_ids) \
             if messages and message_ids else set()
-        groups = plan(model, leads, messages or {}, cached | firsts)
-        full = next((ls for ls, fresh in groups if fresh is None), None)
-        if firsts and full is not None:
-            kept = []
-            for ls, fresh in groups:
-                if fresh is not None and firsts.issuperset(ls):
-                    full.extend(ls)   # first visits alone would be a query of their own: with the full one
-                else:
-                    kept.append((ls, fresh))
-            groups = kept
+        groups = plan(model, leads, messages or {}, cached, firsts)
     frames, states, paths = [], [], {"partial": 0, "full": 0}
     for group, fresh in groups:
         frame, state = score_leads_state(store, model, as_of, group, activity=activity, state=True,
