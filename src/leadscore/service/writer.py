@@ -103,10 +103,12 @@ def merge_results(results: Sequence[IngestResult]) -> IngestResult:
         return results[0]
     ids: list[str] = []
     leads: set[str] = set()
+    seqs: list[int] = []
     for r in results:
         ids.extend(r.new_message_ids)
         leads |= r.leads_touched
-    return IngestResult(sum(r.received for r in results), sum(r.stored for r in results), ids, leads)
+        seqs.extend(r.seqs)
+    return IngestResult(sum(r.received for r in results), sum(r.stored for r in results), ids, leads, seqs)
 
 
 def _take(first, source: queue.SimpleQueue, limit: int, size=len) -> tuple[list, bool]:

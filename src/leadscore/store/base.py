@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import deque
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -30,6 +31,9 @@ class IngestResult:
     stored: int            # new messages (duplicates of stored messageIds are not counted)
     new_message_ids: list[str]
     leads_touched: set[str]
+    # The commit numbers (``events.seq``) of the transactions that stored these messages: one per
+    # transaction; a merged result (service.writer.merge_results) holds all of its commits'.
+    seqs: list[int] = field(default_factory=list)
 
 
 class Store(ABC):
@@ -38,6 +42,10 @@ class Store(ABC):
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        # Commit numbers of the ingest transactions committed through this store object, newest last
+        # (see :meth:`committed_seqs`); maintained by stores that publish them at commit (DuckDB).
+        self._seq_commits: deque[int] = deque(maxlen=1 << 16)
+        self.committed_seq: int | None = None   # the newest committed ingest's number (None: not tracked)
 
     # ---- what a backend provides
     @abstractmethod
@@ -140,25 +148,68 @@ class Store(ABC):
         for ev in events:
             seen.setdefault(ev.message_id, ev)
         unique = list(seen.values())
+        self._local_last_seq = None
         new_ids = self._insert_events(conn, unique)
+        seqs = [self._local_last_seq] if new_ids and self._local_last_seq is not None else []
         if len(new_ids) == len(unique):
             fresh = unique
         else:
             new_set = set(new_ids)
             fresh = [e for e in unique if e.message_id in new_set]
         touched = self._apply_identity_and_traits(conn, fresh)
-        return IngestResult(len(events), len(new_ids), new_ids, touched)
+        return IngestResult(len(events), len(new_ids), new_ids, touched, seqs)
 
     def _insert_events(self, conn: Any, events: list[Event], no_duplicates: bool = False) -> list[str]:
         """Insert the events whose messageId is not stored yet; returns their ids (each batch's
         messageIds are already unique). ``no_duplicates``: a plain INSERT, which fails on a stored
         messageId (a backend that pays much for the conflict check tries that first)."""
-        rows = [e.stored_row() for e in events]
+        if not events:
+            return []
+        # One commit number per transaction: the score of a lead can then say which messages it
+        # counted (leadscore.engine.partial merges a batch into a cache row by it).
+        seq = int(self._fetchall(conn, "SELECT nextval('events_seq')")[0][0])
+        self._pending_seq(seq)
+        rows = [e.stored_row() + (seq,) for e in events]
+        columns = (*STORED_EVENT_COLUMNS, "seq")
         if no_duplicates:
-            self._bulk_insert(conn, "events", STORED_EVENT_COLUMNS, rows, conflict="plain")
+            self._bulk_insert(conn, "events", columns, rows, conflict="plain")
             return [e.message_id for e in events]
-        inserted = self._bulk_insert(conn, "events", STORED_EVENT_COLUMNS, rows, conflict="ignore", returning="message_id")
+        inserted = self._bulk_insert(conn, "events", columns, rows, conflict="ignore", returning="message_id")
         return [r[0] for r in inserted]
+
+    # ---- commit numbers: which ingest transactions have committed (DuckDB publishes them at commit)
+    def _pending_seq(self, seq: int) -> None:
+        if self.committed_seq is not None:
+            self._local_seqs().append(seq)
+        self._local_last_seq = seq
+
+    def _local_seqs(self) -> list[int]:
+        local = getattr(self, "_local", None)
+        if local is None:
+            return []
+        if not hasattr(local, "seqs"):
+            local.seqs = []
+        return local.seqs
+
+    def _publish_seqs(self, committed: bool) -> None:
+        """At the outermost commit (or rollback) of a transaction: its ingest numbers become visible."""
+        seqs = self._local_seqs()
+        if committed and seqs:
+            with self._lock:
+                self._seq_commits.extend(seqs)
+                self.committed_seq = max(self.committed_seq or 0, *seqs)
+        seqs.clear()
+
+    def committed_seqs(self, after: int, upto: int) -> set[int] | None:
+        """The commit numbers in (after, upto] of ingest transactions committed through this store
+        object; None when it does not track them or no longer holds that far back."""
+        if self.committed_seq is None:
+            return None
+        with self._lock:
+            held = list(self._seq_commits)
+        if len(held) == self._seq_commits.maxlen and held and held[0] > after:
+            return None
+        return {s for s in held if after < s <= upto}
 
     def _apply_identity_and_traits(self, conn: Any, events: list[Event]) -> set[str]:
         lead_rows: dict[str, datetime] = {}

@@ -66,6 +66,12 @@ class DuckDBStore(Store):
         self._scoring_queries = 0
         self._optimizers_before = ""
 
+    def migrate(self) -> list[str]:
+        applied = super().migrate()
+        # Commit numbers are tracked from here on (one process owns a DuckDB file).
+        self.committed_seq = int(self.query("SELECT COALESCE(max(seq), 0) FROM events")[0][0])
+        return applied
+
     @property
     def conn(self) -> duckdb.DuckDBPyConnection:
         """A cursor per thread: DuckDB connections are not shared across threads."""
@@ -106,6 +112,7 @@ class DuckDBStore(Store):
                 self._local.depth -= 1
             return
         self._local.depth = 1
+        committed = False
         conn.execute("BEGIN TRANSACTION")
         try:
             yield conn
@@ -114,8 +121,10 @@ class DuckDBStore(Store):
             raise
         else:
             conn.execute("COMMIT")
+            committed = True
         finally:
             self._local.depth = 0
+            self._publish_seqs(committed)
 
     def _bulk_insert(self, conn, table, columns, rows, conflict="ignore", returning=None):
         if not rows:
