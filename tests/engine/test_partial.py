@@ -67,11 +67,11 @@ def test_a_page_view_re_derives_the_page_rule_and_keeps_the_cached_email_points(
     _ingest(store, [track("ann", "Email Opened", "2026-10-01T09:00:00Z"),
                     track("ann", "Email Opened", "2026-10-01T10:00:00Z")], T0)
     first, paths = _cache(store, MODEL, T0)
-    assert paths == {"partial": 0, "full": 1} and first.set_index("lead_id").loc["ann", "score"] == 20.0  # 2 × 10
+    assert paths == {"partial": 0, "full": 1, "merged": 0} and first.set_index("lead_id").loc["ann", "score"] == 20.0  # 2 × 10
     new = [page("ann", "/pricing", "2026-10-03T09:00:00Z")]
     _ingest(store, new, datetime(2026, 10, 3, 9))
     got, paths = _live(store, MODEL, datetime(2026, 10, 3, 9), new)
-    assert paths == {"partial": 1, "full": 0}
+    assert paths == {"partial": 1, "full": 0, "merged": 0}
     # pricing 5 (derived) + two e-mail opens 2 × 10 (cached, no decay step within 30 days) = 25
     assert got.loc["ann", "score"] == 25.0 and got.loc["ann", "rule:email_open"] == 20.0
     assert got.loc["ann", "tier"] == "warm" and got.loc["ann", "hits:email_open"] == 2
@@ -88,7 +88,7 @@ def test_a_lead_whose_cached_rule_crossed_a_decay_step_takes_the_full_path(store
     new = [page("ann", "/pricing", "2026-11-05T09:00:00Z")]
     _ingest(store, new, datetime(2026, 11, 5, 9))
     got, paths = _live(store, MODEL, datetime(2026, 11, 5, 9), new)
-    assert paths == {"partial": 0, "full": 1}
+    assert paths == {"partial": 0, "full": 1, "merged": 0}
     # pricing 5 + two opens past their step, 2 × 10 × 0.5 = 10 → 15
     assert got.loc["ann", "score"] == 15.0 and got.loc["ann", "rule:email_open"] == 10.0
     # the new cache row: no later edge (both opens are past their only step)
@@ -101,7 +101,7 @@ def test_the_stage_flag_of_a_cached_demo_request_keeps_the_lead_in_its_stage(sto
     new = [track("bob", "Email Opened", "2026-10-03T09:00:00Z")]
     _ingest(store, new, datetime(2026, 10, 3, 9))
     got, paths = _live(store, MODEL, datetime(2026, 10, 3, 9), new)
-    assert paths == {"partial": 1, "full": 0}
+    assert paths == {"partial": 1, "full": 0, "merged": 0}
     # demo 30 (cached) + open 10 (derived) = 40; the Demo Requested flag (cached) keeps the SQL stage
     assert got.loc["bob", "score"] == 40.0 and got.loc["bob", "stage"] == "SQL"
 
@@ -112,7 +112,7 @@ def test_an_identify_takes_the_full_path_and_a_new_model_ignores_the_cache(store
     new = [{"type": "identify", "userId": "cy", "timestamp": "2026-10-03T09:00:00Z", "traits": {"title": "VP"},
             "messageId": "cy-id"}]
     _ingest(store, new, datetime(2026, 10, 3, 9))
-    assert _live(store, MODEL, datetime(2026, 10, 3, 9), new)[1] == {"partial": 0, "full": 1}
+    assert _live(store, MODEL, datetime(2026, 10, 3, 9), new)[1] == {"partial": 0, "full": 1, "merged": 0}
     other = model("""
 name: partial-2
 groups: {email: {axis: engagement}}
@@ -123,7 +123,7 @@ rules:
     new = [track("cy", "Email Opened", "2026-10-04T09:00:00Z")]
     _ingest(store, new, datetime(2026, 10, 4, 9))
     got, paths = _live(store, other, datetime(2026, 10, 4, 9), new)
-    assert paths == {"partial": 0, "full": 1} and got.loc["cy", "score"] == 14.0   # 2 × 7
+    assert paths == {"partial": 0, "full": 1, "merged": 0} and got.loc["cy", "score"] == 14.0   # 2 × 7
 
 
 def test_a_first_visit_joins_the_partial_query_and_a_lead_with_unscored_history_does_not(store):
@@ -143,7 +143,7 @@ def test_a_first_visit_joins_the_partial_query_and_a_lead_with_unscored_history_
     _ingest(store, new, at)
     assert partial.new_leads(store, ["neo", "old", "ali"], _ids(new)) == {"neo"}
     got, paths = _live(store, MODEL, at, new)
-    assert paths == {"partial": 2, "full": 2}
+    assert paths == {"partial": 2, "full": 2, "merged": 0}
     assert got["score"].to_dict() == {"ann": 25.0, "neo": 5.0, "old": 15.0, "ali": 15.0}
     want = score_leads(store, MODEL, at, leads=list(got.index), activity=True).set_index("lead_id").loc[got.index]
     for col in want.columns:
@@ -162,7 +162,7 @@ def test_first_visits_alone_join_the_full_query_rather_than_a_query_of_their_own
             "messageId": "cy-id-2"}]
     _ingest(store, new, at)
     got, paths = _live(store, MODEL, at, new)
-    assert paths == {"partial": 0, "full": 2}
+    assert paths == {"partial": 0, "full": 2, "merged": 0}
     assert got["score"].to_dict() == {"cy": 15.0, "neo": 5.0}
 
 
@@ -181,7 +181,7 @@ rules:
     new = [page("neo", "/pricing", "2026-10-03T09:00:00Z")]
     _ingest(store, new, at)
     got, paths = _live(store, m, at, new)
-    assert paths == {"partial": 1, "full": 0}
+    assert paths == {"partial": 1, "full": 0, "merged": 0}
     assert got.loc["neo", "score"] == 1.0 and got.loc["neo", "rule:never_opened"] == -4.0   # 5 - 4
 
 
@@ -239,7 +239,7 @@ def test_partial_re_scores_equal_full_re_scores_on_every_lead_and_column(duckdb_
         m = load_model(default_model_path())
         _cache(store, m, END)
         leads = [r[0] for r in store.query("SELECT lead_id FROM leads ORDER BY lead_id")]
-        seen = {"partial": 0, "full": 0}
+        seen = {"partial": 0, "full": 0, "merged": 0}
         steps = [(END + timedelta(days=3), "replay"),     # all kinds of activity, few cached rules stale
                  (END + timedelta(days=48), "page"),      # one page view: every other rule from the cache,
                  (END + timedelta(days=49), "replay")]    # where 45 days moved many past a decay step
@@ -339,3 +339,156 @@ def test_a_changed_video_catalog_retires_the_cache_of_a_model_with_video_rules(s
     _cache(store, MODEL, T0)
     import_catalog(store, load_catalog(write_catalog(tmp_path / "videos2.yaml")), T0 + timedelta(hours=1))
     assert partial.cached_leads(store, partial.cache_version(store, MODEL), T0, ["ann"]) == {"ann"}
+
+
+# ----------------------------------------------------------------------------------- merged re-scores
+def _merged(store, m, as_of, result, floor):
+    """The live path's merged call for an ingested batch: its rows, kinds, ids and times; counted up to
+    the batch's commit; ``floor``: every commit since is in a batch handed over (as here)."""
+    batch = partial.batch_rows(store, result.new_message_ids)
+    messages, ids, times = partial.batch_messages(batch)
+    watermark = max(result.seqs)
+    frame, state, paths = partial.score_live(store, m, as_of, sorted(messages), messages, message_ids=ids,
+                                             watermark=watermark, merge_floor=floor, batch=batch, message_times=times)
+    with store.transaction() as conn:
+        partial.save_cache(store, conn, as_of, state, watermark=watermark)
+    return frame.set_index("lead_id"), paths
+
+
+def _cache_all(store, m, as_of):
+    """Everyone scored with state at the store's newest commit; returns that watermark."""
+    watermark = store.committed_seq
+    frame, state, _ = partial.score_live(store, m, as_of, None, watermark=watermark)
+    with store.transaction() as conn:
+        partial.save_cache(store, conn, as_of, state, watermark=watermark)
+    return watermark
+
+
+MERGE = model("""
+name: merge
+groups:
+  web: {axis: engagement, cap: 60}
+  product: {axis: engagement}
+tiers: [{name: cold}, {name: warm, min: 20}, {name: hot, min: 60}]
+stages:
+  - {name: subscriber}
+  - {name: lead}
+  - {name: SQL, when: {event: [Demo Requested], within: 30d}}
+rules:
+  - {name: pricing, group: web, page: /pricing, points: 20, decay: {half_life: 10d}}
+  - {name: blog, group: web, page: /blog/*, points: 10, additional: 4, max_count: 3, decay: {half_life: 10d}}
+  - {name: bounce, group: web, type: page, where: {time_on_page: {lt: 5}}, points: -5, window: 30d}
+  - {name: deep, group: web, type: page, where: {time_on_page: {gte: 60}}, points: 3, cap: 7}
+  - {name: sessions, group: web, type: page, window: 30d, aggregate: {count: true, bucket: session_id, min: 3}, points: 10}
+  - {name: days, group: web, type: page, window: 30d, aggregate: {count_distinct: day, min: 2}, points: 6}
+  - {name: demo, group: product, event: Demo Requested, points: 30, additional: 5}
+  - {name: idle, group: product, type: page, inactivity: {after: 20d, if_never: true}, points: -4}
+""")
+
+
+def _pg(lead, path, ts, **props):
+    msg = page(lead, path, ts)
+    msg["properties"].update(props)
+    return msg
+
+
+def test_a_merged_re_score_adds_the_batch_to_the_cached_state_worked_by_hand(duckdb_url):
+    """ann, cached Oct 2 00:00 (watermark w0): pricing viewed Oct 1 00:00 (20 × 0.5^(1/10) as of then),
+    two blog posts Oct 1 (10 + 4), one session s1 with 2 pages, one day. Oct 5 00:00 batch: a third blog
+    post and a pricing view in session s1, a Demo Requested. Merged, by hand as of Oct 5 00:00:
+    pricing 20 × 0.5^(4/10) + 20 × 0.5^(0.5/10) (viewed Oct 4 12:00), blog 10 × 0.5^(4/10) + 4 × 0.5^(4/10)
+    + 4 × 0.5^(1/10) (the third, Oct 4 00:00: room for one more of max 3, at `additional`), sessions: s1
+    now 3 pages → 10, days: Oct 1 and Oct 4 → 6, demo 30 (the first), idle 0 (a page 12 h ago); web
+    capped at 60; SQL stage from the demo."""
+    store = open_store(duckdb_url)
+    try:
+        _ingest(store, [_pg("ann", "/pricing", "2026-10-01T00:00:00Z", session_id="s1"),
+                        _pg("ann", "/blog/a", "2026-10-01T00:00:00Z", session_id="s1")], T0)
+        _ingest(store, [_pg("ann", "/blog/b", "2026-10-01T01:00:00Z", session_id="s2")], T0)
+        floor = _cache_all(store, MERGE, T0)
+        at = datetime(2026, 10, 5)
+        result = store.ingest(normalize_batch([
+            _pg("ann", "/blog/c", "2026-10-04T00:00:00Z", session_id="s1"),
+            _pg("ann", "/pricing", "2026-10-04T12:00:00Z", session_id="s1"),
+            track("ann", "Demo Requested", "2026-10-04T12:00:00Z")], at))
+        got, paths = _merged(store, MERGE, at, result, floor)
+        assert paths == {"partial": 0, "full": 0, "merged": 1}
+        pricing = 20 * 0.5 ** 0.4 + 20 * 0.5 ** 0.05
+        blog = 10 * 0.5 ** 0.4 + 4 * 0.5 ** (4 / 10 - 1 / 24 / 10) + 4 * 0.5 ** 0.1
+        row = got.loc["ann"]
+        assert row["rule:pricing"] == round(pricing, 4) and row["rule:blog"] == round(blog, 4)
+        assert (row["rule:sessions"], row["rule:days"], row["rule:demo"], row["rule:idle"]) == (10.0, 6.0, 30.0, 0.0)
+        assert row["group:web"] == 60.0 and row["stage"] == "SQL"
+        want = score_leads(store, MERGE, at, leads=["ann"], activity=True).set_index("lead_id")
+        for col in want.columns:
+            assert got[col].equals(want[col]), col
+    finally:
+        store.close()
+
+
+def test_merged_re_scores_equal_full_re_scores_on_every_lead_and_column(duckdb_url):
+    """The demo population (default model) cached with its watermark; then batches of replayed page
+    views and demo requests (a few days later; again the next day, merged into merged rows; pages dated
+    before the cached ones, which a max_count rule cannot take in order; 45 days later, past many
+    edges), each with first visits: every re-scored lead's row equals the full re-score's, and most
+    leads of the early batches are merged."""
+    store = open_store(duckdb_url)
+    try:
+        load_population(store, DemoConfig(leads=300, seed=7, end=END))
+        m = load_model(default_model_path())
+        floor = _cache_all(store, m, END)
+        leads = [r[0] for r in store.query("SELECT lead_id FROM leads ORDER BY lead_id")]
+        seen = {"partial": 0, "full": 0, "merged": 0}
+        steps = [(END + timedelta(days=3), "replay"), (END + timedelta(days=4), "replay"),
+                 (END + timedelta(days=4, hours=1), "late"), (END + timedelta(days=48), "replay")]
+        for step, (at, kind) in enumerate(steps):
+            batch = []
+            for k, target in enumerate(leads[:150:2] if step < 3 else leads[1::3][:80]):
+                if kind == "late":
+                    batch.append(_pg(target, "/blog/late", (END - timedelta(days=60)).isoformat() + "Z"))
+                    continue
+                source = leads[(k * 7 + step) % len(leads)]
+                batch += [msg for msg in _replayed(store, source, target, at - timedelta(hours=3), f"m{step}")
+                          if msg["type"] == "page" or msg.get("event") == "Demo Requested"][:12]
+            for k in range(4):
+                batch.append(_pg(f"new-{step}-{k}", "/pricing", (at - timedelta(hours=1)).isoformat() + "Z",
+                                 session_id=f"n{k}", time_on_page=3))
+            if kind == "late":   # the leads whose cached blog posts are newer cannot take it in order
+                blog = [r.name for r in m.rules].index("blog_post") + 1
+                behind = {r[0] for r in store.query(f"SELECT lead_id FROM live_rule_cache WHERE last[{blog}] > ?",
+                                                    (END - timedelta(days=60),))} & {msg["userId"] for msg in batch}
+            result = store.ingest(normalize_batch(batch, at))
+            got, paths = _merged(store, m, at, result, floor)
+            for key in seen:
+                seen[key] += paths[key]
+            want = score_leads(store, m, at, leads=list(got.index), activity=True).set_index("lead_id")
+            got = got.loc[want.index]
+            for col in want.columns:
+                assert got[col].equals(want[col]), (step, col, got[col][got[col] != want[col]].head(3).to_dict(),
+                                                    want[col][got[col] != want[col]].head(3).to_dict())
+            if kind == "late":
+                assert len(behind) >= 5 and paths["partial"] + paths["full"] >= len(behind), (len(behind), paths)
+        assert seen["merged"] > 100 and seen["partial"] + seen["full"] > 50, seen
+    finally:
+        store.close()
+
+
+def test_a_score_counts_messages_up_to_its_watermark_so_a_merge_never_counts_one_twice(duckdb_url):
+    """ann views pricing (commit w1), then again (commit w2). A re-score at watermark w1 that runs after
+    w2 committed (the live pass of w1 while the writer went on) counts the first view only; merging
+    w2's batch then counts the second once: 2 × 20 × 0.5^(age / 10 d), what a full re-score gives."""
+    store = open_store(duckdb_url)
+    try:
+        w1 = store.ingest(normalize_batch([_pg("ann", "/pricing", "2026-10-01T00:00:00Z")], T0)).seqs[0]
+        second = store.ingest(normalize_batch([_pg("ann", "/pricing", "2026-10-01T06:00:00Z")], T0))
+        frame, state, _ = partial.score_live(store, MERGE, T0, ["ann"], watermark=w1)
+        assert frame.set_index("lead_id").loc["ann", "rule:pricing"] == round(20 * 0.5 ** 0.1, 4)
+        with store.transaction() as conn:
+            partial.save_cache(store, conn, T0, state, watermark=w1)
+        at = datetime(2026, 10, 2, 1)
+        got, paths = _merged(store, MERGE, at, second, w1)
+        assert paths["merged"] == 1
+        want = round(20 * 0.5 ** (25 / 240) + 20 * 0.5 ** (19 / 240), 4)
+        assert got.loc["ann", "rule:pricing"] == want == score_leads(store, MERGE, at).set_index("lead_id").loc["ann", "rule:pricing"]
+    finally:
+        store.close()

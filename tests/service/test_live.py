@@ -100,6 +100,44 @@ def test_alerts_are_stored_with_their_webhooks_in_the_outbox(store):
     assert again.alerts == 0 and store.query("SELECT count(*) FROM alerts")[0][0] == 2
 
 
+def test_consecutive_batches_merge_into_the_cache_and_a_commit_the_scorer_never_saw_stops_merging(store):
+    """Each batch handed with its commit numbers (what the writer's hook passes): on DuckDB the leads'
+    new page views are merged into their cache rows, no history read; a page view stored by another
+    path (a commit no pass saw) makes the next pass read the history (up to its watermark) instead,
+    and merging resumes after it. Every score equals a full re-score: 30 a page view (7-day window)."""
+    from leadscore.engine import score_leads
+
+    live = scorer(store)
+    duck = store.dialect.name == "duckdb"
+
+    def handed(messages, received):
+        result = store.ingest(normalize_batch(messages, received))
+        return live.process(result.new_message_ids, result.leads_touched, seqs=result.seqs)
+
+    def check(at, merged):
+        assert live.counters["merged_leads"] == (merged if duck else 0)
+        want = score_leads(store, live.model(), at).set_index("lead_id")["score"].to_dict()
+        got = dict(store.query("SELECT lead_id, score FROM lead_scores"))
+        assert got == want
+
+    t = T0
+    handed([msg("page", "ann", "a1", t, properties={"path": "/pricing"}),
+            msg("page", "bob", "b1", t, properties={"path": "/pricing"})], t + timedelta(minutes=1))
+    check(t + timedelta(minutes=1), 2)                    # first visits
+    handed([msg("page", "ann", "a2", t + timedelta(hours=1), properties={"path": "/pricing"})], t + timedelta(hours=1))
+    check(t + timedelta(hours=1), 3)
+    assert dict(store.query("SELECT lead_id, score FROM lead_scores"))["ann"] == 60.0
+    store.ingest(normalize_batch([msg("page", "bob", "b2", t + timedelta(hours=2), properties={"path": "/pricing"})],
+                                 t + timedelta(hours=2)))  # stored, never handed to the scorer
+    handed([msg("page", "ann", "a3", t + timedelta(hours=3), properties={"path": "/pricing"}),
+            msg("page", "bob", "b3", t + timedelta(hours=3), properties={"path": "/pricing"})], t + timedelta(hours=3))
+    check(t + timedelta(hours=3), 3)                      # not merged: bob's b2 would be missing
+    assert dict(store.query("SELECT lead_id, score FROM lead_scores")) == {"ann": 90.0, "bob": 90.0}
+    handed([msg("page", "bob", "b4", t + timedelta(hours=4), properties={"path": "/pricing"})], t + timedelta(hours=4))
+    check(t + timedelta(hours=4), 4)
+    assert dict(store.query("SELECT lead_id, score FROM lead_scores"))["bob"] == 120.0
+
+
 def _server(store, **live_settings):
     now = utcnow()
     keys = {role: create_key(store, role, now).token for role in ("admin", "read", "write")}

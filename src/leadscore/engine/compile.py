@@ -77,6 +77,23 @@ class _Ctx:
     ctes: list[tuple[str, str]] = field(default_factory=list)
     refs: dict[tuple[str, str], str] = field(default_factory=dict)
     rank_kinds: dict[int, str] = field(default_factory=dict)  # event rule index → its _rank_kind
+    # The live path's rule state (compile_model's ``state``): every ``hits`` row also carries the rule's
+    # unrounded, uncapped points ``raw`` and newest counted occurrence ``last``, and aggregate rules
+    # their entries. ``merge``: the derived rules take the cache's state plus the batch's messages.
+    state: bool = False
+    merge: bool = False
+    cache: str | None = None
+
+    def extra(self, raw: str | None = None, last: str | None = None) -> str:
+        """The ``raw`` and ``last`` columns of a ``hits`` row in state mode (nothing otherwise)."""
+        if not self.state:
+            return ""
+        return (f", CAST({raw or 'NULL'} AS {self.d.double()}) AS raw, "
+                f"CAST({last or 'NULL'} AS TIMESTAMP) AS last")
+
+    def cached(self, column: str, i: int) -> str:
+        """Rule ``i``'s item of a list column of the cache row ``c``."""
+        return f"c.{column}[{i + 1}]"
 
     def before(self, td) -> str:
         """The instant ``td`` before as-of, as a literal: ``age < W`` is written ``ts > (as_of - W)``,
@@ -275,6 +292,8 @@ def _event_rules(ctx: _Ctx, branches: list[tuple[str, str]], explain: bool = Fal
     kinds = {"limited": [], "first": [], "once": []}
     for sql, kind in branches:
         kinds["limited" if explain and kind == "first" else kind].append(sql)
+    if ctx.merge:
+        return _merge_event_rules(ctx, kinds, top)
     total = d.round("sum(pts)", 4)
     capped = f"CASE WHEN p_cap IS NULL THEN {total} ELSE GREATEST(LEAST({total}, p_cap), -p_cap) END"
     parts, hits = [], []
@@ -285,11 +304,12 @@ def _event_rules(ctx: _Ctx, branches: list[tuple[str, str]], explain: bool = Fal
             # smallest N keys' values, in key order) instead of a window sorting every occurrence:
             # points = additional × Σ of the first p_max + (first − additional) × the first one's.
             ctx.ctes.append(("ev_lim", f"SELECT lead_id, rule_idx, p_cap, p_add * list_sum(l[1:p_max]) + "
-                                       f"(p_first - p_add) * l[1] AS pts, least(len(l), p_max) AS n FROM ("
+                                       f"(p_first - p_add) * l[1] AS pts, least(len(l), p_max) AS n{', lt' if ctx.state else ''} FROM ("
                                        f"SELECT lead_id, rule_idx, p_cap, p_first, p_add, p_max, "
-                                       f"arg_min(mult * dec, (ts, message_id), {int(top)}) AS l FROM ev_occ "
-                                       f"GROUP BY lead_id, rule_idx, k, p_cap, p_first, p_add, p_max) q"))
-            hits.append(f"SELECT lead_id, rule_idx, {capped} AS pts, CAST(sum(n) AS BIGINT) AS hits FROM ev_lim GROUP BY lead_id, rule_idx, p_cap")
+                                       f"arg_min(mult * dec, (ts, message_id), {int(top)}) AS l{', max(ts) AS lt' if ctx.state else ''} "
+                                       f"FROM ev_occ GROUP BY lead_id, rule_idx, k, p_cap, p_first, p_add, p_max) q"))
+            hits.append(f"SELECT lead_id, rule_idx, {capped} AS pts, CAST(sum(n) AS BIGINT) AS hits{ctx.extra('sum(pts)', 'max(lt)')} "
+                        "FROM ev_lim GROUP BY lead_id, rule_idx, p_cap")
         else:
             parts.append("SELECT o.*, row_number() OVER (PARTITION BY lead_id, rule_idx, k ORDER BY ts, message_id) AS rn "
                          "FROM ev_occ o")
@@ -302,14 +322,53 @@ def _event_rules(ctx: _Ctx, branches: list[tuple[str, str]], explain: bool = Fal
         ctx.ctes.append(("ev_pts", "SELECT rule_idx, lead_id, message_id, ts, "
                                    "(CASE WHEN rn = 1 THEN p_first ELSE p_add END) * mult * dec AS pts, p_cap "
                                    "FROM ev_rank WHERE p_max IS NULL OR rn <= p_max"))
-        hits.append(f"SELECT lead_id, rule_idx, {capped} AS pts, count(*) AS hits FROM ev_pts GROUP BY lead_id, rule_idx, p_cap")
+        hits.append(f"SELECT lead_id, rule_idx, {capped} AS pts, count(*) AS hits{ctx.extra('sum(pts)', 'max(ts)')} "
+                    "FROM ev_pts GROUP BY lead_id, rule_idx, p_cap")
     if kinds["first"]:
         ctx.ctes.append(("ev_first", " UNION ALL ".join(kinds["first"])))
         first = d.first_by("mult * dec", ["ts", "message_id"])
         ctx.ctes.append(("ev_first_k", f"SELECT lead_id, rule_idx, p_cap, p_add * sum(mult * dec) + (p_first - p_add) * {first} AS pts, "
-                                       f"count(*) AS n FROM ev_first GROUP BY lead_id, rule_idx, k, p_cap, p_first, p_add"))
-        hits.append(f"SELECT lead_id, rule_idx, {capped} AS pts, CAST(sum(n) AS BIGINT) AS hits FROM ev_first_k GROUP BY lead_id, rule_idx, p_cap")
+                                       f"count(*) AS n{', max(ts) AS lt' if ctx.state else ''} FROM ev_first "
+                                       "GROUP BY lead_id, rule_idx, k, p_cap, p_first, p_add"))
+        hits.append(f"SELECT lead_id, rule_idx, {capped} AS pts, CAST(sum(n) AS BIGINT) AS hits{ctx.extra('sum(pts)', 'max(lt)')} "
+                    "FROM ev_first_k GROUP BY lead_id, rule_idx, p_cap")
     return " UNION ALL ".join(hits)
+
+
+def _merge_event_rules(ctx: _Ctx, kinds: dict[str, list[str]], top: int) -> str:
+    """The batch's part of merged event rules (``compile_model``'s ``merge``): per lead and rule, the
+    points its new occurrences add (``pts`` and ``raw``: unrounded, uncapped) and how many count
+    (``hits``), given the cached hits before them: a max_count rule keeps only the room left
+    (``p_max`` minus the cached hits), and a first/additional rule pays ``points`` for a first
+    occurrence only when the cache holds none. The wide row adds the cache's raw points (scaled by a
+    half-life's decay since the cache's instant) and applies rounding and the cap. Exact when the new
+    occurrences come after every cached one (:func:`leadscore.engine.partial.plan` checks that for
+    the rules whose points depend on rank) and the rule has no ``per`` key (``partial.mergeable``)."""
+    d = ctx.d
+    old = f"COALESCE(c.hits[q.rule_idx + 1], 0)"
+    parts = []
+    if kinds["once"]:
+        ctx.ctes.append(("ev_once", " UNION ALL ".join(kinds["once"])))
+        parts.append(f"SELECT lead_id, rule_idx, sum(p_first * mult * dec) AS pts, count(*) AS hits"
+                     f"{ctx.extra('sum(p_first * mult * dec)', 'max(ts)')} FROM ev_once GROUP BY lead_id, rule_idx")
+    if kinds["limited"]:
+        ctx.ctes.append(("ev_occ", " UNION ALL ".join(kinds["limited"])))
+        room = f"GREATEST(q.p_max - {old}, 0)"
+        raw = (f"q.p_add * COALESCE(list_sum(q.l[1:{room}]), 0) + CASE WHEN {old} = 0 AND q.p_max > 0 "
+               "THEN (q.p_first - q.p_add) * q.l[1] ELSE 0 END")
+        parts.append(f"SELECT q.lead_id, q.rule_idx, {raw} AS pts, LEAST(len(q.l), {room}) AS hits{ctx.extra(raw, 'q.lt')} FROM ("
+                     f"SELECT lead_id, rule_idx, p_first, p_add, p_max, arg_min(mult * dec, (ts, message_id), {int(top)}) AS l, "
+                     f"max(ts) AS lt FROM ev_occ GROUP BY lead_id, rule_idx, p_first, p_add, p_max) q "
+                     f"LEFT JOIN {ctx.cache} c ON c.lead_id = q.lead_id")
+    if kinds["first"]:
+        ctx.ctes.append(("ev_first", " UNION ALL ".join(kinds["first"])))
+        first = d.first_by("mult * dec", ["ts", "message_id"])
+        raw = f"q.p_add * q.s + CASE WHEN {old} = 0 THEN (q.p_first - q.p_add) * q.f ELSE 0 END"
+        parts.append(f"SELECT q.lead_id, q.rule_idx, {raw} AS pts, q.n AS hits{ctx.extra(raw, 'q.lt')} FROM ("
+                     f"SELECT lead_id, rule_idx, p_first, p_add, sum(mult * dec) AS s, {first} AS f, count(*) AS n, "
+                     f"max(ts) AS lt FROM ev_first GROUP BY lead_id, rule_idx, p_first, p_add) q "
+                     f"LEFT JOIN {ctx.cache} c ON c.lead_id = q.lead_id")
+    return " UNION ALL ".join(parts)
 
 
 def _aggregate_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
@@ -332,7 +391,28 @@ def _aggregate_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
     ctx.ctes.append((f"r{i}_m", f"SELECT lead_id, {msg} AS message_id, {ts} AS ts, {value} AS v, {bucket} AS b "
                                 f"FROM {rel} WHERE {match} AND {cond} AND {_window_sql(ctx, rule, ts)}"))
     fn = {"count": "count(v)", "count_distinct": "count(DISTINCT v)", "sum": "sum(v)", "max": "max(v)"}[measure]
-    ctx.ctes.append((f"r{i}_b", f"SELECT lead_id, b, {fn} AS val FROM r{i}_m GROUP BY lead_id, b"))
+    if ctx.state:
+        # The rule's state: its entries, per bucket the measure so far (count, sum, max) or each
+        # distinct value (count_distinct), from which the buckets' values follow and to which a
+        # batch's entries add (merge).
+        d = ctx.d
+        if measure == "count_distinct":
+            entries = (f"SELECT DISTINCT lead_id, CAST(b AS {d.text()}) AS b, CAST(v AS {d.text()}) AS v, "
+                       f"CAST(NULL AS {d.double()}) AS x FROM r{i}_m")
+        else:
+            entries = (f"SELECT lead_id, CAST(b AS {d.text()}) AS b, CAST(NULL AS {d.text()}) AS v, CAST({fn} AS {d.double()}) AS x "
+                       f"FROM r{i}_m GROUP BY lead_id, b")
+        if ctx.merge:
+            both = (f"SELECT lead_id, b, v, x FROM ({entries}) n UNION ALL SELECT lead_id, b, v, x FROM ls_c_agg "
+                    f"WHERE r = {i}")
+            entries = (f"SELECT DISTINCT lead_id, b, v, x FROM ({both}) m" if measure == "count_distinct" else
+                       f"SELECT lead_id, b, v, {'max' if measure == 'max' else 'sum'}(x) AS x FROM ({both}) m "
+                       "GROUP BY lead_id, b, v")
+        ctx.ctes.append((f"r{i}_e", entries))
+        val = "count(DISTINCT v)" if measure == "count_distinct" else ("max(x)" if measure == "max" else "sum(x)")
+        ctx.ctes.append((f"r{i}_b", f"SELECT lead_id, b, {val} AS val FROM r{i}_e GROUP BY lead_id, b"))
+    else:
+        ctx.ctes.append((f"r{i}_b", f"SELECT lead_id, b, {fn} AS val FROM r{i}_m GROUP BY lead_id, b"))
     ctx.ctes.append((f"r{i}_v", f"SELECT lead_id, max(val) * {float(agg.scale)!r} AS val FROM r{i}_b GROUP BY lead_id"))
     checks = []
     if agg.min is not None:
@@ -348,28 +428,38 @@ def _aggregate_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
     ctx.ctes.append((f"r{i}_q", f"SELECT lead_id, {pts} AS pts FROM r{i}_v WHERE {qualifies} AND val IS NOT NULL"))
     ctx.ctes.append((f"r{i}_p", f"SELECT m.lead_id, m.message_id, m.ts, 0.0 AS pts FROM r{i}_m m "
                                 f"WHERE m.lead_id IN (SELECT lead_id FROM r{i}_q WHERE pts <> 0)"))
-    return f"SELECT lead_id, {i} AS rule_idx, {_cap(ctx, 'pts', rule.cap)} AS pts, 1 AS hits FROM r{i}_q WHERE pts <> 0"
+    return f"SELECT lead_id, {i} AS rule_idx, {_cap(ctx, 'pts', rule.cap)} AS pts, 1 AS hits{ctx.extra()} FROM r{i}_q WHERE pts <> 0"
 
 
 def _inactivity_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
     rel, match, resolve = _rule_source(ctx, rule)
     cond = where_sql(ctx.d, rule.where, resolve, ctx.model.junk)
     ts = "last_ts" if rule.video else "ts"
-    ctx.ctes.append((f"r{i}_l", f"SELECT lead_id, max({ts}) AS last_ts FROM {rel} WHERE {match} AND {cond} GROUP BY lead_id"))
+    last = f"SELECT lead_id, max({ts}) AS last_ts FROM {rel} WHERE {match} AND {cond} GROUP BY lead_id"
+    if ctx.merge:
+        # The batch's newest match or the cached one, whichever is later.
+        last = (f"SELECT lead_id, max(last_ts) AS last_ts FROM ({last} UNION ALL SELECT c.lead_id, "
+                f"{ctx.cached('last', i)} FROM {ctx.cache} c WHERE c.lead_id IN (SELECT lead_id FROM pop)) x GROUP BY lead_id")
+    ctx.ctes.append((f"r{i}_l", last))
     never = "l.last_ts IS NULL" if rule.inactivity.if_never else "FALSE"
     idle = f"l.last_ts <= {ctx.before(rule.inactivity.after)}"
     ctx.ctes.append((f"r{i}_p", f"SELECT pop.lead_id, NULL AS message_id, l.last_ts AS ts, {float(rule.points)!r} AS pts "
                                 f"FROM pop LEFT JOIN r{i}_l l ON l.lead_id = pop.lead_id WHERE {never} OR {idle}"))
-    return f"SELECT lead_id, {i} AS rule_idx, {_cap(ctx, 'pts', rule.cap)} AS pts, 1 AS hits FROM r{i}_p"
+    out = f"SELECT lead_id, {i} AS rule_idx, {_cap(ctx, 'pts', rule.cap)} AS pts, 1 AS hits{ctx.extra(None, 'ts')} FROM r{i}_p"
+    if ctx.state:
+        # Every lead's newest match is state, whether or not it earns the points now.
+        out += (f" UNION ALL SELECT l.lead_id, {i} AS rule_idx, 0.0 AS pts, 0 AS hits{ctx.extra(None, 'l.last_ts')} "
+                f"FROM r{i}_l l WHERE NOT EXISTS (SELECT 1 FROM r{i}_p p WHERE p.lead_id = l.lead_id)")
+    return out
 
 
 def _trait_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
     cond = where_sql(ctx.d, rule.trait, ctx.trait_field, ctx.model.junk)
     ctx.ctes.append((f"r{i}_p", f"SELECT lead_id, NULL AS message_id, NULL AS ts, {float(rule.points)!r} AS pts FROM lt WHERE {cond}"))
-    return f"SELECT lead_id, {i} AS rule_idx, {_cap(ctx, 'pts', rule.cap)} AS pts, 1 AS hits FROM r{i}_p"
+    return f"SELECT lead_id, {i} AS rule_idx, {_cap(ctx, 'pts', rule.cap)} AS pts, 1 AS hits{ctx.extra()} FROM r{i}_p"
 
 
-def _pivot_sql(d: Dialect, derived_idx: list[int], live_flags: list[int]) -> str:
+def _pivot_sql(d: Dialect, derived_idx: list[int], live_flags: list[int], state: bool = False) -> str:
     """One row per lead of ``pop`` with each rule's points ``r{i}`` and hits ``h{i}`` and each stage
     flag's count ``f{k}``, from the stacked ``hits`` rows, which hold at most one row per (lead, rule):
     every branch is one rule's rows grouped by lead (an event rule by lead and its constant cap).
@@ -378,22 +468,28 @@ def _pivot_sql(d: Dialect, derived_idx: list[int], live_flags: list[int]) -> str
     a sum(CASE ...) per rule and column (53 aggregates for the playbook's 26 rules) made each stacked
     row update every aggregate: 1.41 of a 9M-message lead range's 11.7 CPU-s, against 0.63 CPU-s for
     the lists (DuckDB's profiler, JSON log, bench/RESULTS.md session 8). Elsewhere the portable CASE
-    pivot (CASE rather than FILTER: DuckDB ran a wide FILTER pivot about 3x slower)."""
+    pivot (CASE rather than FILTER: DuckDB ran a wide FILTER pivot about 3x slower). ``state``: also
+    each rule's ``raw`` points ``x{i}`` and newest occurrence ``t{i}`` (the ``hits`` rows carry them)."""
     cols = [c for i in derived_idx for c in ((f"r{i}", i, "pts"), (f"h{i}", i, "hits"))] \
         + [(f"f{k}", -(k + 1), "hits") for k in live_flags]
+    if state:
+        cols += [c for i in derived_idx for c in ((f"x{i}", i, "raw"), (f"t{i}", i, "last"))]
     if not cols:
         return "SELECT pop.lead_id FROM pop"
     if d.name == "duckdb":
         slot = {i: f"q{n}" for n, i in enumerate(dict.fromkeys(i for _, i, _ in cols))}
         pos = ", ".join(f"list_position(h.ix, {i}) AS {q}" for i, q in slot.items())
-        sel = ", ".join(f"COALESCE(ps[{slot[i]}], 0) AS {name}" if c == "pts" else
-                        f"CAST(COALESCE(hs[{slot[i]}], 0) AS BIGINT) AS {name}" for name, i, c in cols)
-        lists = "SELECT lead_id, list(rule_idx) AS ix, list(pts) AS ps, list(hits) AS hs FROM hits GROUP BY lead_id"
-        return (f"SELECT lead_id, {sel} FROM (SELECT pop.lead_id, h.ps, h.hs, {pos} FROM pop "
+        item = {"pts": "COALESCE(ps[{q}], 0)", "hits": "CAST(COALESCE(hs[{q}], 0) AS BIGINT)",
+                "raw": "rs[{q}]", "last": "lt[{q}]"}
+        sel = ", ".join(f"{item[c].format(q=slot[i])} AS {name}" for name, i, c in cols)
+        extra = ", list(raw) AS rs, list(last) AS lt" if state else ""
+        lists = f"SELECT lead_id, list(rule_idx) AS ix, list(pts) AS ps, list(hits) AS hs{extra} FROM hits GROUP BY lead_id"
+        return (f"SELECT lead_id, {sel} FROM (SELECT pop.lead_id, h.ps, h.hs{', h.rs, h.lt' if state else ''}, {pos} FROM pop "
                 f"LEFT JOIN ({lists}) h ON h.lead_id = pop.lead_id) w")
-    sel = ", ".join(f"COALESCE(sum(CASE WHEN h.rule_idx = {i} THEN h.pts END), 0) AS {name}" if c == "pts" else
-                    f"CAST(COALESCE(sum(CASE WHEN h.rule_idx = {i} THEN h.hits END), 0) AS BIGINT) AS {name}"
-                    for name, i, c in cols)
+    item = {"pts": "COALESCE(sum(CASE WHEN h.rule_idx = {i} THEN h.pts END), 0)",
+            "hits": "CAST(COALESCE(sum(CASE WHEN h.rule_idx = {i} THEN h.hits END), 0) AS BIGINT)",
+            "raw": "sum(CASE WHEN h.rule_idx = {i} THEN h.raw END)", "last": "max(CASE WHEN h.rule_idx = {i} THEN h.last END)"}
+    sel = ", ".join(f"{item[c].format(i=i)} AS {name}" for name, i, c in cols)
     return f"SELECT pop.lead_id, {sel} FROM pop LEFT JOIN hits h ON h.lead_id = pop.lead_id GROUP BY pop.lead_id"
 
 
@@ -443,7 +539,7 @@ def scoped_sources(dialect: Dialect, ids: list[str], context: bool = True, video
     keep = [c for c in STORED_EVENT_COLUMNS
             if c not in ("previous_id", "original_ts", "sent_at") and (context or c != "context")
             and (video or c not in VIDEO_COLUMNS)]
-    cols = ", ".join(keep)
+    cols = ", ".join(keep + ["seq"])   # seq: a watermark's filter (compile_model's ``watermark``)
     if dialect.name == "postgres":
         # A bitmap index scan takes the second condition too; UNION would hash every row's JSON.
         rows = (f"SELECT {cols} FROM events WHERE user_id IN {in_ids} UNION ALL "
@@ -481,7 +577,8 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
                   sources: Sources | None = None, explain: bool = False, scope: list[str] | None = None,
                   activity: bool = False, staged_events: str | None = None, ordered: bool = True,
                   fresh: set[int] | None = None, cache: str | None = None, state: bool = False,
-                  leads_table: str | None = None) -> Compiled:
+                  leads_table: str | None = None, watermark: int | None = None, merge: bool = False,
+                  batch_table: str | None = None) -> Compiled:
     """``scope``: with ``leads``, every id of those leads (see :func:`scoped_sources`) — the query then
     reads only their messages and traits. ``activity``: add ``last_activity`` (the lead's newest
     message at or before the instant). ``staged_events`` (DuckDB): a table already holding
@@ -500,7 +597,16 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     whose index is in ``fresh`` (and the stage event flags ``-(k + 1)`` in it) are derived from the
     events; every other rule's points and hits are read from ``cache`` (lead_id, pts, hits,
     valid_until: an earlier ``state`` query's columns), and everything above the rules (groups, axes,
-    tiers, stages, grade) is this same query."""
+    tiers, stages, grade) is this same query. The state also holds what a later batch needs to be
+    merged in without the lead's history: each rule's unrounded, uncapped points ``ls_raw`` and newest
+    counted occurrence ``ls_last``, the aggregate rules' entries ``ls_agg_*`` (rule, bucket, value,
+    measure) and the lead's newest message ``ls_last_activity``.
+    ``watermark``: count only the messages whose commit number (``events.seq``) is at most this (the
+    cache row then says exactly which messages it holds). ``merge`` (DuckDB, with ``fresh``, ``cache``,
+    ``state``, ``leads`` and ``batch_table``, the batch's messages as rows of ``events`` with their
+    resolved ``lead_id``): every derived rule but the trait rules is the cache's state plus the batch's
+    messages alone (those committed after the lead's cache row's watermark), not the lead's history
+    (:mod:`leadscore.engine.partial`)."""
     prefix: list[tuple[str, str]] = []
     if leads is not None:
         # The lead list once, as a relation, not an IN list in every filter (which the planner pays for each time).
@@ -513,7 +619,21 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
         prefix.append(("l_traits", resolved_traits_sql("COALESCE(m.lead_id, t.lead_id) IN (SELECT lead_id FROM ls_leads)")))
         src = replace(src, traits="l_traits")
     as_of_sql = dialect.ts_literal(as_of.strftime("%Y-%m-%d %H:%M:%S.%f"))
-    ctx = _Ctx(model, dialect, as_of_sql, src, at=as_of)
+    if merge and (not state or cache is None or leads is None or batch_table is None or scoped or sources is not None
+                  or dialect.name != "duckdb"):
+        raise ValueError("merge is the live path's DuckDB query: it needs state, cache, leads and batch_table")
+    wm = "" if watermark is None else f" AND (e.seq IS NULL OR e.seq <= {int(watermark)})"
+    if merge:
+        # The batch's messages not yet in their leads' cache rows (the lead filter applies where read).
+        prefix.append(("m_events", f"SELECT e.* FROM {batch_table} e LEFT JOIN {cache} c ON c.lead_id = e.lead_id "
+                                   f"WHERE e.seq > COALESCE(c.seq, -1){wm}"))
+        src = replace(src, events="m_events")
+        wm = ""
+    if state and fresh is not None:
+        # The cached aggregate entries of these leads, one row each.
+        prefix.append(("ls_c_agg", f"SELECT lead_id, unnest(agg_rule) AS r, unnest(agg_bucket) AS b, unnest(agg_value) AS v, "
+                                   f"unnest(agg_x) AS x FROM {cache} WHERE lead_id IN (SELECT lead_id FROM ls_leads)"))
+    ctx = _Ctx(model, dialect, as_of_sql, src, at=as_of, state=state, merge=merge, cache=cache)
     lead_filter = ""
     if leads is not None:
         lead_filter = " AND lead_id IN (SELECT lead_id FROM ls_leads)"
@@ -553,7 +673,7 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     derived_idx = [i for i in range(len(model.rules)) if fresh is None or i in fresh]
     derived = [model.rules[i] for i in derived_idx]
     ev_where = _ev_filter(derived, {e for k in live_flags for e in flags[k][0]} | {e for e, _ in ctx.refs})
-    ev_from = (f"FROM {src.events} e WHERE e.lead_id IS NOT NULL AND e.ts <= {as_of_sql}"
+    ev_from = (f"FROM {src.events} e WHERE e.lead_id IS NOT NULL AND e.ts <= {as_of_sql}{wm}"
                f"{lead_filter.replace(' lead_id IN', ' e.lead_id IN')} AND ({ev_where})")
     props = [(name, col) for name, col in ctx.props.items() if name not in _DIRECT_EVENT_COLUMNS]
     in_props = [(n, c) for n, c in props if not n.startswith("context.")]
@@ -606,15 +726,18 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
     uses_video = any(r.video for r in derived)
     if uses_video:
         from leadscore.video.facts import video_views_sql
-        base.append(("ev_video", f"SELECT * FROM {src.events} WHERE lead_id IS NOT NULL AND ts <= {as_of_sql}"
+        base.append(("ev_video", f"SELECT * FROM {src.events} e WHERE lead_id IS NOT NULL AND ts <= {as_of_sql}{wm}"
                                  f"{lead_filter} AND type = 'track'"))
         base.append(("vv", video_views_sql(dialect, "ev_video", as_of_sql, src.catalog)))
     for k in live_flags:
         evs, within = flags[k]
         win = f" AND ts > {ctx.before(within)}" if within else ""
-        ctx.ctes.append((f"f{k}_c", f"SELECT lead_id, count(*) AS n FROM ev WHERE event IN "
-                                    f"({', '.join(quote_literal(e) for e in evs)}){win} GROUP BY lead_id"))
-        rule_sql.append(f"SELECT lead_id, {-(k + 1)} AS rule_idx, 0.0 AS pts, n AS hits FROM f{k}_c")
+        count = f"SELECT lead_id, count(*) AS n FROM ev WHERE event IN ({', '.join(quote_literal(e) for e in evs)}){win} GROUP BY lead_id"
+        if merge:
+            count = (f"SELECT lead_id, sum(n) AS n FROM ({count} UNION ALL SELECT lead_id, hits[{len(model.rules) + k + 1}] "
+                     f"FROM {cache} WHERE lead_id IN (SELECT lead_id FROM ls_leads)) x GROUP BY lead_id")
+        ctx.ctes.append((f"f{k}_c", count))
+        rule_sql.append(f"SELECT lead_id, {-(k + 1)} AS rule_idx, 0.0 AS pts, n AS hits{ctx.extra()} FROM f{k}_c")
 
     ctes = base + ctx.ctes
     if explain:
@@ -627,16 +750,24 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
                         _reads_context(ctx), events_sql)
 
     ctes.append(("hits", " UNION ALL ".join(rule_sql) or
-                 f"SELECT CAST(NULL AS {dialect.text()}) AS lead_id, 0 AS rule_idx, 0.0 AS pts, 0 AS hits WHERE FALSE"))
+                 f"SELECT CAST(NULL AS {dialect.text()}) AS lead_id, 0 AS rule_idx, 0.0 AS pts, 0 AS hits{ctx.extra()} WHERE FALSE"))
     n = len(model.rules)
-    wide = _pivot_sql(dialect, derived_idx, live_flags)
+    wide = _pivot_sql(dialect, derived_idx, live_flags, state)
     if fresh is None:
         ctes.append(("wide", wide))
     else:
-        # The rules not derived here: their points and hits from the cache (one row per lead).
+        # The rules not derived here: their points and hits (and state) from the cache (one row per lead).
         ctes.append(("wide_d", wide))
-        cols = [f"w.r{i}, w.h{i}" if i in fresh else
-                f"COALESCE(c.pts[{i + 1}], 0) AS r{i}, CAST(COALESCE(c.hits[{i + 1}], 0) AS BIGINT) AS h{i}" for i in range(n)]
+        cols = []
+        for i in range(n):
+            rule = model.rules[i]
+            if merge and i in fresh and rule.kind == "event":
+                cols.append(_merged_rule_sql(ctx, i, rule))
+            elif i in fresh:
+                cols.append(f"w.r{i}, w.h{i}" + (f", w.x{i}, w.t{i}" if state else ""))
+            else:
+                cols.append(f"COALESCE(c.pts[{i + 1}], 0) AS r{i}, CAST(COALESCE(c.hits[{i + 1}], 0) AS BIGINT) AS h{i}"
+                            + (f", c.raw[{i + 1}] AS x{i}, c.last[{i + 1}] AS t{i}" if state else ""))
         cols += [f"w.f{k}" if k in live_flags else f"COALESCE(c.hits[{n + k + 1}], 0) AS f{k}" for k in range(len(flags))]
         ctes.append(("wide", f"SELECT w.lead_id, {', '.join(cols)}, c.valid_until AS ls_cached_valid FROM wide_d w "
                              f"LEFT JOIN {cache} c ON c.lead_id = w.lead_id"))
@@ -688,10 +819,13 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
         # The newest message at or before the instant, and the first one after it received by then (a
         # message stored before its time changes the score when the instant reaches it; one received
         # later is a later batch's message, which re-scores the lead anyway).
-        ctes.append(("la", f"SELECT lead_id, max(CASE WHEN ts <= {as_of_sql} THEN ts END) AS last_activity, "
-                           f"min(CASE WHEN ts > {as_of_sql} AND received_at <= {as_of_sql} THEN ts END) AS ls_next_msg "
-                           f"FROM {src.events} "
-                           f"WHERE lead_id IS NOT NULL{lead_filter} GROUP BY lead_id"))
+        la = (f"SELECT lead_id, max(CASE WHEN ts <= {as_of_sql} THEN ts END) AS last_activity, "
+              f"min(CASE WHEN ts > {as_of_sql} AND received_at <= {as_of_sql} THEN ts END) AS ls_next_msg "
+              f"FROM {src.events} e WHERE lead_id IS NOT NULL{wm}{lead_filter} GROUP BY lead_id")
+        if merge:   # the batch's, and the cached newest message
+            la = (f"SELECT pop.lead_id, GREATEST(b.last_activity, c.last_activity) AS last_activity, b.ls_next_msg FROM pop "
+                  f"LEFT JOIN ({la}) b ON b.lead_id = pop.lead_id LEFT JOIN {cache} c ON c.lead_id = pop.lead_id")
+        ctes.append(("la", la))
     joins_la = activity or state
     state_cols = ""
     if state:
@@ -700,21 +834,63 @@ def compile_model(model: Model, dialect: Dialect, as_of: datetime, leads: list[s
         moving = [f"h{i} > 0" for i, r in enumerate(model.rules) if r.decay is not None and r.decay.half_life is not None]
         state_cols = (f", {dialect.list_of([f'r{i}' for i in range(n)])} AS ls_pts, "
                       f"{dialect.list_of([f'h{i}' for i in range(n)] + [f'CAST(f{k} AS BIGINT)' for k in range(len(flags))])} AS ls_hits, "
-                      f"LEAST({', '.join(valid)}) AS ls_valid, {' OR '.join(moving) or 'FALSE'} AS ls_moving")
+                      f"LEAST({', '.join(valid)}) AS ls_valid, {' OR '.join(moving) or 'FALSE'} AS ls_moving, "
+                      f"{dialect.list_of([f'CAST(x{i} AS {dialect.double()})' for i in range(n)])} AS ls_raw, "
+                      f"{dialect.list_of([f'CAST(t{i} AS TIMESTAMP)' for i in range(n)])} AS ls_last, "
+                      "la.last_activity AS ls_last_activity, ls_ag.agg_rule AS ls_agg_rule, ls_ag.agg_bucket AS ls_agg_bucket, "
+                      "ls_ag.agg_value AS ls_agg_value, ls_ag.agg_x AS ls_agg_x")
+        ctes.append(("ls_ag", _entries_sql(ctx, model, derived_idx, fresh is not None)))
     ctes.append(("fin", f"SELECT sc.*, {tier} AS tier, {stage_idx} AS stage_idx, "
                         f"{grade(model.grades.fit, 'fit')} || {grade(model.grades.engagement, 'engagement')} AS grade"
                         f"{', la.last_activity' if activity else ''}{state_cols} FROM sc "
                         f"LEFT JOIN lt ON lt.lead_id = sc.lead_id{' LEFT JOIN la ON la.lead_id = sc.lead_id' if joins_la else ''}"
-                        f"{' LEFT JOIN ls_nx ON ls_nx.lead_id = sc.lead_id' if state else ''}"))
+                        f"{' LEFT JOIN ls_nx ON ls_nx.lead_id = sc.lead_id LEFT JOIN ls_ag ON ls_ag.lead_id = sc.lead_id' if state else ''}"))
     stage_name = "CASE stage_idx " + " ".join(f"WHEN {k} THEN {quote_literal(s.name)}" for k, s in enumerate(model.stages)) + " END"
     group_out = ", ".join(f"g_{_safe(g)}" for g in model.groups)
-    rule_out = ", ".join(f"r{i}, h{i}" for i in range(n)) + (", ls_pts, ls_hits, ls_valid, ls_moving" if state else "")
+    rule_out = ", ".join(f"r{i}, h{i}" for i in range(n)) + (
+        ", ls_pts, ls_hits, ls_valid, ls_moving, ls_raw, ls_last, ls_last_activity, ls_agg_rule, ls_agg_bucket, "
+        "ls_agg_value, ls_agg_x" if state else "")
     sql = ("WITH " + ",\n".join(_cte(name, q, staged_events) for name, q in ctes) +
            f"\nSELECT lead_id, score, fit, engagement, tier, {stage_name} AS stage, grade, disqualified, probability, "
            f"{'last_activity, ' if activity else ''}"
            f"{group_out}, {rule_out} FROM fin{' ORDER BY score DESC, lead_id' if ordered else ''}")
     return Compiled(sql, list(model.rules), list(model.groups), False, uses_video, uses_probability,
                     _reads_context(ctx), events_sql)
+
+
+def _merged_rule_sql(ctx: _Ctx, i: int, rule: Rule) -> str:
+    """A merged event rule's wide columns (``compile_model``'s ``merge``): the cache's raw points,
+    scaled by a half-life's decay from the cache row's instant to this one (every counted occurrence
+    decays by the same factor), plus the batch's (``w.r{i}``: raw), then rounded and capped as the
+    full query does; hits added; the newest occurrence the later of the two."""
+    d = ctx.d
+    old = f"c.raw[{i + 1}]"
+    if rule.decay is not None and rule.decay.half_life is not None:
+        age = d.seconds_between("c.as_of", ctx.as_of)
+        old = f"{old} * {d.power('0.5', f'{age} / {_seconds(rule.decay.half_life)}')}"
+    raw = f"(COALESCE({old}, 0) + w.r{i})"
+    pts = d.round(raw, 4)
+    if rule.cap is not None:
+        pts = f"GREATEST(LEAST({pts}, {float(rule.cap)!r}), {-float(rule.cap)!r})"
+    return (f"{pts} AS r{i}, CAST(COALESCE(c.hits[{i + 1}], 0) + w.h{i} AS BIGINT) AS h{i}, {raw} AS x{i}, "
+            f"GREATEST(c.last[{i + 1}], w.t{i}) AS t{i}")
+
+
+def _entries_sql(ctx: _Ctx, model: Model, derived: list[int], cached: bool) -> str:
+    """(lead_id, agg_rule, agg_bucket, agg_value, agg_x): each lead's aggregate entries as four lists,
+    the derived aggregate rules' (``r{i}_e``) and, with a cache, the others' cached ones."""
+    d = ctx.d
+    parts = [f"SELECT lead_id, {i} AS r, b, v, x FROM r{i}_e" for i in derived if model.rules[i].kind == "aggregate"]
+    mine = [i for i in derived if model.rules[i].kind == "aggregate"]
+    if cached:
+        keep = f" WHERE r NOT IN ({', '.join(str(i) for i in mine)})" if mine else ""
+        parts.append(f"SELECT lead_id, r, b, v, x FROM ls_c_agg{keep}")
+    if not parts:
+        return (f"SELECT CAST(NULL AS {d.text()}) AS lead_id, CAST(NULL AS BIGINT[]) AS agg_rule, CAST(NULL AS {d.text()}[]) "
+                f"AS agg_bucket, CAST(NULL AS {d.text()}[]) AS agg_value, CAST(NULL AS {d.double()}[]) AS agg_x WHERE FALSE")
+    agg = "array_agg" if d.name == "postgres" else "list"
+    return (f"SELECT lead_id, {agg}(CAST(r AS BIGINT)) AS agg_rule, {agg}(b) AS agg_bucket, {agg}(v) AS agg_value, "
+            f"{agg}(x) AS agg_x FROM ({' UNION ALL '.join(parts)}) e GROUP BY lead_id")
 
 
 def _valid_until_sql(ctx: _Ctx, model: Model, flags: list, live_flags: list[int], derived: list[int]) -> str:

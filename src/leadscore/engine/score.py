@@ -96,23 +96,35 @@ def score_leads(store: Store, model: Model, as_of: datetime, leads: list[str] | 
     return score_leads_state(store, model, as_of, leads, sources, activity, scope)[0]
 
 
+#: The rule state columns of a state query (``compile_model``'s ``state``), what the live rule cache keeps.
+STATE_COLUMNS = ("ls_pts", "ls_hits", "ls_valid", "ls_moving", "ls_raw", "ls_last", "ls_last_activity",
+                 "ls_agg_rule", "ls_agg_bucket", "ls_agg_value", "ls_agg_x")
+
+
 def score_leads_state(store: Store, model: Model, as_of: datetime, leads: list[str] | None = None,
                       sources: Sources | None = None, activity: bool = False, scope: list[str] | None = None,
-                      fresh: set[int] | None = None, cache: str | None = None, state: bool = False):
+                      fresh: set[int] | None = None, cache: str | None = None, state: bool = False,
+                      watermark: int | None = None, batch: pa.Table | None = None):
     """:func:`score_leads`, and with ``state`` also the rule state of each lead (an Arrow table of
-    lead_id, ls_pts, ls_hits, ls_valid, ls_moving; see ``compile_model``'s ``state``, ``fresh`` and ``cache``,
-    and :mod:`leadscore.engine.partial`); None without."""
+    lead_id and the ``STATE_COLUMNS``; see ``compile_model``'s ``state``, ``fresh``, ``cache``,
+    ``watermark`` and ``merge``, and :mod:`leadscore.engine.partial`); None without. ``batch``: the
+    messages a merged re-score takes, rows of ``events`` with their ``lead_id`` (``compile_model``'s
+    ``merge``; DuckDB; ``leadscore.engine.partial.batch_rows``)."""
     as_of = to_naive_utc(as_of)
-    if scope is None and leads is not None and sources is None and not _scan_beats_index(store, len(leads)):
+    if batch is None and scope is None and leads is not None and sources is None and not _scan_beats_index(store, len(leads)):
         scope = lead_scope(store, leads)
     relations = {}
     if leads is not None and store.dialect.name == "duckdb":
         relations["_ls_leads_param"] = pa.table({"lead_id": pa.array(list(leads), pa.string())})
+    if batch is not None:
+        relations["_ls_batch_param"] = batch
     compiled = compile_model(model, store.dialect, as_of, leads=leads, sources=sources, scope=scope, activity=activity,
-                             fresh=fresh, cache=cache, state=state, leads_table="_ls_leads_param" if relations else None)
+                             fresh=fresh, cache=cache, state=state, leads_table="_ls_leads_param" if relations else None,
+                             watermark=watermark, merge=batch is not None,
+                             batch_table="_ls_batch_param" if batch is not None else None)
     table = store.query_analytic(compiled.sql, relations)
     table = table.rename_columns([c.lower() for c in table.column_names])
-    rule_state = table.select(["lead_id", "ls_pts", "ls_hits", "ls_valid", "ls_moving"]) if state else None
+    rule_state = table.select(["lead_id", *STATE_COLUMNS]) if state else None
     frame = _frame(model, table)
     if not compiled.uses_probability and sources is None and len(frame):
         # The predictive model's probability is shown beside the points score even when no stage reads it.

@@ -396,6 +396,8 @@ class LiveStats(_Out):
     partial_leads: int = Field(0, description="leads re-scored partially: only the rules their new messages can move "
                                               "derived, the others read from the rule cache (engine.partial)")
     full_leads: int = Field(0, description="leads re-scored from their whole history (every rule derived)")
+    merged_leads: int = Field(0, description="leads re-scored from their rule cache and the batch's messages alone, "
+                                             "no history read (engine.partial, DuckDB)")
     score_seconds: float = Field(0.0, description="time spent computing re-scores (the scoring queries)")
     write_seconds: float = Field(0.0, description="time spent writing them (scores, history, cache, alerts, outbox), "
                                                   "holding the store's write lock")

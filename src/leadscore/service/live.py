@@ -258,7 +258,15 @@ class LiveScorer:
         self._model: tuple[str, Model] | None = None
         self._lags: deque[float] = deque(maxlen=self.settings.freshness_samples)
         self.counters = {"batches": 0, "events": 0, "changes": 0, "alerts": 0, "crm_items": 0, "errors": 0,
-                         "partial_leads": 0, "full_leads": 0, "score_seconds": 0.0, "write_seconds": 0.0}
+                         "partial_leads": 0, "full_leads": 0, "merged_leads": 0, "score_seconds": 0.0,
+                         "write_seconds": 0.0}
+        # Merged re-scores (engine.partial): every ingest commit after ``_handled`` (a commit number,
+        # events.seq) up to the newest pass's has been handed to a pass that succeeded, and a cache row
+        # whose watermark is at least ``_merge_floor`` lacks none of its lead's messages up to
+        # ``_handled``; a commit a pass never saw (stored by another path) or a failed pass raises the
+        # floor past it. Rows from before this scorer started are below the floor: their leads' next
+        # pass reads the history once (up to its watermark), and merges from then on.
+        self._handled = self._merge_floor = store.committed_seq
         self.activation: dict[str, Any] = {"state": "idle"}
         self.last_time_rescore: dict[str, Any] | None = None
         self._stop = threading.Event()
@@ -294,15 +302,26 @@ class LiveScorer:
     # ---- one re-score step: score (no store lock), then one transaction for everything it changes
     def _apply(self, model: Model, as_of: datetime, leads: list[str] | None, cause: str, cause_ref: str | None,
                events: Sequence[alert_rules.BatchEvent] = (), refs: dict[str, str | None] | None = None,
-               alerts: bool = True) -> LiveReport:
+               alerts: bool = True, batch: Any = None, watermark: int | None = None,
+               merge_floor: int | None = None) -> LiveReport:
+        """``batch`` (DuckDB): the events' rows (``partial.batch_rows``), for merged re-scores from
+        ``merge_floor`` (see ``__init__``); ``watermark``: the newest commit counted (default: the
+        store's newest, for re-scores that are not a batch's)."""
         messages: dict[str, set[tuple[str, str | None]]] = {}
         ids: dict[str, set[str]] = {}
-        if self.settings.partial:
+        times = None
+        if watermark is None and not events:
+            watermark = self.store.committed_seq
+        if self.settings.partial and batch is not None:
+            messages, ids, times = partial.batch_messages(batch)
+        elif self.settings.partial:
             for e in events:
                 messages.setdefault(e.lead_id, set()).add((e.type, e.event))
                 ids.setdefault(e.lead_id, set()).add(e.message_id)
         started = time.perf_counter()
-        frame, state, paths = partial.score_live(self.store, model, as_of, leads, messages, message_ids=ids)
+        frame, state, paths = partial.score_live(self.store, model, as_of, leads, messages, message_ids=ids,
+                                                 watermark=watermark, batch=batch, message_times=times,
+                                                 merge_floor=merge_floor if self.settings.partial else None)
         self.counters["score_seconds"] += time.perf_counter() - started
         for path, n in paths.items():
             self.counters[f"{path}_leads"] += n
@@ -312,7 +331,7 @@ class LiveScorer:
         started = time.perf_counter()
         with store._lock, store.transaction() as conn:
             changes = refresh_scores(store, model, as_of, leads=leads, cause=cause, cause_ref=token, frame=frame)
-            partial.save_cache(store, conn, as_of, state)
+            partial.save_cache(store, conn, as_of, state, watermark=watermark)
             if refs is not None:
                 mine = {c.lead_id: refs.get(c.lead_id) for c in changes}
                 _set_cause_refs(store, conn, token, mine)
@@ -349,14 +368,21 @@ class LiveScorer:
             lower_thread_priority(self.settings.nice)
             self._lowered.done = True
         try:
-            return self.process(result.new_message_ids, result.leads_touched)
+            return self.process(result.new_message_ids, result.leads_touched, seqs=result.seqs)
         except Exception:
             self.counters["errors"] += 1
             raise
 
-    def _prepare(self, message_ids: Sequence[str], leads: Iterable[str], as_of: datetime | None):
-        """The batch's events resolved to their leads, its instant, each lead's messageIds, the leads."""
-        rows = batch_events(self.store, message_ids)
+    def _prepare(self, message_ids: Sequence[str], leads: Iterable[str], as_of: datetime | None, full: bool = False):
+        """The batch's events resolved to their leads, its instant, each lead's messageIds, the leads
+        (and with ``full``, on DuckDB, the events' whole rows: ``partial.batch_rows``, else None)."""
+        table = None
+        if full and self.store.dialect.name == "duckdb" and message_ids:
+            table = partial.batch_rows(self.store, list(message_ids))
+            cols = table.select(["message_id", "lead_id", "type", "event", "ts", "received_at"]).to_pydict()
+            rows = list(zip(*cols.values()))
+        else:
+            rows = batch_events(self.store, message_ids)
         received = [r[5] for r in rows if r[5] is not None]
         if as_of is None:
             if not received:
@@ -368,18 +394,40 @@ class LiveScorer:
             refs.setdefault(ev.lead_id, []).append(ev.message_id)
         touched = sorted(set(leads) | set(refs))
         joined = {lead: ",".join(ids[-MAX_REFS_PER_LEAD:]) or None for lead, ids in refs.items()}
-        return rows, received, as_of, events, joined, touched
+        return rows, received, as_of, events, joined, touched, table
 
     def process(self, message_ids: Sequence[str], leads: Iterable[str] = (), *,
-                as_of: datetime | None = None) -> LiveReport | None:
-        prepared = self._prepare(message_ids, leads, as_of)
+                as_of: datetime | None = None, seqs: Sequence[int] = ()) -> LiveReport | None:
+        """Re-score the leads of stored messages. ``seqs``: the commit numbers that stored them (an
+        ``IngestResult``'s): with them, the pass counts messages up to the newest, and merges where
+        every commit since the last pass is among them (see ``__init__``)."""
+        seqs = [s for s in seqs if s is not None]
+        tracked = bool(seqs) and self._handled is not None and self.settings.partial
+        prepared = self._prepare(message_ids, leads, as_of, full=tracked)
         if prepared is None:
             return None
-        rows, received, as_of, events, refs, touched = prepared
+        rows, received, as_of, events, refs, touched, table = prepared
         with self.lock:
             model = self.model()
             as_of = self._as_of(as_of)
-            report = self._apply(model, as_of, touched, "event", None, events=events, refs=refs)
+            watermark = floor = None
+            if tracked:
+                watermark = max(seqs)
+                committed = self.store.committed_seqs(self._handled, watermark)
+                if committed is None or not committed <= set(seqs):
+                    self._merge_floor = max(self._merge_floor or 0, watermark)   # a commit this pass never saw
+                else:
+                    floor = self._merge_floor
+            try:
+                report = self._apply(model, as_of, touched, "event", None, events=events, refs=refs, batch=table,
+                                     watermark=watermark, merge_floor=floor)
+            except Exception:
+                if watermark is not None:   # its leads' cache rows lack this pass's messages
+                    self._merge_floor = max(self._merge_floor or 0, watermark)
+                    self._handled = max(self._handled, watermark)
+                raise
+            if watermark is not None:
+                self._handled = max(self._handled, watermark)
         done = self.clock()
         self._lags.extend((done - r).total_seconds() for r in received)
         self.counters["batches"] += 1
