@@ -145,7 +145,9 @@ async def _load(port, write_auth, seconds, conns, size, leads, run, rate=0.0):
             if interval:
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 due += interval
-            ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            # Milliseconds, as the SDKs send them (a lead's page views within one second were equal
+            # times before: a max_count rule's new occurrence then cannot be merged in order).
+            ts = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             status, _ = await _exchange(reader, writer, _request("POST", "/v1/batch", write_auth,
                                                                  _batch(leads, next(counter), size, run, ts)))
             statuses[status] = statuses.get(status, 0) + 1
@@ -268,6 +270,7 @@ def freshness(backend: str, leads: int, seconds: float, tmp: Path, conns: int = 
             "probe_p50": pct(probe["fresh"], 50), "probe_p99": pct(probe["fresh"], 99), "probe_max": max(probe["fresh"] or [float("nan")]),
             "server": stats["freshness_seconds"], "batches": stats["batches"], "changes": stats["changes"],
             "partial_leads": stats.get("partial_leads"), "full_leads": stats.get("full_leads"),
+            "merged_leads": stats.get("merged_leads", 0),
             "score_s": stats.get("score_seconds"), "write_s": stats.get("write_seconds"),
             "server_cpu_s": cpu, "ratio": baseline / pct(probe["fresh"], 99) if probe["fresh"] else float("nan")}
 
@@ -354,7 +357,7 @@ def main() -> None:
             print(f"\n[{backend}] {res['leads']:,} leads, {res['events_in_store']:,} events loaded in {res['load_s']:.0f} s")
             print(f"  load: {res['events_per_s']:,.0f} events/s accepted, statuses {res['statuses']}, "
                   f"server CPU {res['server_cpu_s']:.1f} s, {res['batches']} scoring batches, {res['changes']:,} score changes "
-                  + (f"(leads re-scored: {res['partial_leads']:,} partial, {res['full_leads']:,} full; "
+                  + (f"(leads re-scored: {res['merged_leads']:,} merged, {res['partial_leads']:,} partial, {res['full_leads']:,} full; "
                      f"scoring {res['score_s']:.1f} s, writing {res['write_s']:.1f} s)" if res["score_s"] is not None else ""))
             print(f"  freshness (probe: 200 → history row readable, n={res['probe_n']}, misses {res['probe_misses']}): "
                   f"p50 {res['probe_p50'] * 1000:.0f} ms, p99 {res['probe_p99'] * 1000:.0f} ms, max {res['probe_max'] * 1000:.0f} ms")
