@@ -138,6 +138,30 @@ def test_consecutive_batches_merge_into_the_cache_and_a_commit_the_scorer_never_
     assert dict(store.query("SELECT lead_id, score FROM lead_scores"))["bob"] == 120.0
 
 
+def test_a_time_re_score_merges_half_life_decay_from_the_cache_when_every_commit_was_handed(store):
+    """A page view worth 20 halving every 10 days (the same model as the cache's), handed to the scorer
+    with its commit; 5 days later the time scheduler re-scores the lead (a half-life rule moves at every
+    instant): on DuckDB from its cached state alone (merged), 20 × 0.5^0.5 = 14.1421, what a full
+    re-score gives; a commit the scorer never saw makes the next tick read the history instead."""
+    from leadscore.engine import score_leads
+
+    decaying = TINY.replace("points: 30, window: 7d", "points: 20, decay: {half_life: 10d}")
+    save_model(store, parse_model(decaying, "decaying.yaml"), T0, activate=True)
+    live = LiveScorer(store, LiveSettings(time_rescore_seconds=0))
+    duck = store.dialect.name == "duckdb"
+    result = store.ingest(normalize_batch([msg("page", "ann", "a1", T0, properties={"path": "/pricing"})], T0))
+    live.process(result.new_message_ids, result.leads_touched, seqs=result.seqs)
+    at = T0 + timedelta(days=5)
+    live.rescore_time(at)
+    assert live.counters["merged_leads"] == (2 if duck else 0)      # the first visit, then the tick
+    assert dict(store.query("SELECT lead_id, score FROM lead_scores")) == {"ann": 14.1421}
+    assert score_leads(store, live.model(), at).set_index("lead_id").loc["ann", "score"] == 14.1421
+    store.ingest(normalize_batch([msg("page", "bob", "b1", at, properties={"path": "/pricing"})], at))  # not handed
+    live.rescore_time(at + timedelta(days=5))
+    assert live.counters["merged_leads"] == (2 if duck else 0)
+    assert dict(store.query("SELECT lead_id, score FROM lead_scores")) == {"ann": 10.0, "bob": 14.1421}
+
+
 def _server(store, **live_settings):
     now = utcnow()
     keys = {role: create_key(store, role, now).token for role in ("admin", "read", "write")}

@@ -166,7 +166,9 @@ def plan(model: Model, leads: list[str], messages: Mapping[str, set[tuple[str, s
     the cached leads and first visits whose cache row can take the batch's messages as they are
     (:func:`score_live` checks the watermark and the order); those whose derived rules are all
     :func:`mergeable` form one merged group, deriving the union of their rules (a rule none of a
-    lead's messages can match merges nothing into it)."""
+    lead's messages can match merges nothing into it). A lead in ``merging`` with no new message at all
+    (a time re-score) merges an empty batch: its rules that move with time alone (:func:`always_derived`)
+    from its cached state."""
     cached = cached | firsts
     always = always_derived(model)
     able = {i for i, r in enumerate(model.rules) if mergeable(r)}
@@ -177,6 +179,11 @@ def plan(model: Model, leads: list[str], messages: Mapping[str, set[tuple[str, s
     for lead in leads:
         mine = messages.get(lead)
         fresh: frozenset[int] | None = None
+        if not mine and lead in merging and all(i in able for i in always):
+            # No new message (a time re-score): the cached state moved to this instant.
+            merging_leads.append(lead)
+            merged_rules |= always
+            continue
         if lead in cached and mine and all(t in ENGAGEMENT_TYPES for t, _ in mine):
             key = frozenset(mine)
             fresh = by_messages.get(key)
@@ -304,7 +311,8 @@ def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | N
         groups = [(None, None, False)]
     else:
         ranked = ranked_rules(model, {k for kinds in messages.values() for k in kinds}) if can_merge and messages else []
-        rows = cache_rows(store, version, as_of, leads, merge_floor if can_merge else None, ranked) if messages else {}
+        rows = cache_rows(store, version, as_of, leads, merge_floor if can_merge else None, ranked) \
+            if messages or can_merge else {}
         cached = set(rows)
         firsts = new_leads(store, [lead for lead in leads if lead not in cached], message_ids) \
             if messages and message_ids else set()

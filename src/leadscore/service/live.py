@@ -312,7 +312,11 @@ class LiveScorer:
         times = None
         if watermark is None and not events:
             watermark = self.store.committed_seq
-        if self.settings.partial and batch is not None:
+            if self.settings.partial and watermark is not None and watermark == self._handled:
+                # Every commit has been handed to a pass: a cache row at or past the floor holds all its
+                # lead's messages up to the watermark, so time alone is merged (an empty batch).
+                batch, merge_floor, times = partial.batch_rows(self.store, []), self._merge_floor, {}
+        if self.settings.partial and batch is not None and events:
             messages, ids, times = partial.batch_messages(batch)
         elif self.settings.partial:
             for e in events:
