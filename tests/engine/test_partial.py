@@ -345,7 +345,7 @@ def test_a_changed_video_catalog_retires_the_cache_of_a_model_with_video_rules(s
 def _merged(store, m, as_of, result, floor):
     """The live path's merged call for an ingested batch: its rows, kinds, ids and times; counted up to
     the batch's commit; ``floor``: every commit since is in a batch handed over (as here)."""
-    batch = partial.batch_rows(store, result.new_message_ids)
+    batch = partial.batch_rows(store, result.new_message_ids, result.seqs)
     messages, ids, times = partial.batch_messages(batch)
     watermark = max(result.seqs)
     frame, state, paths = partial.score_live(store, m, as_of, sorted(messages), messages, message_ids=ids,

@@ -377,12 +377,14 @@ class LiveScorer:
             self.counters["errors"] += 1
             raise
 
-    def _prepare(self, message_ids: Sequence[str], leads: Iterable[str], as_of: datetime | None, full: bool = False):
+    def _prepare(self, message_ids: Sequence[str], leads: Iterable[str], as_of: datetime | None,
+                 seqs: Sequence[int] = ()):
         """The batch's events resolved to their leads, its instant, each lead's messageIds, the leads
-        (and with ``full``, on DuckDB, the events' whole rows: ``partial.batch_rows``, else None)."""
+        (and with ``seqs``, the commits that stored exactly these messages, on DuckDB, the events' whole
+        rows: ``partial.batch_rows``, else None)."""
         table = None
-        if full and self.store.dialect.name == "duckdb" and message_ids:
-            table = partial.batch_rows(self.store, list(message_ids))
+        if seqs and self.store.dialect.name == "duckdb" and message_ids:
+            table = partial.batch_rows(self.store, list(message_ids), seqs)
             cols = table.select(["message_id", "lead_id", "type", "event", "ts", "received_at"]).to_pydict()
             rows = list(zip(*cols.values()))
         else:
@@ -407,7 +409,7 @@ class LiveScorer:
         every commit since the last pass is among them (see ``__init__``)."""
         seqs = [s for s in seqs if s is not None]
         tracked = bool(seqs) and self._handled is not None and self.settings.partial
-        prepared = self._prepare(message_ids, leads, as_of, full=tracked)
+        prepared = self._prepare(message_ids, leads, as_of, seqs if tracked else ())
         if prepared is None:
             return None
         rows, received, as_of, events, refs, touched, table = prepared
