@@ -492,3 +492,44 @@ def test_a_score_counts_messages_up_to_its_watermark_so_a_merge_never_counts_one
         assert got.loc["ann", "rule:pricing"] == want == score_leads(store, MERGE, at).set_index("lead_id").loc["ann", "rule:pricing"]
     finally:
         store.close()
+
+
+BROWSER = model("""
+name: browser
+groups:
+  web: {axis: engagement}
+  tech: {axis: fit}
+tiers: [{name: cold}, {name: warm, min: 20}]
+rules:
+  - {name: pricing, group: web, page: /pricing, points: 5}
+  - {name: chrome, group: tech, trait: {browser: Chrome}, points: 7}
+  - {name: senior, group: tech, trait: {seniority: vp}, points: 11}
+""")
+
+
+def test_a_merge_reads_trait_rules_from_the_cache_unless_the_batch_or_an_import_wrote_traits(duckdb_url):
+    """ann's cache (pricing 5) is merged three times: a plain page view keeps her trait rules' cached
+    values (0); a page view with a Chrome user agent writes her browser trait, so the batch derives
+    them (chrome 7); an import that makes her a VP (no message) drops her cache row, so the next page
+    view takes the full path (senior 11). Every score equals a full re-score: 10, 22, 38."""
+    store = open_store(duckdb_url)
+    try:
+        _ingest(store, [_pg("ann", "/pricing", "2026-10-01T00:00:00Z")], T0)
+        floor = _cache_all(store, BROWSER, T0)
+        steps = [({}, None, 10.0, "merged"),
+                 ({"userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                                "Chrome/120.0 Safari/537.36"}, None, 22.0, "merged"),
+                 ({}, {"seniority": "vp"}, 38.0, "full")]
+        for k, (context, imported, score, path) in enumerate(steps):
+            at = T0 + timedelta(hours=k + 1)
+            if imported:
+                store.add_leads([("ann", imported, at)])
+            msg = _pg("ann", "/pricing", (at - timedelta(minutes=5)).isoformat() + "Z")
+            msg["messageId"] = f"ann-{k}"
+            if context:
+                msg["context"] = context
+            got, paths = _merged(store, BROWSER, at, store.ingest(normalize_batch([msg], at)), floor)
+            assert paths[path] == 1, (k, paths)
+            assert got.loc["ann", "score"] == score == score_leads(store, BROWSER, at).set_index("lead_id").loc["ann", "score"]
+    finally:
+        store.close()

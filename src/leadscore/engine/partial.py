@@ -154,7 +154,7 @@ def touched(model: Model, messages: Iterable[tuple[str, str | None]]) -> set[int
 
 def plan(model: Model, leads: list[str], messages: Mapping[str, set[tuple[str, str | None]]],
          cached: set[str], firsts: set[str] = frozenset(),
-         merging: set[str] = frozenset()) -> list[tuple[list[str], set[int] | None, bool]]:
+         merging: set[str] = frozenset(), traits_kept: bool = False) -> list[tuple[list[str], set[int] | None, bool]]:
     """Groups of leads, the rules to derive for each (None: all, the full path) and whether the group
     is merged (its derived rules from the cache's state and the batch alone, not the history).
 
@@ -168,10 +168,12 @@ def plan(model: Model, leads: list[str], messages: Mapping[str, set[tuple[str, s
     :func:`mergeable` form one merged group, deriving the union of their rules (a rule none of a
     lead's messages can match merges nothing into it). A lead in ``merging`` with no new message at all
     (a time re-score) merges an empty batch: its rules that move with time alone (:func:`always_derived`)
-    from its cached state."""
+    from its cached state. ``traits_kept``: no trait a merged lead's rules read can have changed since
+    its cache row (:func:`traits_unchanged`): its trait rules are read from the cache too."""
     cached = cached | firsts
     always = always_derived(model)
     able = {i for i, r in enumerate(model.rules) if mergeable(r)}
+    trait_rules = {i for i, r in enumerate(model.rules) if r.kind == "trait"} if traits_kept else set()
     by_messages: dict[frozenset, frozenset[int]] = {}   # a batch's leads share a few message kinds
     groups: dict[frozenset[int] | None, list[str]] = {}
     merging_leads: list[str] = []
@@ -182,7 +184,7 @@ def plan(model: Model, leads: list[str], messages: Mapping[str, set[tuple[str, s
         if not mine and lead in merging and all(i in able for i in always):
             # No new message (a time re-score): the cached state moved to this instant.
             merging_leads.append(lead)
-            merged_rules |= always
+            merged_rules |= always - trait_rules
             continue
         if lead in cached and mine and all(t in ENGAGEMENT_TYPES for t, _ in mine):
             key = frozenset(mine)
@@ -191,7 +193,7 @@ def plan(model: Model, leads: list[str], messages: Mapping[str, set[tuple[str, s
                 fresh = by_messages[key] = frozenset(always | touched(model, mine))
             if lead in merging and all(i in able for i in fresh if i >= 0):
                 merging_leads.append(lead)
-                merged_rules |= fresh
+                merged_rules |= fresh - trait_rules
                 continue
         groups.setdefault(fresh, []).append(lead)
     if len([k for k in groups if k is not None]) > 4:
@@ -207,6 +209,25 @@ def plan(model: Model, leads: list[str], messages: Mapping[str, set[tuple[str, s
     if merging_leads:
         out.append((merging_leads, merged_rules, True))
     return out
+
+
+def traits_unchanged(model: Model, batch: pa.Table) -> bool:
+    """Whether a batch of track/page/screen messages (:func:`batch_rows`) leaves every trait the
+    model's trait rules read as its leads' cache rows saw them: none carries a group id (the
+    ``account_id`` trait) or a user agent (``browser``), the traits such messages write
+    (``Store._apply_identity_and_traits``), and the model reads no account trait (another lead's group
+    call changes those). Traits written any other way come with an identify (the full path) or an
+    import, which drops the leads' cache rows (``Store.add_leads``)."""
+    from leadscore.engine.parquet import model_trait_keys
+
+    if any(k.startswith("account.") for k in model_trait_keys(model)):
+        return False
+    if batch.num_rows == 0:
+        return True
+    if pc.any(pc.is_valid(batch.column("group_id"))).as_py():
+        return False
+    context = batch.column("context").cast(pa.string())
+    return not pc.any(pc.match_substring(pc.fill_null(context, ""), "userAgent")).as_py()
 
 
 def cache_version(store: Store, model: Model) -> str:
@@ -319,7 +340,8 @@ def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | N
         if can_merge:
             merging = {lead for lead, (able, newest) in rows.items()
                        if able and in_order(model, ranked, newest, message_times.get(lead, {}))} | firsts
-        groups = plan(model, leads, messages or {}, cached, firsts, merging)
+        groups = plan(model, leads, messages or {}, cached, firsts, merging,
+                      traits_kept=can_merge and traits_unchanged(model, batch))
     frames, states, paths = [], [], {"partial": 0, "full": 0, "merged": 0}
     for group, fresh, merged in groups:
         mine = None

@@ -335,6 +335,10 @@ class Store(ABC):
                               [(lead_id, ts) for lead_id, _, ts in rows], conflict="ignore")
             if traits:
                 self._upsert_newest(conn, "lead_traits", "lead_id", list(traits.values()))
+                # Traits written without a message: the live rule cache of these leads no longer holds
+                # (a merged re-score reads trait rules from it; leadscore.engine.partial).
+                leads = sorted(self.resolve_leads(conn, {lead for lead, _ in traits}))
+                self._fetch_in(conn, "DELETE FROM live_rule_cache WHERE lead_id IN {ids} RETURNING lead_id", leads)
         return len(rows)
 
 
