@@ -109,14 +109,21 @@ def ranked_rules(model: Model, kinds: Iterable[tuple[str, str | None]]) -> list[
 
 
 def in_order(model: Model, ranked: list[int], newest: datetime | None,
-             times: Mapping[tuple[str, str | None], datetime]) -> bool:
+             times: Mapping[tuple[str, str | None], datetime], reading: dict | None = None) -> bool:
     """Whether a lead's new messages that can match one of the ``ranked`` rules (``times``: the
     earliest time of each (type, event)) all come after ``newest``, the newest occurrence its cache row
-    counted for any of them: only then are the cached ranks unchanged and the merge exact."""
+    counted for any of them: only then are the cached ranks unchanged and the merge exact. ``reading``:
+    a pass's memo of which kinds match a ranked rule."""
     if newest is None:
         return True
-    rules = [model.rules[i] for i in ranked]
-    return all(ts > newest for (type_, event), ts in times.items() if any(_reads(r, type_, event) for r in rules))
+    reading = {} if reading is None else reading
+    for kind, ts in times.items():
+        hit = reading.get(kind)
+        if hit is None:
+            hit = reading[kind] = any(_reads(model.rules[i], *kind) for i in ranked)
+        if hit and ts <= newest:
+            return False
+    return True
 
 
 def _reads(rule: Rule, type_: str, event: str | None) -> bool:
@@ -338,8 +345,9 @@ def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | N
         firsts = new_leads(store, [lead for lead in leads if lead not in cached], message_ids) \
             if messages and message_ids else set()
         if can_merge:
+            reading: dict = {}
             merging = {lead for lead, (able, newest) in rows.items()
-                       if able and in_order(model, ranked, newest, message_times.get(lead, {}))} | firsts
+                       if able and in_order(model, ranked, newest, message_times.get(lead, {}), reading)} | firsts
         groups = plan(model, leads, messages or {}, cached, firsts, merging,
                       traits_kept=can_merge and traits_unchanged(model, batch))
     frames, states, paths = [], [], {"partial": 0, "full": 0, "merged": 0}
