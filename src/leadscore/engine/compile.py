@@ -354,8 +354,8 @@ def _merge_event_rules(ctx: _Ctx, kinds: dict[str, list[str]], top: int) -> str:
     if kinds["limited"]:
         ctx.ctes.append(("ev_occ", " UNION ALL ".join(kinds["limited"])))
         room = f"GREATEST(q.p_max - {old}, 0)"
-        raw = (f"q.p_add * COALESCE(list_sum(q.l[1:{room}]), 0) + CASE WHEN {old} = 0 AND q.p_max > 0 "
-               "THEN (q.p_first - q.p_add) * q.l[1] ELSE 0 END")
+        raw = (f"q.p_add * COALESCE(list_sum(q.l[1:{room}]), 0) + CASE WHEN {old} = 0 "
+               "THEN (q.p_first - q.p_add) * q.l[1] ELSE 0 END")   # no cached hit: the room is p_max >= 1
         parts.append(f"SELECT q.lead_id, q.rule_idx, {raw} AS pts, LEAST(len(q.l), {room}) AS hits{ctx.extra(raw, 'q.lt')} FROM ("
                      f"SELECT lead_id, rule_idx, p_first, p_add, p_max, arg_min(mult * dec, (ts, message_id), {int(top)}) AS l, "
                      f"max(ts) AS lt FROM ev_occ GROUP BY lead_id, rule_idx, p_first, p_add, p_max) q "
