@@ -91,10 +91,6 @@ class _Ctx:
         return (f", CAST({raw or 'NULL'} AS {self.d.double()}) AS raw, "
                 f"CAST({last or 'NULL'} AS TIMESTAMP) AS last")
 
-    def cached(self, column: str, i: int) -> str:
-        """Rule ``i``'s item of a list column of the cache row ``c``."""
-        return f"c.{column}[{i + 1}]"
-
     def before(self, td) -> str:
         """The instant ``td`` before as-of, as a literal: ``age < W`` is written ``ts > (as_of - W)``,
         a constant comparison the scan can push down (and exact to the microsecond)."""
@@ -439,7 +435,7 @@ def _inactivity_rule(ctx: _Ctx, i: int, rule: Rule) -> str:
     if ctx.merge:
         # The batch's newest match or the cached one, whichever is later.
         last = (f"SELECT lead_id, max(last_ts) AS last_ts FROM ({last} UNION ALL SELECT c.lead_id, "
-                f"{ctx.cached('last', i)} FROM {ctx.cache} c WHERE c.lead_id IN (SELECT lead_id FROM pop)) x GROUP BY lead_id")
+                f"c.last[{i + 1}] FROM {ctx.cache} c WHERE c.lead_id IN (SELECT lead_id FROM pop)) x GROUP BY lead_id")
     ctx.ctes.append((f"r{i}_l", last))
     never = "l.last_ts IS NULL" if rule.inactivity.if_never else "FALSE"
     idle = f"l.last_ts <= {ctx.before(rule.inactivity.after)}"

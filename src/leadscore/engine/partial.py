@@ -52,17 +52,18 @@ import pyarrow.compute as pc
 
 from leadscore.engine.compile import ENGAGEMENT_TYPES, _rank_kind
 from leadscore.engine.incremental import _ts
-from leadscore.engine.score import score_leads_state, to_naive_utc
+from leadscore.engine.score import STATE_COLUMNS, score_leads_state, to_naive_utc
 from leadscore.model.schema import Model, Rule
 from leadscore.store import Store
 from leadscore.store.dialect import quote_literal
 
 CACHE = "live_rule_cache"
 CACHE_FORMAT = 2   # bump when what a cache row holds or how the engine derives it changes
-_COLS = ("lead_id", "model_version", "as_of", "valid_until", "moving", "pts", "hits", "raw", "last", "last_activity",
-         "agg_rule", "agg_bucket", "agg_value", "agg_x", "seq")
-_STATE = ("ls_valid", "ls_moving", "ls_pts", "ls_hits", "ls_raw", "ls_last", "ls_last_activity", "ls_agg_rule",
-          "ls_agg_bucket", "ls_agg_value", "ls_agg_x")
+# The cache's column of each state column (score.STATE_COLUMNS), in that order.
+_CACHED = {"ls_pts": "pts", "ls_hits": "hits", "ls_valid": "valid_until", "ls_moving": "moving", "ls_raw": "raw",
+           "ls_last": "last", "ls_last_activity": "last_activity", "ls_agg_rule": "agg_rule",
+           "ls_agg_bucket": "agg_bucket", "ls_agg_value": "agg_value", "ls_agg_x": "agg_x"}
+_COLS = ("lead_id", "model_version", "as_of", *(_CACHED[c] for c in STATE_COLUMNS), "seq")
 
 
 def stage_flags(model: Model) -> list[tuple[list[str], object]]:
@@ -352,10 +353,7 @@ def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | N
                       traits_kept=can_merge and traits_unchanged(model, batch))
     frames, states, paths = [], [], {"partial": 0, "full": 0, "merged": 0}
     for group, fresh, merged in groups:
-        mine = None
-        if merged:
-            members = set(group)
-            mine = batch.filter(pc.is_in(batch.column("lead_id"), pa.array(sorted(members), pa.string())))
+        mine = batch.filter(pc.is_in(batch.column("lead_id"), pa.array(group, pa.string()))) if merged else None
         frame, state = score_leads_state(store, model, as_of, group, activity=activity, state=True,
                                          fresh=fresh, cache=CACHE if fresh is not None else None,
                                          watermark=watermark, batch=mine)
@@ -388,12 +386,12 @@ def save_cache(store: Store, conn, as_of: datetime, state: pa.Table, watermark: 
         conn.register("_ls_rule_state", stage)
         try:
             conn.execute(f"INSERT INTO {CACHE} ({', '.join(_COLS)}) SELECT lead_id, model_version, as_of, "
-                         f"{', '.join(_STATE)}, seq FROM _ls_rule_state")
+                         f"{', '.join(STATE_COLUMNS)}, seq FROM _ls_rule_state")
         finally:
             conn.unregister("_ls_rule_state")
         return
     rows = list(zip(leads, state.column("model_version").to_pylist(), [as_of] * n,
-                    *(state.column(c).to_pylist() for c in _STATE), seq.to_pylist()))
+                    *(state.column(c).to_pylist() for c in STATE_COLUMNS), seq.to_pylist()))
     store._bulk_insert(conn, CACHE, _COLS, rows, conflict="plain")
 
 
