@@ -4,6 +4,7 @@
     .venv/bin/python bench/freshness_bench.py --backend duckdb --leads 20000 --seconds 20
     .venv/bin/python bench/freshness_bench.py --backend postgres --leads 5000 --seconds 30 --conns 4 --rate 200 --batch 20
     .venv/bin/python bench/freshness_bench.py --queries --leads 100000 --backend duckdb
+    .venv/bin/python bench/freshness_bench.py --backend duckdb --rate 1000 --batch 50 --conns 4 --busy 2
 
 Freshness (event accepted → new score readable): a store holding a demo population (default model,
 every lead scored) is served by a real `leadscore serve` (its ingestion process answers /v1/*; the store's
@@ -14,6 +15,8 @@ events/s in requests of --batch events (each event a different lead). Meanwhile 
 every 250 ms, one message for a new lead and polls GET /api/leads/{id}/history until the change caused
 by that messageId is readable: the time from the 200 acknowledgement to that read is the freshness.
 The server's own measure (receive time → score committed, every message) is read from /api/live.
+--busy K: K CPU-bound processes (busy loops at the default priority) run beside the server during the
+load, as another workload on the machine would.
 Baseline, same run: one full re-score of the population (what a scorer without per-batch updates
 would need at least between an event and its score); ratio = baseline / freshness p99.
 
@@ -213,8 +216,16 @@ def generator(port, write_token, read_token, seconds, leads, conns, out, rate=0.
     out.put({"load": load, "probe": probe})
 
 
+def _spin(seconds: float) -> None:
+    """Another workload on the machine (--busy): one core's worth of CPU, at the default priority."""
+    stop_at = time.perf_counter() + seconds
+    x = 0
+    while time.perf_counter() < stop_at:
+        x += 1
+
+
 def freshness(backend: str, leads: int, seconds: float, tmp: Path, conns: int = 8, rate: float = 0.0,
-              size: int = 500) -> dict:
+              size: int = 500, busy: int = 0) -> dict:
     import httpx
 
     from leadscore.service.auth import create_key
@@ -245,8 +256,13 @@ def freshness(backend: str, leads: int, seconds: float, tmp: Path, conns: int = 
             q = mp.Queue()
             gen = mp.Process(target=generator, args=(port, write, read, seconds, pop["sample"], conns, q, rate, size))
             gen.start()
+            spinners = [mp.Process(target=_spin, args=(seconds,)) for _ in range(busy)]
+            for sp in spinners:
+                sp.start()
             res = q.get()
             gen.join()
+            for sp in spinners:
+                sp.join()
             # let the scorer finish the backlog, then read its own measure
             deadline = time.monotonic() + 120
             while True:
@@ -268,7 +284,7 @@ def freshness(backend: str, leads: int, seconds: float, tmp: Path, conns: int = 
             "baseline_full_rescore_s": baseline, "events_per_s": load["events"] / load["elapsed"],
             "statuses": load["statuses"], "probe_n": len(probe["fresh"]), "probe_misses": probe["misses"],
             "probe_p50": pct(probe["fresh"], 50), "probe_p99": pct(probe["fresh"], 99), "probe_max": max(probe["fresh"] or [float("nan")]),
-            "server": stats["freshness_seconds"], "batches": stats["batches"], "changes": stats["changes"],
+            "server": stats["freshness_seconds"], "batches": stats["batches"], "yielded": stats.get("yielded_batches", 0), "changes": stats["changes"],
             "partial_leads": stats.get("partial_leads"), "full_leads": stats.get("full_leads"),
             "merged_leads": stats.get("merged_leads", 0),
             "score_s": stats.get("score_seconds"), "write_s": stats.get("write_seconds"),
@@ -339,6 +355,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.0,
                     help="events/s of the load, open loop (0: as fast as answered, the ingestion benchmark's load)")
     ap.add_argument("--batch", type=int, default=500, help="events per load request")
+    ap.add_argument("--busy", type=int, default=0,
+                    help="CPU-bound processes running beside the server during the load (another workload on the machine)")
     ap.add_argument("--queries", action="store_true", help="time the read models instead of freshness")
     ap.add_argument("--db", default=None, help="--queries on an existing, scored store")
     args = ap.parse_args()
@@ -352,11 +370,11 @@ def main() -> None:
                 for name, secs in res["timings"].items():
                     print(f"  {name:42s} {secs * 1000:9.1f}   (baseline/this {base / secs:6.1f}x)")
                 continue
-            res = freshness(backend, args.leads, args.seconds, Path(tmp), args.conns, args.rate, args.batch)
+            res = freshness(backend, args.leads, args.seconds, Path(tmp), args.conns, args.rate, args.batch, args.busy)
             s = res["server"]
             print(f"\n[{backend}] {res['leads']:,} leads, {res['events_in_store']:,} events loaded in {res['load_s']:.0f} s")
             print(f"  load: {res['events_per_s']:,.0f} events/s accepted, statuses {res['statuses']}, "
-                  f"server CPU {res['server_cpu_s']:.1f} s, {res['batches']} scoring batches, {res['changes']:,} score changes "
+                  f"server CPU {res['server_cpu_s']:.1f} s, {res['batches']} scoring batches ({res['yielded']} yielding to ingestion), {res['changes']:,} score changes "
                   + (f"(leads re-scored: {res['merged_leads']:,} merged, {res['partial_leads']:,} partial, {res['full_leads']:,} full; "
                      f"scoring {res['score_s']:.1f} s, writing {res['write_s']:.1f} s)" if res["score_s"] is not None else ""))
             print(f"  freshness (probe: 200 → history row readable, n={res['probe_n']}, misses {res['probe_misses']}): "

@@ -186,6 +186,11 @@ def test_acknowledgements_do_not_wait_for_scoring(store):
         headers = {"Authorization": f"Bearer {keys['read']}"}
         lead = wait_for(lambda: client.get("/api/leads/ann", headers=headers).json().get("current"))
         assert lead["score"] == 30.0
+        # whether a pass yields the CPU to ingestion reads the writer's backlog (LiveScorer.on_ingest): one
+        # event submitted while the store's write lock is held stays waiting
+        with store._lock:
+            app.state.writer.submit(normalize_batch([msg("page", "bob", "b1", t, properties={"path": "/pricing"})], t))
+            assert live.backlog() == app.state.writer.pending_events == 1
 
 
 def test_startup_scores_a_store_that_has_no_live_scores_and_the_lead_endpoint_is_the_explanation(store):
@@ -208,29 +213,52 @@ def test_startup_scores_a_store_that_has_no_live_scores_and_the_lead_endpoint_is
         assert {k: lead[k] for k in cli} == json.loads(json.dumps(cli, default=str))
 
 
-def test_scoring_runs_below_the_ingestion_threads_cpu_priority(store):
-    """on_ingest lowers the nice value of the thread it runs in (the writer's hook thread), once, by
-    ``LiveSettings.nice``; another thread keeps its own."""
+def test_event_passes_yield_the_cpu_only_while_ingestion_is_behind(store):
+    """on_ingest scores in the thread that calls it (the writer's hook thread), at its priority, while the
+    ingestion backlog is below ``LiveSettings.yield_backlog``; at or above it, in one other thread
+    ``LiveSettings.nice`` below (lowered once); with nice 0, never elsewhere."""
     import os
     import threading
 
-    live = scorer(store, nice=7)
-    result = store.ingest(normalize_batch([msg("page", "ann", "p1", T0, properties={"path": "/pricing"})], T0))
-    seen = {}
+    live = scorer(store, nice=7, yield_backlog=100)
+    backlog = [0]
+    live.backlog = lambda: backlog[0]
+    seen = []
+    process = live.process
+
+    def observed(*args, **kwargs):      # the real pass, noting the thread it runs in and that thread's nice value
+        tid = threading.get_native_id()
+        seen.append((tid, os.getpriority(os.PRIO_PROCESS, tid)))
+        return process(*args, **kwargs)
+    live.process = observed
+    hook = {}
+
+    def page(lead, at_backlog):
+        backlog[0] = at_backlog
+        live.on_ingest(store.ingest(normalize_batch([msg("page", lead, f"p-{lead}", T0, properties={"path": "/pricing"})],
+                                                    T0)))
 
     def hook_thread():
         tid = threading.get_native_id()
-        before = os.getpriority(os.PRIO_PROCESS, tid)
-        live.on_ingest(result)
-        live.on_ingest(result)          # a second batch: not lowered again
-        seen["hook"] = (before, os.getpriority(os.PRIO_PROCESS, tid))
+        hook["tid"], hook["before"] = tid, os.getpriority(os.PRIO_PROCESS, tid)
+        page("ann", 0)
+        page("bob", 100)      # behind
+        page("cid", 5000)     # behind
+        page("dan", 99)
+        hook["after"] = os.getpriority(os.PRIO_PROCESS, tid)
 
     t = threading.Thread(target=hook_thread)
     t.start()
     t.join()
     live.stop()
-    assert store.query("SELECT lead_id, score FROM lead_scores") == [("ann", 30.0)]
-    before, after = seen["hook"]
-    assert after == min(19, before + 7)
-    tid = threading.get_native_id()
-    assert os.getpriority(os.PRIO_PROCESS, tid) == before      # this thread is untouched
+    here = (hook["tid"], hook["before"])
+    assert seen[0] == here and seen[3] == here and hook["after"] == hook["before"]
+    assert seen[1][0] != hook["tid"] and seen[1][1] == min(19, hook["before"] + 7)
+    assert seen[2] == seen[1]
+    assert live.counters["yielded_batches"] == 2
+    assert dict(store.query("SELECT lead_id, score FROM lead_scores")) == {"ann": 30.0, "bob": 30.0, "cid": 30.0,
+                                                                          "dan": 30.0}
+    never = LiveScorer(store, LiveSettings(time_rescore_seconds=0, nice=0, yield_backlog=0))
+    never.backlog = lambda: 10**6
+    never.on_ingest(store.ingest(normalize_batch([msg("page", "eve", "p-eve", T0, properties={"path": "/pricing"})], T0)))
+    assert never.counters["yielded_batches"] == 0 and never.counters["batches"] == 1

@@ -388,6 +388,8 @@ class LiveStats(_Out):
     model_version: str | None
     high_water: str | None
     batches: int
+    yielded_batches: int = Field(0, description="event passes run below the process's CPU priority because ingestion "
+                                                "was behind (LEADSCORE_YIELD_BACKLOG events waiting to be stored)")
     events: int
     changes: int
     alerts: int

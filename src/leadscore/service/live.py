@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Sequence
@@ -64,7 +65,8 @@ class LiveSettings:
     alerts_on_time: bool = True
     crm_sync: bool = True                 # enqueue a CRM sync item per changed lead
     freshness_samples: int = 200_000      # per-message lags kept for the percentiles
-    nice: int = 10                        # scoring threads run this much below the process's CPU priority (0: as it)
+    nice: int = 10                        # how far below the process's CPU priority scoring yields (0: never)
+    yield_backlog: int = 5_000            # ingestion backlog (events) from which event passes yield (on_ingest)
     partial: bool = True                  # re-derive only the rules a batch can move (engine.partial; 0: every rule)
 
     @classmethod
@@ -103,11 +105,8 @@ class LiveReport:
 
 
 def lower_thread_priority(nice: int) -> None:
-    """Lower the calling thread's CPU priority by ``nice`` (Linux: each thread has its own nice value).
-
-    Scoring runs in the store's process while the ingestion process answers /v1/*: when both want the
-    two cores, the acknowledgements go first and scoring catches up behind them, instead of a request
-    waiting for a re-score's CPU. With spare CPU a nice value changes nothing."""
+    """Lower the calling thread's CPU priority by ``nice`` (Linux: each thread has its own nice value; an
+    unprivileged thread may lower its priority but not raise it again). With spare CPU it changes nothing."""
     if nice <= 0 or not hasattr(os, "setpriority"):
         return
     try:
@@ -257,7 +256,7 @@ class LiveScorer:
         self.high_water: datetime | None = None
         self._model: tuple[str, Model] | None = None
         self._lags: deque[float] = deque(maxlen=self.settings.freshness_samples)
-        self.counters = {"batches": 0, "events": 0, "changes": 0, "alerts": 0, "crm_items": 0, "errors": 0,
+        self.counters = {"batches": 0, "yielded_batches": 0, "events": 0, "changes": 0, "alerts": 0, "crm_items": 0, "errors": 0,
                          "partial_leads": 0, "full_leads": 0, "merged_leads": 0, "score_seconds": 0.0,
                          "write_seconds": 0.0}
         # Merged re-scores (engine.partial): every ingest commit after ``_handled`` (a commit number,
@@ -271,7 +270,9 @@ class LiveScorer:
         self.last_time_rescore: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._lowered = threading.local()   # threads whose priority on_ingest already lowered
+        # The writer's count of events acknowledged and not yet stored (install sets it; None: never behind).
+        self.backlog: Callable[[], int] | None = None
+        self._yielding: ThreadPoolExecutor | None = None   # the thread event passes yield in (on_ingest)
 
     # ---- the model
     def model(self) -> Model:
@@ -365,17 +366,38 @@ class LiveScorer:
 
     # ---- events
     def on_ingest(self, result: IngestResult) -> LiveReport | None:
-        """The after_ingest hook: re-score the leads of a committed batch."""
+        """The after_ingest hook: re-score the leads of a committed batch.
+
+        Scoring runs in the store's process beside ingestion (its apply thread here, the ingestion
+        process answering /v1/*). While ingestion keeps up, a pass runs in this thread at the process's
+        CPU priority, so a score follows its event as fast as the cores allow, whatever else runs on the
+        machine. Once ingestion falls behind (``backlog`` at or above ``LiveSettings.yield_backlog``
+        events acknowledged and not yet stored), passes run in a thread ``nice`` below it: when both want
+        the cores, acknowledgements and the store's apply go first and scores catch up behind them
+        (``yielded_batches`` counts those passes). Two threads rather than one thread's priority moved
+        down and up: an unprivileged thread cannot raise its priority again."""
         if not result.new_message_ids and not result.leads_touched:
             return None
-        if not getattr(self._lowered, "done", False):
-            lower_thread_priority(self.settings.nice)
-            self._lowered.done = True
         try:
+            if self._behind():
+                self.counters["yielded_batches"] += 1
+                return self._yield_thread().submit(self.process, result.new_message_ids, result.leads_touched,
+                                                   seqs=result.seqs).result()
             return self.process(result.new_message_ids, result.leads_touched, seqs=result.seqs)
         except Exception:
             self.counters["errors"] += 1
             raise
+
+    def _behind(self) -> bool:
+        if self.settings.nice <= 0 or self.backlog is None or self._stop.is_set():   # stopped: the writer drains
+            return False
+        return self.backlog() >= self.settings.yield_backlog
+
+    def _yield_thread(self) -> ThreadPoolExecutor:
+        if self._yielding is None:
+            self._yielding = ThreadPoolExecutor(1, "leadscore-score-yielding",
+                                                initializer=lower_thread_priority, initargs=(self.settings.nice,))
+        return self._yielding
 
     def _prepare(self, message_ids: Sequence[str], leads: Iterable[str], as_of: datetime | None,
                  seqs: Sequence[int] = ()):
@@ -595,6 +617,8 @@ class LiveScorer:
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
+        if self._yielding is not None:
+            self._yielding.shutdown(wait=True)
         gc.unfreeze()   # what start() froze is collected (and finalized) as usual again
         for thread in self._threads:
             thread.join(timeout)
@@ -605,5 +629,6 @@ def install(app) -> None:
     scorer = LiveScorer(app.state.store, settings)
     app.state.live = scorer
     app.state.after_ingest.append(scorer.on_ingest)
+    scorer.backlog = lambda: app.state.writer.pending_events
     app.state.on_start.append(lambda app: scorer.start())
     app.state.on_stop.append(lambda app: scorer.stop())
