@@ -262,3 +262,8 @@ def test_event_passes_yield_the_cpu_only_while_ingestion_is_behind(store):
     never.backlog = lambda: 10**6
     never.on_ingest(store.ingest(normalize_batch([msg("page", "eve", "p-eve", T0, properties={"path": "/pricing"})], T0)))
     assert never.counters["yielded_batches"] == 0 and never.counters["batches"] == 1
+    late = LiveScorer(store, LiveSettings(time_rescore_seconds=0, nice=7, yield_backlog=0))
+    late.backlog = lambda: 1
+    late._yield_thread().shutdown()     # as stop() does, between the backlog's reading and the hand-over
+    late.on_ingest(store.ingest(normalize_batch([msg("page", "fay", "p-fay", T0, properties={"path": "/pricing"})], T0)))
+    assert late.counters["yielded_batches"] == 0 and late.counters["batches"] == 1   # scored here instead
