@@ -213,10 +213,10 @@ def test_startup_scores_a_store_that_has_no_live_scores_and_the_lead_endpoint_is
         assert {k: lead[k] for k in cli} == json.loads(json.dumps(cli, default=str))
 
 
-def test_event_passes_yield_the_cpu_only_while_ingestion_is_behind(store):
+def test_event_passes_yield_the_cpu_from_the_configured_ingestion_backlog(store):
     """on_ingest scores in the thread that calls it (the writer's hook thread), at its priority, while the
     ingestion backlog is below ``LiveSettings.yield_backlog``; at or above it, in one other thread
-    ``LiveSettings.nice`` below (lowered once); with nice 0, never elsewhere."""
+    ``LiveSettings.nice`` below (lowered once); with nice 0, never elsewhere; by default, always there."""
     import os
     import threading
 
@@ -262,6 +262,10 @@ def test_event_passes_yield_the_cpu_only_while_ingestion_is_behind(store):
     never.backlog = lambda: 10**6
     never.on_ingest(store.ingest(normalize_batch([msg("page", "eve", "p-eve", T0, properties={"path": "/pricing"})], T0)))
     assert never.counters["yielded_batches"] == 0 and never.counters["batches"] == 1
+    default = LiveScorer(store, LiveSettings(time_rescore_seconds=0))      # no backlog known: reads as 0
+    default.on_ingest(store.ingest(normalize_batch([msg("page", "gus", "p-gus", T0, properties={"path": "/pricing"})], T0)))
+    default.stop()
+    assert default.counters["yielded_batches"] == 1
     late = LiveScorer(store, LiveSettings(time_rescore_seconds=0, nice=7, yield_backlog=0))
     late.backlog = lambda: 1
     late._yield_thread().shutdown()     # as stop() does, between the backlog's reading and the hand-over

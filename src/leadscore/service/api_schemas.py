@@ -388,8 +388,9 @@ class LiveStats(_Out):
     model_version: str | None
     high_water: str | None
     batches: int
-    yielded_batches: int = Field(0, description="event passes run below the process's CPU priority because ingestion "
-                                                "was behind (LEADSCORE_YIELD_BACKLOG events waiting to be stored)")
+    yielded_batches: int = Field(0, description="event passes run below the process's CPU priority: at least "
+                                                "LEADSCORE_YIELD_BACKLOG events (default 0: every pass) were waiting "
+                                                "to be stored")
     events: int
     changes: int
     alerts: int

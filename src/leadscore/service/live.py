@@ -66,7 +66,7 @@ class LiveSettings:
     crm_sync: bool = True                 # enqueue a CRM sync item per changed lead
     freshness_samples: int = 200_000      # per-message lags kept for the percentiles
     nice: int = 10                        # how far below the process's CPU priority scoring yields (0: never)
-    yield_backlog: int = 5_000            # ingestion backlog (events) from which event passes yield (on_ingest)
+    yield_backlog: int = 0                # ingestion backlog (events) from which event passes yield (0: always; on_ingest)
     partial: bool = True                  # re-derive only the rules a batch can move (engine.partial; 0: every rule)
 
     @classmethod
@@ -270,7 +270,7 @@ class LiveScorer:
         self.last_time_rescore: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        # The writer's count of events acknowledged and not yet stored (install sets it; None: never behind).
+        # The writer's count of events acknowledged and not yet stored (install sets it; None: reads as 0).
         self.backlog: Callable[[], int] | None = None
         self._yielding: ThreadPoolExecutor | None = None   # the thread event passes yield in (on_ingest)
 
@@ -369,15 +369,17 @@ class LiveScorer:
         """The after_ingest hook: re-score the leads of a committed batch.
 
         Scoring runs in the store's process beside ingestion (the store's apply thread, the ingestion
-        process answering /v1/*). While ingestion keeps up, a pass runs in this thread at the process's
-        CPU priority, so a score follows its event as fast as the cores allow, whatever else runs on the
-        machine. Once ingestion falls behind (``backlog`` at or above ``LiveSettings.yield_backlog``
-        events acknowledged and not yet stored), passes run in a thread ``nice`` below it: when both want
-        the cores, acknowledgements and the store's apply go first and scores catch up behind them
-        (``yielded_batches`` counts those passes). Two threads rather than one thread's priority moved
-        down and up: an unprivileged thread cannot raise its priority again. The default backlog, 5,000
-        events, is a quarter second of the benchmark's 20,000 events/s and a twelfth of the bound
-        beyond which requests get 503 (``Settings.max_pending_events``)."""
+        process answering /v1/*). A pass runs in a thread ``LiveSettings.nice`` below the process's CPU
+        priority once the writer's backlog (``backlog``: events acknowledged and not yet stored) is at
+        or above ``LiveSettings.yield_backlog``, else in this thread at the process's priority
+        (``yielded_batches`` counts the passes that yielded). The default, 0, always yields: when
+        ingestion and scoring want the same cores, acknowledgements go first and scores catch up
+        behind them. But a niced scorer also yields to any other work on the machine: an operator
+        whose server shares it sets e.g. 5,000 (a quarter second of 20,000 events/s), so that scores
+        keep up while ingestion does, at some cost to acknowledgement latency when both compete
+        (bench/RESULTS.md, session 11: freshness p99 2.5-3.6 s against 15.9-17.7 s beside two busy
+        processes; /v1/track p99 at 1,000 requests/s 11-121 ms against 13-55 ms). Two threads rather
+        than one thread's priority moved down and up: an unprivileged thread cannot raise it again."""
         if not result.new_message_ids and not result.leads_touched:
             return None
         args = (result.new_message_ids, result.leads_touched)
@@ -396,9 +398,9 @@ class LiveScorer:
             raise
 
     def _behind(self) -> bool:
-        if self.settings.nice <= 0 or self.backlog is None or self._stop.is_set():   # stopped: the writer drains
+        if self.settings.nice <= 0 or self._stop.is_set():   # stopped: the writer drains through the hook thread
             return False
-        return self.backlog() >= self.settings.yield_backlog
+        return (self.backlog() if self.backlog is not None else 0) >= self.settings.yield_backlog
 
     def _yield_thread(self) -> ThreadPoolExecutor:
         if self._yielding is None:
