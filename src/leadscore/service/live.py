@@ -66,7 +66,7 @@ class LiveSettings:
     crm_sync: bool = True                 # enqueue a CRM sync item per changed lead
     freshness_samples: int = 200_000      # per-message lags kept for the percentiles
     nice: int = 10                        # how far below the process's CPU priority scoring yields (0: never)
-    yield_backlog: int = 0                # ingestion backlog (events) from which event passes yield (0: always; on_ingest)
+    yield_backlog: int = 0                # backlog (events) from which event passes yield (0: always; on_ingest)
     partial: bool = True                  # re-derive only the rules a batch can move (engine.partial; 0: every rule)
 
     @classmethod
