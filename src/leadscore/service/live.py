@@ -400,6 +400,8 @@ class LiveScorer:
     def _behind(self) -> bool:
         if self.settings.nice <= 0 or self._stop.is_set():   # stopped: the writer drains through the hook thread
             return False
+        if self.settings.yield_backlog <= 0:                 # the default: always, no need to ask the writer
+            return True
         return (self.backlog() if self.backlog is not None else 0) >= self.settings.yield_backlog
 
     def _yield_thread(self) -> ThreadPoolExecutor:
