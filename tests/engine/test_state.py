@@ -218,6 +218,45 @@ def test_runs_append_their_rows_without_rewriting_the_state_and_every_nth_run_co
     assert {k: v for k, v in _scores(run.frame).items() if k in "abce"} == {"a": 20, "b": 70, "c": 40, "e": 20}
 
 
+def test_an_incremental_run_stages_without_temp_checkpoints_and_restores_the_connections_settings(tmp_path,
+                                                                                                 monkeypatch):
+    """Up to its commit an incremental run writes temp tables only, which DuckDB would checkpoint
+    (compress) once they pass checkpoint_threshold: the run raises it while it copies and scores the
+    changed leads' rows, drops the copies, and commits to the state under the caller's own; the
+    checkpoint after it runs without vacuum tasks; both settings are the caller's again afterwards."""
+    import leadscore.engine.state as state_mod
+    from leadscore.engine.parquet import open_duckdb
+    log, add_day2 = _logs(tmp_path, False)
+    state, m = tmp_path / "state", model(STATE_MODEL)
+    conn = open_duckdb()
+    conn.execute("SET checkpoint_threshold = '1KiB'")
+    conn.execute("SET max_vacuum_tasks = 7")
+    score_with_state(m, log, state, T1, conn=conn)
+    add_day2()
+    seen: list[tuple[str, str, str, int]] = []
+    run_sql = state_mod._run
+
+    def spy(c, sql):
+        now = dict(c.execute("SELECT name, value FROM duckdb_settings() WHERE name IN "
+                             "('checkpoint_threshold', 'max_vacuum_tasks')").fetchall())
+        copies = c.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND starts_with(table_name, 'ls_c_')"
+                           ).fetchall()[0][0]
+        seen.append((sql.split(" AS ")[0], now["checkpoint_threshold"], now["max_vacuum_tasks"], copies))
+        return run_sql(c, sql)
+    monkeypatch.setattr(state_mod, "_run", spy)
+    run = score_with_state(m, log, state, T2, conn=conn)
+    monkeypatch.undo()
+    assert not run.full and run.rescored == 8
+    at = {sql: rest for sql, *rest in seen}       # (threshold, vacuum tasks, copies in the temp database)
+    assert at["CREATE OR REPLACE TEMP TABLE ls_c_population"] == ["931.3 GiB", "7", 3]
+    assert at["CREATE OR REPLACE TEMP TABLE ls_fresh"] == ["931.3 GiB", "7", 4]
+    assert at["COMMIT"] == ["1.0 KiB", "7", 0]
+    assert at["CHECKPOINT st"] == ["1.0 KiB", "0", 0]
+    assert conn.execute("SELECT current_setting('checkpoint_threshold'), current_setting('max_vacuum_tasks')"
+                        ).fetchall() == [("1.0 KiB", 7)]
+    assert_same_scores(score_parquet(m, log, T2), run.frame)
+
+
 @pytest.mark.parametrize("how", [{"stage": False}, {"partitions": 2}], ids=["from-the-files", "partitions"])
 def test_a_full_run_from_the_files_or_in_partitions(tmp_path, how):
     """The full run scored straight from the log's files, or from the staged rows in lead partitions:
