@@ -254,6 +254,7 @@ def test_an_incremental_run_stages_without_temp_checkpoints_and_restores_the_con
     assert at["CHECKPOINT st"] == ["1.0 KiB", "0", 0]
     assert conn.execute("SELECT current_setting('checkpoint_threshold'), current_setting('max_vacuum_tasks')"
                         ).fetchall() == [("1.0 KiB", 7)]
+    conn.close()
     assert_same_scores(score_parquet(m, log, T2), run.frame)
 
 
