@@ -4,6 +4,7 @@ give exactly what a full run of the whole log gives at the new instant, on every
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime
 
 import duckdb
@@ -13,8 +14,8 @@ import yaml
 
 from leadscore.demo import DemoConfig, write_population
 from leadscore.engine.incremental import half_lives_as_steps
-from leadscore.engine.parquet import score_parquet
-from leadscore.engine.state import score_with_state, state_path
+from leadscore.engine.parquet import lead_range_sql, score_parquet
+from leadscore.engine.state import _lead_ranges, score_with_state, state_path
 from leadscore.engine.typed_log import convert_to_typed
 from leadscore.model import load_model, parse_model
 from tests.engine.helpers import identify, model, page, track
@@ -258,7 +259,8 @@ def test_an_incremental_run_stages_without_temp_checkpoints_and_restores_the_con
     assert_same_scores(score_parquet(m, log, T2), run.frame)
 
 
-@pytest.mark.parametrize("how", [{"stage": False}, {"partitions": 2}], ids=["from-the-files", "partitions"])
+@pytest.mark.parametrize("how", [{"stage": False}, {"partitions": 2}, {"partitions": 40}],
+                         ids=["from-the-files", "partitions", "more-partitions-than-leads"])
 def test_a_full_run_from_the_files_or_in_partitions(tmp_path, how):
     """The full run scored straight from the log's files, or from the staged rows in lead partitions:
     the same scores, and a state the next run carries on from."""
@@ -269,6 +271,54 @@ def test_a_full_run_from_the_files_or_in_partitions(tmp_path, how):
     assert_same_scores(score_parquet(m, log, T1), first.frame)
     add_day2()
     assert _scores(score_with_state(m, log, tmp_path / "state", T2).frame) == AT_T2
+
+
+def test_a_full_runs_partitions_are_lead_ranges_each_reading_its_own_row_groups():
+    """The ranges cut the population at its quantiles and tile every id (first and last open, no
+    duplicate cut when there are fewer leads than partitions), and a range's scan of rows clustered by
+    lead reads only the row groups its ids lie in (the reason for ranges, not hash partitions)."""
+    conn = duckdb.connect()
+    conn.execute("ATTACH ':memory:' AS st")
+    conn.execute("CREATE TABLE st.population AS SELECT 'lead-' || lpad(CAST(i AS VARCHAR), 4, '0') AS lead_id "
+                 "FROM range(1000) t(i)")
+    # quantile_disc(q) is the population's ⌈1000·q⌉-th id: 250th, 500th, 750th = lead-0249, -0499, -0749.
+    assert _lead_ranges(conn, 4) == [(None, "lead-0249"), ("lead-0249", "lead-0499"), ("lead-0499", "lead-0749"),
+                                     ("lead-0749", None)]
+    conn.execute("CREATE OR REPLACE TABLE st.population AS SELECT * FROM (VALUES ('a'), ('b')) t(lead_id)")
+    assert _lead_ranges(conn, 5) == [(None, "a"), ("a", "b"), ("b", None)]
+    conn.execute("CREATE OR REPLACE TABLE st.population AS SELECT 'x' AS lead_id WHERE FALSE")
+    assert _lead_ranges(conn, 3) == [(None, None)]
+    # 1,000 leads x 500 rows, written lead by lead: four row groups of DuckDB's 122,880 rows or more.
+    conn.execute("CREATE TABLE st.ev AS SELECT 'lead-' || lpad(CAST(i // 500 AS VARCHAR), 4, '0') AS lead_id, "
+                 "i AS n FROM range(500000) t(i) ORDER BY i")
+    conn.execute("CHECKPOINT st")
+    conn.execute("CREATE OR REPLACE TABLE st.population AS SELECT DISTINCT lead_id FROM st.ev")
+    ranges = _lead_ranges(conn, 4)
+    scanned, rows = [], 0
+    for bounds in ranges:
+        plan = conn.execute(f"EXPLAIN ANALYZE SELECT count(*) FROM st.ev WHERE {lead_range_sql('lead_id', bounds)}"
+                            ).fetchall()[0][1]
+        read, total = (int(x) for x in re.search(r"Row Groups Scanned: (\d+) / (\d+)", plan).groups())
+        scanned.append((read, total))
+        rows += conn.execute(f"SELECT count(*) FROM st.ev WHERE {lead_range_sql('lead_id', bounds)}").fetchone()[0]
+    conn.close()
+    assert rows == 500000                                  # every row in exactly one range
+    assert all(total >= 4 for _, total in scanned)
+    assert all(read <= 2 for read, _ in scanned), scanned  # its own row groups (a range may straddle two)
+
+
+def test_a_partitioned_full_run_scores_one_lead_range_after_the_other(tmp_path, monkeypatch):
+    import leadscore.engine.state as state
+    statements: list[str] = []
+    run = state._run
+    monkeypatch.setattr(state, "_run", lambda conn, sql: (statements.append(sql), run(conn, sql))[1])
+    log, _ = _logs(tmp_path, False)
+    first = score_with_state(model(STATE_MODEL), log, tmp_path / "state", T1, partitions=2)
+    assert _scores(first.frame) == AT_T1
+    views = [s for s in statements if s.startswith("CREATE OR REPLACE TEMP VIEW ls_s_ev AS")]
+    assert len(views) == 2
+    cut = re.search(r"lead_id < '([^']+)'", views[0]).group(1)
+    assert f"lead_id >= '{cut}'" in views[1] and "<" not in views[1].split("WHERE", 1)[1].replace("ts <=", "")
 
 
 def test_typed_and_json_states_give_the_same_scores(tmp_path):
