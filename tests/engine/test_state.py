@@ -317,8 +317,9 @@ def test_a_partitioned_full_run_scores_one_lead_range_after_the_other(tmp_path, 
     assert _scores(first.frame) == AT_T1
     views = [s for s in statements if s.startswith("CREATE OR REPLACE TEMP VIEW ls_s_ev AS")]
     assert len(views) == 2
-    cut = re.search(r"lead_id < '([^']+)'", views[0]).group(1)
-    assert f"lead_id >= '{cut}'" in views[1] and "<" not in views[1].split("WHERE", 1)[1].replace("ts <=", "")
+    cut = re.search(r"lead_id < '([^']+)'", views[0]).group(1)      # the population's median id
+    assert views[0].endswith(f" AND {lead_range_sql('lead_id', (None, cut))}")
+    assert views[1].endswith(f" AND {lead_range_sql('lead_id', (cut, None))}")
 
 
 def test_typed_and_json_states_give_the_same_scores(tmp_path):
