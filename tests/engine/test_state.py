@@ -15,7 +15,7 @@ import yaml
 from leadscore.demo import DemoConfig, write_population
 from leadscore.engine.incremental import half_lives_as_steps
 from leadscore.engine.parquet import lead_range_sql, score_parquet
-from leadscore.engine.state import _lead_ranges, score_with_state, state_path
+from leadscore.engine.state import _cluster, _lead_ranges, _overlap, score_with_state, state_path
 from leadscore.engine.typed_log import convert_to_typed
 from leadscore.model import load_model, parse_model
 from tests.engine.helpers import identify, model, page, track
@@ -305,6 +305,108 @@ def test_a_full_runs_partitions_are_lead_ranges_each_reading_its_own_row_groups(
     assert rows == 500000                                  # every row in exactly one range
     assert all(total >= 4 for _, total in scanned)
     assert all(read <= 2 for read, _ in scanned), scanned  # its own row groups (a range may straddle two)
+
+
+def _row_groups_read(conn, table: str, where: str) -> tuple[int, int]:
+    plan = conn.execute(f"EXPLAIN ANALYZE SELECT count(*) FROM {table} WHERE {where}").fetchall()[0][1]
+    read, total = (int(x) for x in re.search(r"Row Groups Scanned: (\d+) / (\d+)", plan).groups())
+    return read, total
+
+
+def test_the_overlap_of_row_groups_by_their_lead_statistics():
+    """``_overlap``: the share of the other row groups each overlaps, on average (ordered pairs over
+    n(n-1)); sharing a bound (a lead split across two groups) is no overlap."""
+    assert _overlap([]) == _overlap([("a", "z")]) == 0.0
+    assert _overlap([("00", "05"), ("05", "09"), ("09", "12")]) == 0.0          # written lead by lead
+    assert _overlap([("00", "99")] * 4) == 1.0                                   # in time order
+    # Two writers' groups: 05-20 straddles 10-15 and 15-30 (4 ordered pairs of 4 x 3).
+    assert _overlap([("00", "05"), ("05", "20"), ("10", "15"), ("15", "30")]) == 4 / 12
+    # Groups of a single lead: the two of b share only b; a-c holds b, so it and each of them overlap
+    # (4 ordered pairs of 3 x 2).
+    assert _overlap([("b", "b"), ("b", "b"), ("a", "c")]) == 4 / 6
+
+
+def test_rows_staged_in_time_order_are_rewritten_sorted_by_lead_and_clustered_ones_are_left(tmp_path):
+    """The full run's ``_cluster``: a table of 1,000 leads x 300 rows in time order (every row group
+    holds every lead) is rewritten sorted by lead into a fresh file, the same rows, each lead range then
+    reading only its own row groups; a table written lead by lead, or of one row group, keeps its rows
+    in their order; with every table clustered the file is not rewritten."""
+    path = tmp_path / "state.duckdb"
+    conn = duckdb.connect()
+    conn.execute(f"ATTACH '{path}' AS st")
+    conn.execute("CREATE TABLE st.ev AS SELECT 'lead-' || lpad(CAST(i % 1000 AS VARCHAR), 4, '0') AS lead_id, "
+                 "i AS n FROM range(300000) t(i) ORDER BY i")
+    conn.execute("CREATE TABLE st.trait_rows AS SELECT 'lead-' || lpad(CAST(i // 300 AS VARCHAR), 4, '0') "
+                 "AS owner, 299999 - i AS n FROM range(300000) t(i) ORDER BY i")
+    conn.execute("CREATE TABLE st.small AS SELECT CAST(i % 7 AS VARCHAR) AS lead_id, i AS n FROM range(1000) t(i)")
+    conn.execute("CREATE TEMP TABLE before AS SELECT * FROM st.ev")
+    conn.execute("CREATE TABLE st.population AS SELECT DISTINCT lead_id FROM st.ev")
+    assert _row_groups_read(conn, "st.ev", "lead_id < 'lead-0250'") == (3, 3)     # every group, before
+    assert _cluster(conn, path, [("ev", "lead_id"), ("trait_rows", "owner"), ("small", "lead_id")]) == ["ev"]
+    assert not (tmp_path / "state.duckdb.sorted").exists()
+    assert conn.execute("SELECT count(*) FROM (SELECT * FROM st.ev EXCEPT ALL SELECT * FROM temp.before)"
+                        ).fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM st.ev").fetchone()[0] == 300000
+    # 300,000 rows in row groups of 122,880 rows = 409.6 leads: leads 0-409, 409-819, 819-999. The ranges
+    # cut at lead-0249, -0499, -0749: the first and third lie in one group, the second and fourth in two.
+    scans = [_row_groups_read(conn, "st.ev", lead_range_sql("lead_id", b)) for b in _lead_ranges(conn, 4)]
+    assert scans == [(1, 3), (2, 3), (1, 3), (2, 3)]
+    # Clustered, and one row group however unordered: copied in their order.
+    assert conn.execute("SELECT n FROM st.trait_rows WHERE rowid = 0").fetchone()[0] == 299999
+    assert conn.execute("SELECT lead_id FROM st.small WHERE rowid = 1").fetchone()[0] == "1"
+    assert sorted(r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'st'"
+                                             ).fetchall()) == ["ev", "population", "small", "trait_rows"]
+    inode = os.stat(path).st_ino
+    assert _cluster(conn, path, [("ev", "lead_id"), ("trait_rows", "owner")]) == []
+    assert os.stat(path).st_ino == inode
+    conn.close()
+
+
+def test_a_time_ordered_logs_state_is_sorted_by_lead_and_scores_as_a_full_run(tmp_path):
+    """A log exported in time order (400 leads x 400 days of a page view, and an identify every 100th
+    day; every file holding every lead): the full run stores ``ev`` and ``trait_rows`` sorted by lead,
+    and its scores, an incremental run's and a full run's over the same files agree on every lead and
+    column."""
+    conn = duckdb.connect()
+    src = write_log(tmp_path / "one.parquet", [page("u", "/pricing", "2026-01-01T00:00:00Z"),
+                                               identify("u", "2026-01-01T00:00:00Z", seniority="vp")])
+    log = tmp_path / "log"
+    log.mkdir()
+    conn.execute(f"COPY (SELECT * REPLACE (m || '-' || i || '-' || d AS message_id, "
+                 f"'lead-' || lpad(CAST(i AS VARCHAR), 3, '0') AS user_id, "
+                 f"'lead-' || lpad(CAST(i AS VARCHAR), 3, '0') AS lead_id, "
+                 f"ts + to_days(CAST(d AS INTEGER)) + to_seconds(i) AS ts, "
+                 f"ts + to_days(CAST(d AS INTEGER)) + to_seconds(i) AS received_at) "
+                 f"FROM (SELECT *, message_id AS m FROM '{src}') e, range(400) l(i), range(400) t(d) "
+                 f"WHERE type = 'page' OR d % 100 = 0 ORDER BY ts) TO '{log / 'part-1.parquet'}'")
+    m = model(STATE_MODEL)
+    t1, t2 = datetime(2027, 2, 5), datetime(2027, 2, 6)
+    first = score_with_state(m, log, tmp_path / "state", t1)
+    assert first.full and first.new_rows == 400 * 404
+    with duckdb.connect(str(state_path(tmp_path / "state")), read_only=True) as st:
+        groups = st.execute("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('ev')").fetchone()[0]
+        assert groups == 2
+        assert st.execute("SELECT min(lead_id), max(lead_id) FROM ev WHERE rowid < 122880").fetchone() == \
+            ("lead-000", "lead-307")                                # 122,880 rows / 400 a lead
+        # The seniority rows (one a lead: the newest at t1) in lead order, whatever the aggregate's order.
+        assert st.execute("SELECT list(owner ORDER BY rowid) = list(owner ORDER BY owner), count(*) FROM trait_rows "
+                          "WHERE key = 'seniority'").fetchone() == (True, 400)
+    assert_same_scores(score_parquet(m, log, t1), first.frame)
+    # Hand-worked: vp 30 + 20 a pricing view in the 7 days before t1 (2027-02-05): lead i's views are on
+    # 2027-01-29 ... 02-04 at i seconds past midnight; lead-000's first lies exactly 7 days back (out).
+    at_t1 = first.frame.set_index("lead_id")["score"]
+    assert (at_t1["lead-000"], at_t1["lead-001"], at_t1["lead-399"]) == (150.0, 170.0, 170.0)
+    conn.execute(f"COPY (SELECT * REPLACE ('late-' || message_id AS message_id, ts + INTERVAL 1 HOUR AS ts) "
+                 f"FROM '{log / 'part-1.parquet'}' WHERE lead_id < 'lead-004' AND ts >= TIMESTAMP '2027-02-01') "
+                 f"TO '{log / 'part-2.parquet'}'")
+    conn.close()
+    second = score_with_state(m, log, tmp_path / "state", t2)
+    assert not second.full and second.new_rows == 16
+    assert_same_scores(score_parquet(m, log, t2), second.frame)
+    # At t2 = 02-06 the window starts 01-30: lead-000 keeps 5 views (01-31 ... 02-04) + 4 late copies,
+    # lead-001 6 + 4, lead-004 (no late copies) 6.
+    at_t2 = second.frame.set_index("lead_id")["score"]
+    assert (at_t2["lead-000"], at_t2["lead-001"], at_t2["lead-004"]) == (210.0, 230.0, 150.0)
 
 
 def test_a_partitioned_full_run_scores_one_lead_range_after_the_other(tmp_path, monkeypatch):
