@@ -301,9 +301,10 @@ def _stage(conn, model: Model, files: list[str], log: str, prefix: str, compact_
         conn.register("ls_ua_arrow", browser_table(uas))
         trait_rows += (" UNION ALL SELECT r.owner, r.key, u.browser, r.ts, r.message_id "
                        "FROM ls_ua_rows r JOIN ls_ua_arrow u ON u.ua = r.value")
-    # The state's trait rows sorted by lead (a full run; a few million rows, ~1 s at 1M leads): an
-    # incremental run's copy of a changed lead's rows then reads a few of their blocks, not most of them.
-    # (A run's own rows are appended as they come: a block of their own.)
+    # The state's trait rows sorted by lead (a full run; 3M rows at 1M leads, no measurable cost: the whole
+    # run 45.2 s against 44.8-46.2 s): an incremental run's copy of a changed lead's rows then reads fewer
+    # of their blocks (JSON log, 1M leads: the run 1.40-1.43 against 1.53-1.56 s). A run's own rows are
+    # appended as they come, a block of their own.
     order = " ORDER BY owner" if prefix.startswith("st.") else ""
     _run(conn, f"{create}{prefix}trait_rows AS SELECT * FROM ({trait_rows}) t{order}")
     if "browser" in keys:
@@ -473,10 +474,10 @@ def _cluster(conn, path: Path, tables: list[tuple[str, str]]) -> list[str]:
     ``tables`` (table, lead column) that are not clustered by lead sorted by it, as a log exported in
     time order stages them (every row group holding every lead); returns the tables sorted. The full
     run's lead ranges (``_lead_ranges``) then skip the other ranges' row groups, and an incremental
-    run copies the changed leads' rows from fewer blocks (1M leads, a time-ordered log: the full state
-    run 73 against 94 s, the next run 1.37 against 1.87 s; bench/RESULTS.md). A fresh file, not a
-    sorted copy beside the old table: dropping the old left its blocks free in the file (1.3 GB
-    against 0.8). A log written lead by lead is left as staged (sorting it again cost 15 s)."""
+    run copies the changed leads' rows from fewer blocks (1M leads, a time-ordered JSON log: the full
+    state run 74-76 against 94 s, the next run 1.45-1.47 against 1.87 s; bench/RESULTS.md). A fresh
+    file, not a sorted copy beside the old table: dropping the old left its blocks free in the file
+    (1.3 GB against 0.76). A log written lead by lead is left as staged (sorting it again cost 15 s)."""
     unsorted = {t: c for t, c in tables if not _clustered(conn, t, c)}
     if not unsorted:
         return []
