@@ -336,8 +336,9 @@ def test_rows_staged_in_time_order_are_rewritten_sorted_by_lead_and_clustered_on
     conn.execute(f"ATTACH '{path}' AS st")
     conn.execute("CREATE TABLE st.ev AS SELECT 'lead-' || lpad(CAST(i % 1000 AS VARCHAR), 4, '0') AS lead_id, "
                  "i AS n FROM range(300000) t(i) ORDER BY i")
-    conn.execute("CREATE TABLE st.trait_rows AS SELECT 'lead-' || lpad(CAST(i // 300 AS VARCHAR), 4, '0') "
-                 "AS owner, 299999 - i AS n FROM range(300000) t(i) ORDER BY i")
+    # Clustered, though not sorted: the leads in descending order.
+    conn.execute("CREATE TABLE st.trait_rows AS SELECT 'lead-' || lpad(CAST(999 - i // 300 AS VARCHAR), 4, '0') "
+                 "AS owner, i AS n FROM range(300000) t(i) ORDER BY i")
     conn.execute("CREATE TABLE st.small AS SELECT CAST(i % 7 AS VARCHAR) AS lead_id, i AS n FROM range(1000) t(i)")
     conn.execute("CREATE TEMP TABLE before AS SELECT * FROM st.ev")
     conn.execute("CREATE TABLE st.population AS SELECT DISTINCT lead_id FROM st.ev")
@@ -351,8 +352,8 @@ def test_rows_staged_in_time_order_are_rewritten_sorted_by_lead_and_clustered_on
     # cut at lead-0249, -0499, -0749: the first and third lie in one group, the second and fourth in two.
     scans = [_row_groups_read(conn, "st.ev", lead_range_sql("lead_id", b)) for b in _lead_ranges(conn, 4)]
     assert scans == [(1, 3), (2, 3), (1, 3), (2, 3)]
-    # Clustered, and one row group however unordered: copied in their order.
-    assert conn.execute("SELECT n FROM st.trait_rows WHERE rowid = 0").fetchone()[0] == 299999
+    # Clustered, and one row group however unordered: copied in their order (sorted, lead-0000 would lead).
+    assert conn.execute("SELECT owner, n FROM st.trait_rows WHERE rowid = 0").fetchone() == ("lead-0999", 0)
     assert conn.execute("SELECT lead_id FROM st.small WHERE rowid = 1").fetchone()[0] == "1"
     assert sorted(r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'st'"
                                              ).fetchall()) == ["ev", "population", "small", "trait_rows"]
