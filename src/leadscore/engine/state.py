@@ -74,10 +74,10 @@ import pyarrow as pa
 from leadscore.engine.compile import Sources, compile_model
 from leadscore.engine.incremental import _edges, _match, _ts, video_event_match
 from leadscore.engine.parquet import (PREDICTIONS_SCHEMA, _newest, _run, _trait_rows_sql,
-                                      browser_table, catalog_table, check_columns,
-                                      disposable_table, lead_range_sql, log_access, log_relation, log_rows,
-                                      log_views, memory_limit_bytes, model_trait_keys, open_duckdb,
-                                      parquet_files, register_log, rows_per_range)
+                                      browser_table, catalog_table, check_columns, disposable_table, lead_range_sql,
+                                      log_access, log_relation, log_rows, log_views, memory_limit_bytes,
+                                      model_trait_keys, open_duckdb, parquet_files, register_log,
+                                      rows_per_range)
 from leadscore.engine.score import _frame, to_naive_utc
 from leadscore.model.schema import Model
 from leadscore.store.dialect import DUCKDB, quote_literal
