@@ -250,7 +250,8 @@ def _stage(conn, model: Model, files: list[str], log: str, prefix: str, compact_
     ``compact_at``: keep of each (owner, key)'s trait rows only the newest at or before it and the
     later ones (the rows no instant from it on can pick are dropped)."""
     d = DUCKDB
-    create = "CREATE TABLE " if prefix.startswith("st.") else "CREATE TEMP TABLE "
+    into_state = prefix.startswith("st.")        # a full run's tables (else a batch's temp tables)
+    create = "CREATE TABLE " if into_state else "CREATE TEMP TABLE "
     raw, types = log_relation(conn, files)
     has_lead = check_columns(log, types)
     access = log_access(conn, log, types)
@@ -305,7 +306,7 @@ def _stage(conn, model: Model, files: list[str], log: str, prefix: str, compact_
     # run 45.2 s against 44.8-46.2 s): an incremental run's copy of a changed lead's rows then reads fewer
     # of their blocks (JSON log, 1M leads: the run 1.40-1.43 against 1.53-1.56 s). A run's own rows are
     # appended as they come, a block of their own.
-    order = " ORDER BY owner" if prefix.startswith("st.") else ""
+    order = " ORDER BY owner" if into_state else ""
     _run(conn, f"{create}{prefix}trait_rows AS SELECT * FROM ({trait_rows}) t{order}")
     if "browser" in keys:
         conn.unregister("ls_ua_arrow")
@@ -381,7 +382,7 @@ def _full(conn, model: Model, as_of: datetime, log: str, refs: str, files: dict[
     _run(conn, f"ATTACH {quote_literal(str(new))} AS st")
     try:
         rows = _stage(conn, model, sorted(files), log, "st.", as_of)
-        _cluster(conn, new, [(t, c) for t, c in _LEAD_TABLES if t != "video_ev" or _uses_video(model)])
+        _cluster(conn, new, _LEAD_TABLES)
         _run(conn, f"CREATE TABLE st.lead_next AS {next_change_sql(model, as_of)}")
         _run(conn, "CHECKPOINT st")
         if partitions is None:
@@ -434,7 +435,8 @@ def _lead_ranges(conn, count: int) -> list[tuple[str | None, str | None]]:
 
 
 # The state's tables of rows staged in the log's order that an incremental run copies a changed
-# lead's rows from, and their lead column (``trait_rows`` is staged sorted: ``_stage``).
+# lead's rows from, and their lead column (``trait_rows`` is staged sorted: ``_stage``; ``video_ev``
+# exists only for a model with video rules).
 _LEAD_TABLES = (("ev", "lead_id"), ("video_ev", "lead_id"))
 
 
@@ -469,22 +471,25 @@ def _clustered(conn, table: str, column: str) -> bool:
     return _overlap(blocks) <= 0.25
 
 
-def _cluster(conn, path: Path, tables: list[tuple[str, str]]) -> list[str]:
+def _cluster(conn, path: Path, tables) -> list[str]:
     """Rewrite the state being written (``st``, the file ``path``) into a fresh file with those of
-    ``tables`` (table, lead column) that are not clustered by lead sorted by it, as a log exported in
+    ``tables`` (table, lead column; a table the state lacks, as ``video_ev`` without video rules, is
+    passed over) that are not clustered by lead sorted by it, as a log exported in
     time order stages them (every row group holding every lead); returns the tables sorted. The full
     run's lead ranges (``_lead_ranges``) then skip the other ranges' row groups, and an incremental
     run copies the changed leads' rows from fewer blocks (1M leads, a time-ordered JSON log: the full
     state run 74-76 against 94 s, the next run 1.45-1.47 against 1.87 s; bench/RESULTS.md). A fresh
     file, not a sorted copy beside the old table: dropping the old left its blocks free in the file
     (1.3 GB against 0.76). A log written lead by lead is left as staged (sorting it again cost 15 s)."""
-    unsorted = {t: c for t, c in tables if not _clustered(conn, t, c)}
+    present = [r[0] for r in _run(conn, "SELECT table_name FROM duckdb_tables() WHERE database_name = 'st' "
+                                        "ORDER BY 1")]
+    unsorted = {t: c for t, c in tables if t in present and not _clustered(conn, t, c)}
     if not unsorted:
         return []
     fresh = Path(f"{path}.sorted")
     _run(conn, f"ATTACH {quote_literal(str(fresh))} AS ls_sorted")
     try:
-        for (name,) in _run(conn, "SELECT table_name FROM duckdb_tables() WHERE database_name = 'st' ORDER BY 1"):
+        for name in present:
             order = f" ORDER BY {unsorted[name]}" if name in unsorted else ""
             _run(conn, f"CREATE TABLE ls_sorted.{name} AS SELECT * FROM st.{name}{order}")
         _run(conn, "CHECKPOINT ls_sorted")
