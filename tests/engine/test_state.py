@@ -259,6 +259,68 @@ def test_an_incremental_run_stages_without_temp_checkpoints_and_restores_the_con
     assert_same_scores(score_parquet(m, log, T2), run.frame)
 
 
+def test_the_copies_run_under_a_memory_limit_sized_to_them_on_a_connection_of_its_own(tmp_path, monkeypatch):
+    """An incremental run copies its changed leads' rows under a memory limit just above their size, so
+    DuckDB evicts the state's blocks it has read instead of keeping each in new memory; the limit is put
+    back exactly (the SET the run was opened with) before scoring. A caller's connection keeps its limit."""
+    import leadscore.engine.state as state_mod
+    from leadscore.engine.parquet import open_duckdb
+    m = model(STATE_MODEL)
+    for own in (True, False):
+        log, add_day2 = _logs(tmp_path / f"own-{own}", False)
+        state = tmp_path / f"own-{own}" / "state"
+        score_with_state(m, log, state, T1)
+        add_day2()
+        seen: dict[str, str] = {}
+        run_sql = state_mod._run
+
+        def spy(c, sql):
+            seen[sql.split(" AS ")[0]] = c.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            return run_sql(c, sql)
+        monkeypatch.setattr(state_mod, "_run", spy)
+        conn = None if own else open_duckdb("1GB")
+        run = score_with_state(m, log, state, T2, memory_limit="1GB", conn=conn)
+        monkeypatch.undo()
+        assert not run.full and run.rescored == 8
+        # 8 leads of 9 with a few staged rows each: 3 x 150 bytes x their rows is far below the floor,
+        # 128 MiB. 1 GB reads back as 953.6 MiB (DuckDB rounds it), which is why a caller's limit is left alone.
+        copying = "128.0 MiB" if own else "953.6 MiB"
+        assert [seen[f"CREATE OR REPLACE TEMP TABLE ls_c_{t}"] for t in ("ev", "trait_rows", "population")] == \
+            [copying] * 3
+        assert seen["CREATE OR REPLACE TEMP TABLE ls_fresh"] == seen["COMMIT"] == "953.6 MiB"
+        if conn is not None:
+            conn.close()
+        assert_same_scores(score_parquet(m, log, T2), run.frame)
+
+
+@pytest.mark.parametrize("changed, limit", [(8, "134217728B"), (2_000, "270000000B"), (20_000, None)])
+def test_the_copies_memory_limit_by_the_states_rows_per_lead(changed, limit, monkeypatch):
+    """Three times the copies' estimated size (150 bytes a row, the state's rows per lead times the changed
+    leads), at least 128 MiB, and no change at or above the connection's own limit. Worked by hand for a state
+    of 300,000 rows and 1,000 leads (300 a lead): 8 leads, 3 x 150 x 2,400 rows = 1,080,000 bytes, the floor
+    134,217,728; 2,000 leads, 3 x 150 x 600,000 = 270,000,000; 20,000 leads, 2.7e9 >= 1 GB: unchanged."""
+    import leadscore.engine.state as state_mod
+    conn = duckdb.connect()
+    conn.execute("SET memory_limit = '1GB'")
+    conn.execute("ATTACH ':memory:' AS st")
+    conn.execute("CREATE TABLE st.ev AS SELECT range AS x FROM range(300000)")
+    conn.execute("CREATE TABLE st.population AS SELECT CAST(range AS VARCHAR) AS lead_id FROM range(1000)")
+    statements: list[str] = []
+    run_sql = state_mod._run
+    monkeypatch.setattr(state_mod, "_run", lambda c, sql: statements.append(sql) or run_sql(c, sql))
+    with state_mod._copy_memory(conn, None, changed):            # no restore statement: nothing is touched
+        pass
+    assert not [s for s in statements if "memory_limit" in s]
+    with pytest.raises(RuntimeError):
+        with state_mod._copy_memory(conn, "SET memory_limit = '1GB'", changed):
+            inside = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            raise RuntimeError("a failed copy")
+    sets = [s for s in statements if "memory_limit" in s and s.startswith("SET")]
+    assert sets == ([f"SET memory_limit = '{limit}'", "SET memory_limit = '1GB'"] if limit else [])
+    assert inside == {"134217728B": "128.0 MiB", "270000000B": "257.4 MiB", None: "953.6 MiB"}[limit]
+    assert conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == "953.6 MiB"
+
+
 @pytest.mark.parametrize("how", [{"stage": False}, {"partitions": 2}, {"partitions": 40}],
                          ids=["from-the-files", "partitions", "more-partitions-than-leads"])
 def test_a_full_run_from_the_files_or_in_partitions(tmp_path, how):

@@ -33,7 +33,8 @@ the leads whose score can have changed from the state alone (never the raw log):
 * when the model reads account traits, every member of an account with a new group call (or one
   consumed before its time);
 
-re-scores those leads from a copy of their rows (the same compiled query, over views of them), and
+re-scores those leads from a copy of their rows (the same compiled query, over views of them; the copy is
+made under a memory limit sized to it on a connection of the run's own: ``_copy_memory``), and
 replaces their rows of ``scores`` and ``lead_next``. It returns the re-scored leads' rows
 (``StateRun.rows``, in a full run's order: score descending, then lead_id), not the whole table: reading
 a million rows back from ``scores`` cost more than the rest of a 1%-changed run. The whole table, which
@@ -167,6 +168,10 @@ def score_with_state(model: Model, events_path: str | Path, state_dir: str | Pat
     files = {os.path.abspath(f): _stat(f) for f in parquet_files(events_path)}
     own = conn is None
     conn = conn or open_duckdb(memory_limit, threads, temp_dir)
+    # How to put back the memory limit of a connection of our own once an incremental run's copies are made
+    # (``_copy_memory``); a caller's connection keeps its limit (DuckDB reads it back only rounded).
+    restore = (f"SET memory_limit = {quote_literal(memory_limit)}" if memory_limit else "RESET memory_limit") \
+        if own else None
     try:
         refs = _register_references(conn, events_path, catalog) + "/" + _staging_fingerprint(model)
         why = f"no state in {state_dir} yet"
@@ -175,7 +180,7 @@ def score_with_state(model: Model, events_path: str | Path, state_dir: str | Pat
             try:
                 why = _full_needed(conn, model, as_of, log, refs, files)
                 if why is None:
-                    return _incremental(conn, model, as_of, log, files, path)
+                    return _incremental(conn, model, as_of, log, files, path, restore)
             finally:
                 _run(conn, "DETACH DATABASE IF EXISTS st")
         return _full(conn, model, as_of, log, refs, files, path, why, partitions, catalog, stage)
@@ -515,10 +520,12 @@ def _insert_files(conn, files: dict[str, tuple[int, int]], run: int) -> None:
 
 
 def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str, tuple[int, int]],
-                 path: Path) -> StateRun:
+                 path: Path, restore: str | None = None) -> StateRun:
     """Stage the new files, find the changed leads, score them from the state, then commit it all to
     the state in one transaction (everything before it writes temp tables only). Returns the re-scored
-    leads' rows; the whole table stays in the state (``StateRun.frame`` reads it on demand)."""
+    leads' rows; the whole table stays in the state (``StateRun.frame`` reads it on demand).
+    ``restore``: the statement that puts the connection's memory limit back (see ``_copy_memory``);
+    None leaves the limit alone."""
     meta = dict(_run(conn, "SELECT key, value FROM st.meta"))
     t1, run = datetime.fromisoformat(meta["as_of"]), int(meta["run"]) + 1
     run_id = uuid.uuid4().hex
@@ -557,8 +564,9 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
                                         f"SELECT lead_id FROM ls_b_population) p WHERE lead_id {mine}"}
                 if "video_ev" in tables:
                     copies["video_ev"] = rows_of("video_ev", "lead_id")
-                for t, sql in copies.items():
-                    _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_c_{t} AS {sql}")
+                with _copy_memory(conn, restore, n):
+                    for t, sql in copies.items():
+                        _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_c_{t} AS {sql}")
                 _state_views(conn, model, as_of, None, schema="ls_c_")
                 _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_fresh AS {_scores_sql(model, as_of)}")
                 _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_next AS {next_change_sql(model, as_of, 'ls_c_')}")
@@ -600,6 +608,43 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
               else "nothing changed")
     return StateRun(fresh, False, reason, n, leads, sorted(new), rows, why, model=model, state=path, run=run,
                     run_id=run_id, compacted=compacted)
+
+
+# An incremental run's copies read nearly every block of the state's tables once (1% of the leads, at ~90
+# leads a vector, touch ~70% of the vectors). Under the connection's whole memory limit DuckDB keeps every
+# block it has loaded, each in newly allocated memory: at 1M leads ~600 MB of pages touched for the first time
+# (the typed benchmark's run: 236,000 page faults, 1.1-1.3 s of system time). Under a limit just above what the
+# copies hold, it evicts the blocks it has read and loads the next ones into their buffers: 94,000-100,000
+# faults, 0.6-0.9 s of system time (bench/RESULTS.md, session 15). The copies' size is estimated from the
+# state's rows per lead.
+COPY_MEMORY_FLOOR = 128 * 2**20
+COPY_ROW_BYTES = 150        # a copied ``ev`` row in a DuckDB temp table (305,753 rows: 44.6 MB)
+
+
+@contextmanager
+def _copy_memory(conn, restore: str | None, changed: int):
+    """DuckDB's memory limit while the rows of ``changed`` leads are copied out of the state: three times
+    their estimated size, at least COPY_MEMORY_FLOOR, and never above the connection's own limit, which
+    ``restore`` (a SET or RESET statement) puts back afterwards; with ``restore`` None, nothing changes.
+    A copy larger than the estimate spills its temp tables to DuckDB's temp directory, as any work beyond
+    the limit does."""
+    need = None
+    if restore is not None:
+        rows, leads = _run(conn, "SELECT sum(estimated_size) FILTER (WHERE table_name = 'ev'), sum(estimated_size) "
+                                 "FILTER (WHERE table_name = 'population') FROM duckdb_tables() "
+                                 "WHERE database_name = 'st'")[0]
+        need = max(COPY_MEMORY_FLOOR, 3 * COPY_ROW_BYTES * changed * (rows or 0) // max(leads or 0, 1))
+        limit = memory_limit_bytes(conn)
+        if limit is not None and need >= limit:
+            need = None
+    if need is None:
+        yield
+        return
+    _run(conn, f"SET memory_limit = '{need}B'")
+    try:
+        yield
+    finally:
+        _run(conn, restore)
 
 
 def _checkpoint(conn, compact: bool) -> None:
