@@ -293,12 +293,14 @@ def test_the_copies_run_under_a_memory_limit_sized_to_them_on_a_connection_of_it
         assert_same_scores(score_parquet(m, log, T2), run.frame)
 
 
-@pytest.mark.parametrize("changed, limit", [(8, "134217728B"), (2_000, "270000000B"), (20_000, None)])
-def test_the_copies_memory_limit_by_the_states_rows_per_lead(changed, limit, monkeypatch):
-    """Three times the copies' estimated size (150 bytes a row, the state's rows per lead times the changed
-    leads), at least 128 MiB, and no change at or above the connection's own limit. Worked by hand for a state
-    of 300,000 rows and 1,000 leads (300 a lead): 8 leads, 3 x 150 x 2,400 rows = 1,080,000 bytes, the floor
-    134,217,728; 2,000 leads, 3 x 150 x 600,000 = 270,000,000; 20,000 leads, 2.7e9 >= 1 GB: unchanged."""
+@pytest.mark.parametrize("changed, batch, limit", [(8, 0, "134217728B"), (2_000, 0, "270000000B"),
+                                                   (2_000, 100_000, "315000000B"), (20_000, 0, None)])
+def test_the_copies_memory_limit_by_the_states_rows_per_lead(changed, batch, limit, monkeypatch):
+    """Three times the copies' estimated size (150 bytes a row: the state's rows per lead times the changed
+    leads, plus the new files' rows), at least 128 MiB, and no change at or above the connection's own limit.
+    Worked by hand for a state of 300,000 rows and 1,000 leads (300 a lead): 8 leads, 3 x 150 x 2,400 rows =
+    1,080,000 bytes, the floor 134,217,728; 2,000 leads, 3 x 150 x 600,000 = 270,000,000; with 100,000 new rows,
+    3 x 150 x 700,000 = 315,000,000; 20,000 leads, 2.7e9 >= 1 GB: unchanged."""
     import leadscore.engine.state as state_mod
     conn = duckdb.connect()
     conn.execute("SET memory_limit = '1GB'")
@@ -308,17 +310,38 @@ def test_the_copies_memory_limit_by_the_states_rows_per_lead(changed, limit, mon
     statements: list[str] = []
     run_sql = state_mod._run
     monkeypatch.setattr(state_mod, "_run", lambda c, sql: statements.append(sql) or run_sql(c, sql))
-    with state_mod._copy_memory(conn, None, changed):            # no restore statement: nothing is touched
+    with state_mod._copy_memory(conn, None, changed, batch):     # no restore statement: nothing is touched
         pass
     assert not [s for s in statements if "memory_limit" in s]
     with pytest.raises(RuntimeError):
-        with state_mod._copy_memory(conn, "SET memory_limit = '1GB'", changed):
+        with state_mod._copy_memory(conn, "SET memory_limit = '1GB'", changed, batch):
             inside = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
             raise RuntimeError("a failed copy")
     sets = [s for s in statements if "memory_limit" in s and s.startswith("SET")]
     assert sets == ([f"SET memory_limit = '{limit}'", "SET memory_limit = '1GB'"] if limit else [])
-    assert inside == {"134217728B": "128.0 MiB", "270000000B": "257.4 MiB", None: "953.6 MiB"}[limit]
+    assert inside == {"134217728B": "128.0 MiB", "270000000B": "257.4 MiB", "315000000B": "300.4 MiB",
+                      None: "953.6 MiB"}[limit]
     assert conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == "953.6 MiB"
+
+
+def test_a_memory_limit_duckdb_cannot_lower_to_is_left_as_it_was(monkeypatch):
+    """With no temp directory, what an in-memory connection holds cannot be evicted, and DuckDB refuses a
+    limit below it ("could not free up enough memory"): the copies then run under the connection's limit."""
+    import leadscore.engine.state as state_mod
+    conn = duckdb.connect()
+    conn.execute("SET temp_directory = ''")
+    conn.execute("SET memory_limit = '1GB'")
+    conn.execute("ATTACH ':memory:' AS st")
+    conn.execute("CREATE TABLE st.ev AS SELECT range AS x FROM range(1000)")
+    conn.execute("CREATE TABLE st.population AS SELECT CAST(range AS VARCHAR) AS lead_id FROM range(100)")
+    conn.execute("CREATE TEMP TABLE held AS SELECT range AS i, repeat('x', 20) || range AS s FROM range(6000000)")
+    statements: list[str] = []
+    run_sql = state_mod._run
+    monkeypatch.setattr(state_mod, "_run", lambda c, sql: statements.append(sql) or run_sql(c, sql))
+    with state_mod._copy_memory(conn, "SET memory_limit = '1GB'", 8):
+        inside = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert inside == "953.6 MiB"
+    assert [s for s in statements if s.startswith("SET")] == ["SET memory_limit = '134217728B'"]   # refused
 
 
 @pytest.mark.parametrize("how", [{"stage": False}, {"partitions": 2}, {"partitions": 40}],

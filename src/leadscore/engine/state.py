@@ -564,7 +564,7 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
                                         f"SELECT lead_id FROM ls_b_population) p WHERE lead_id {mine}"}
                 if "video_ev" in tables:
                     copies["video_ev"] = rows_of("video_ev", "lead_id")
-                with _copy_memory(conn, restore, n):
+                with _copy_memory(conn, restore, n, rows):
                     for t, sql in copies.items():
                         _run(conn, f"CREATE OR REPLACE TEMP TABLE ls_c_{t} AS {sql}")
                 _state_views(conn, model, as_of, None, schema="ls_c_")
@@ -622,25 +622,32 @@ COPY_ROW_BYTES = 150        # a copied ``ev`` row in a DuckDB temp table (305,75
 
 
 @contextmanager
-def _copy_memory(conn, restore: str | None, changed: int):
+def _copy_memory(conn, restore: str | None, changed: int, batch: int = 0):
     """DuckDB's memory limit while the rows of ``changed`` leads are copied out of the state: three times
-    their estimated size, at least COPY_MEMORY_FLOOR, and never above the connection's own limit, which
-    ``restore`` (a SET or RESET statement) puts back afterwards; with ``restore`` None, nothing changes.
-    A copy larger than the estimate spills its temp tables to DuckDB's temp directory, as any work beyond
-    the limit does."""
+    what the copies and the new files' ``batch`` rows (temp tables already held) are estimated to take, at
+    least COPY_MEMORY_FLOOR, and never above the connection's own limit, which ``restore`` (a SET or RESET
+    statement) puts back afterwards; with ``restore`` None, nothing changes. Work beyond the estimate spills
+    to DuckDB's temp directory, as any work beyond the limit does; a limit DuckDB cannot lower to (what it
+    holds cannot be evicted) leaves the limit as it was."""
+    import duckdb
     need = None
     if restore is not None:
         rows, leads = _run(conn, "SELECT sum(estimated_size) FILTER (WHERE table_name = 'ev'), sum(estimated_size) "
                                  "FILTER (WHERE table_name = 'population') FROM duckdb_tables() "
                                  "WHERE database_name = 'st'")[0]
-        need = max(COPY_MEMORY_FLOOR, 3 * COPY_ROW_BYTES * changed * (rows or 0) // max(leads or 0, 1))
+        copied = changed * (rows or 0) // max(leads or 0, 1)
+        need = max(COPY_MEMORY_FLOOR, 3 * COPY_ROW_BYTES * (copied + batch))
         limit = memory_limit_bytes(conn)
         if limit is not None and need >= limit:
+            need = None
+    if need is not None:
+        try:
+            _run(conn, f"SET memory_limit = '{need}B'")
+        except duckdb.Error:
             need = None
     if need is None:
         yield
         return
-    _run(conn, f"SET memory_limit = '{need}B'")
     try:
         yield
     finally:
