@@ -613,7 +613,7 @@ def _incremental(conn, model: Model, as_of: datetime, log: str, files: dict[str,
 # An incremental run's copies read nearly every block of the state's tables once (1% of the leads, at ~90
 # leads a vector, touch ~70% of the vectors). Under the connection's whole memory limit DuckDB keeps every
 # block it has loaded, each in newly allocated memory: at 1M leads ~600 MB of pages touched for the first time
-# (the typed benchmark's run: 236,000 page faults, 1.1-1.3 s of system time). Under a limit just above what the
+# (the typed benchmark's run: 236,000 page faults, 1.1-1.3 s of system time). Under a limit sized to what the
 # copies hold, it evicts the blocks it has read and loads the next ones into their buffers: 94,000-100,000
 # faults, 0.6-0.9 s of system time (bench/RESULTS.md, session 15). The copies' size is estimated from the
 # state's rows per lead.
