@@ -275,7 +275,7 @@ def test_the_copies_run_under_a_memory_limit_sized_to_them_on_a_connection_of_it
         run_sql = state_mod._run
 
         def spy(c, sql):
-            seen[sql.split(" AS ")[0]] = c.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            seen[sql.split(" AS ")[0]] = _limit(c)
             return run_sql(c, sql)
         monkeypatch.setattr(state_mod, "_run", spy)
         conn = None if own else open_duckdb("1GB")
@@ -293,6 +293,25 @@ def test_the_copies_run_under_a_memory_limit_sized_to_them_on_a_connection_of_it
         assert_same_scores(score_parquet(m, log, T2), run.frame)
 
 
+def _limit(conn) -> str:
+    return conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+
+def _stub_state(monkeypatch, rows: int, leads: int, *setup: str):
+    """A connection under a 1 GB limit with a stand-in state (``st.ev`` of ``rows`` rows, ``st.population``
+    of ``leads``) after the ``setup`` statements, and the list every statement of ``engine.state`` goes to."""
+    import leadscore.engine.state as state_mod
+    conn = duckdb.connect()
+    for sql in (*setup, "SET memory_limit = '1GB'", "ATTACH ':memory:' AS st",
+                f"CREATE TABLE st.ev AS SELECT range AS x FROM range({rows})",
+                f"CREATE TABLE st.population AS SELECT CAST(range AS VARCHAR) AS lead_id FROM range({leads})"):
+        conn.execute(sql)
+    statements: list[str] = []
+    run_sql = state_mod._run
+    monkeypatch.setattr(state_mod, "_run", lambda c, sql: statements.append(sql) or run_sql(c, sql))
+    return conn, statements
+
+
 @pytest.mark.parametrize("changed, batch, limit", [(8, 0, "134217728B"), (2_000, 0, "270000000B"),
                                                    (2_000, 100_000, "315000000B"), (20_000, 0, None)])
 def test_the_copies_memory_limit_by_the_states_rows_per_lead(changed, batch, limit, monkeypatch):
@@ -302,44 +321,30 @@ def test_the_copies_memory_limit_by_the_states_rows_per_lead(changed, batch, lim
     1,080,000 bytes, the floor 134,217,728; 2,000 leads, 3 x 150 x 600,000 = 270,000,000; with 100,000 new rows,
     3 x 150 x 700,000 = 315,000,000; 20,000 leads, 2.7e9 >= 1 GB: unchanged."""
     import leadscore.engine.state as state_mod
-    conn = duckdb.connect()
-    conn.execute("SET memory_limit = '1GB'")
-    conn.execute("ATTACH ':memory:' AS st")
-    conn.execute("CREATE TABLE st.ev AS SELECT range AS x FROM range(300000)")
-    conn.execute("CREATE TABLE st.population AS SELECT CAST(range AS VARCHAR) AS lead_id FROM range(1000)")
-    statements: list[str] = []
-    run_sql = state_mod._run
-    monkeypatch.setattr(state_mod, "_run", lambda c, sql: statements.append(sql) or run_sql(c, sql))
+    conn, statements = _stub_state(monkeypatch, 300_000, 1_000)
     with state_mod._copy_memory(conn, None, changed, batch):     # no restore statement: nothing is touched
         pass
     assert not [s for s in statements if "memory_limit" in s]
     with pytest.raises(RuntimeError):
         with state_mod._copy_memory(conn, "SET memory_limit = '1GB'", changed, batch):
-            inside = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            inside = _limit(conn)
             raise RuntimeError("a failed copy")
     sets = [s for s in statements if "memory_limit" in s and s.startswith("SET")]
     assert sets == ([f"SET memory_limit = '{limit}'", "SET memory_limit = '1GB'"] if limit else [])
     assert inside == {"134217728B": "128.0 MiB", "270000000B": "257.4 MiB", "315000000B": "300.4 MiB",
                       None: "953.6 MiB"}[limit]
-    assert conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == "953.6 MiB"
+    assert _limit(conn) == "953.6 MiB"
 
 
 def test_a_memory_limit_duckdb_cannot_lower_to_is_left_as_it_was(monkeypatch):
     """With no temp directory, what an in-memory connection holds cannot be evicted, and DuckDB refuses a
     limit below it ("could not free up enough memory"): the copies then run under the connection's limit."""
     import leadscore.engine.state as state_mod
-    conn = duckdb.connect()
-    conn.execute("SET temp_directory = ''")
-    conn.execute("SET memory_limit = '1GB'")
-    conn.execute("ATTACH ':memory:' AS st")
-    conn.execute("CREATE TABLE st.ev AS SELECT range AS x FROM range(1000)")
-    conn.execute("CREATE TABLE st.population AS SELECT CAST(range AS VARCHAR) AS lead_id FROM range(100)")
-    conn.execute("CREATE TEMP TABLE held AS SELECT range AS i, repeat('x', 20) || range AS s FROM range(6000000)")
-    statements: list[str] = []
-    run_sql = state_mod._run
-    monkeypatch.setattr(state_mod, "_run", lambda c, sql: statements.append(sql) or run_sql(c, sql))
+    conn, statements = _stub_state(monkeypatch, 1_000, 100, "SET temp_directory = ''",
+                                   "CREATE TEMP TABLE held AS SELECT range AS i, repeat('x', 20) || range AS s "
+                                   "FROM range(6000000)")
     with state_mod._copy_memory(conn, "SET memory_limit = '1GB'", 8):
-        inside = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        inside = _limit(conn)
     assert inside == "953.6 MiB"
     assert [s for s in statements if s.startswith("SET")] == ["SET memory_limit = '134217728B'"]   # refused
 
