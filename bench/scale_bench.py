@@ -3,7 +3,7 @@ hand-written DuckDB query of the same rules) and a vectorised pandas version, in
 
     .venv/bin/python -m bench.scale_bench [--leads 20000] [--data /tmp/leadscore-bench]
         [--memory-limit 3GB] [--threads 2] [--sample 10000] [--pandas-max-events 20000000]
-        [--growth 20000,60000,100000] [--skip-default] [--typed] [--only-incremental] [--runs 1]
+        [--repeat 1] [--growth 20000,60000,100000] [--skip-default] [--typed] [--only-incremental] [--runs 1]
 
 1. The demo population of --leads leads is generated once as Parquet (DATA/leads-N/events.parquet;
    reused when present). 1,000,000 leads make ~48,000,000 events.
@@ -15,7 +15,8 @@ hand-written DuckDB query of the same rules) and a vectorised pandas version, in
 3. Full re-score of every lead, each implementation in a process of its own: wall time, events/s and
    the process's peak RSS (DuckDB runs with memory_limit = --memory-limit and spills to a temp
    folder beyond it). pandas runs on a lead sample when the log has more than --pandas-max-events
-   events; its time is then scaled to the whole log and labelled so.
+   events; its time is then scaled to the whole log and labelled so. --repeat N: the three run in turn
+   N times (the default model once), each reported by its median run, and the ratios are the medians'.
 4. Incremental (leadscore.engine.state): a full run as of t1 (the log's end) writing its state, then
    a new Parquet file in the log's folder with messages of 1% of the leads in the hour after t1, and
    an incremental run as of t2 = t1 + 1 h (reads the new file only, re-scores the changed leads from
@@ -38,6 +39,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -232,6 +234,20 @@ def _compare(a, b, all_columns: bool = False) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- parent
+FLOOR = "floor: hand-written DuckDB (playbook)"
+ENGINE = "engine: compiled SQL (playbook)"
+DEFAULT_ENGINE = "engine: compiled SQL (default model)"
+
+
+def _summary(label: str, results: list[dict], events: int, note: str) -> dict:
+    """One implementation's row: its median run (the lower middle one of an even count), every run's
+    seconds, and the highest peak memory of its runs."""
+    median = statistics.median_low(r["seconds"] for r in results)
+    return {"implementation": label, "seconds": round(median, 2), "events_per_s": round(events / median),
+            "peak_mb": round(max(r["peak_mb"] for r in results)), "note": note,
+            "runs": [round(r["seconds"], 2) for r in results]}
+
+
 def _run_child(kind: str, args: dict) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:   # lead samples: too long for argv
         json.dump(args, f)
@@ -313,6 +329,9 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=1,
                    help="incremental runs in a series (each a new hour of messages of another 1%% of the leads); "
                         "the last one is checked against a full run")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="full re-scores of each implementation, in turn (floor, engine, pandas, floor, ...); "
+                        "each reported by its median run")
     p.add_argument("--growth", default="", help="comma-separated lead counts for the linear-growth points")
     p.add_argument("--skip-default", action="store_true", help="do not time the default model (video rules)")
     p.add_argument("--typed", action="store_true",
@@ -353,31 +372,38 @@ def main(argv=None) -> int:
         print("FAILED: the three implementations disagree")
         return 1
 
-    rows = []
+    # Each implementation's runs, one process each. With --repeat N the three run in turn N times (floor,
+    # engine, pandas, floor, ...), so that a slow spell of the machine falls on all of them, and each is
+    # reported by its median run; the ratios are those of the medians.
+    runs: dict[str, list[dict]] = {}
+    pandas_label = "pandas, vectorised (playbook)"
+    notes = {DEFAULT_ENGINE: "with the video reconstruction rules", pandas_label: ""}
 
-    def record(label: str, res: dict, events: int, note: str = "") -> dict:
-        row = {"implementation": label, "seconds": round(res["seconds"], 2),
-               "events_per_s": round(events / res["seconds"]), "peak_mb": round(res["peak_mb"]), "note": note}
-        rows.append(row)
-        print(f"  {label:<38} {row['seconds']:>9.2f} s {row['events_per_s']:>12,} ev/s {row['peak_mb']:>7,} MB  {note}",
-              flush=True)
-        return row
+    def record(label: str, res: dict, measured: str = "") -> None:
+        runs.setdefault(label, []).append(res)
+        print(f"  {label:<38} {res['seconds']:>9.2f} s {round(n_events / res['seconds']):>12,} ev/s "
+              f"{res['peak_mb']:>7,.0f} MB  {notes.get(label, '')}{measured}", flush=True)
 
-    floor = record("floor: hand-written DuckDB (playbook)", _run_child("floor", common), n_events)
-    engine = record("engine: compiled SQL (playbook)", _run_child("engine", {**common, "model": str(PLAYBOOK)}), n_events)
-    if not ns.skip_default:
-        record("engine: compiled SQL (default model)", _run_child("engine", {**common, "model": str(DEFAULT)}), n_events,
-               "with the video reconstruction rules")
+    pandas_args, scale = common, 1.0
     if n_events > ns.pandas_max_events:
-        share = ns.pandas_max_events / n_events
-        pl = _sample(path, max(1, int(leads * share)))
-        res = _run_child("pandas", {**common, "leads": pl})
-        scale = leads / len(pl)
-        scaled = {"seconds": res["seconds"] * scale, "peak_mb": res["peak_mb"] * scale}
-        pd_row = record("pandas, vectorised (playbook)", scaled, n_events,
-                        f"SCALED ×{scale:.1f} from a {len(pl):,}-lead sample ({res['seconds']:.1f} s, {res['peak_mb']:.0f} MB measured)")
-    else:
-        pd_row = record("pandas, vectorised (playbook)", _run_child("pandas", common), n_events)
+        pl = _sample(path, max(1, int(leads * ns.pandas_max_events / n_events)))
+        scale, pandas_args = leads / len(pl), {**common, "leads": pl}
+        notes[pandas_label] = f"SCALED ×{scale:.1f} from a {len(pl):,}-lead sample"
+    for k in range(ns.repeat):
+        record(FLOOR, _run_child("floor", common))
+        record(ENGINE, _run_child("engine", {**common, "model": str(PLAYBOOK)}))
+        if k == 0 and not ns.skip_default:
+            record(DEFAULT_ENGINE, _run_child("engine", {**common, "model": str(DEFAULT)}))
+        res = _run_child("pandas", pandas_args)
+        record(pandas_label, {"seconds": res["seconds"] * scale, "peak_mb": res["peak_mb"] * scale},
+               f" ({res['seconds']:.1f} s, {res['peak_mb']:.0f} MB measured)" if scale != 1.0 else "")
+    rows = [_summary(label, results, n_events, notes.get(label, "")) for label, results in runs.items()]
+    for row in rows:
+        if len(row["runs"]) > 1:
+            print(f"  median of {len(row['runs'])}: {row['implementation']:<38} {row['seconds']:>9.2f} s "
+                  f"(runs {', '.join(f'{x:.2f}' for x in row['runs'])}) {row['peak_mb']:>7,} MB peak", flush=True)
+    floor, engine, pd_row = (next(r for r in rows if r["implementation"] == label)
+                             for label in (FLOOR, ENGINE, pandas_label))
     inc = _incremental(ns, common, data, leads)
     growth = []
     for g in [int(x) for x in ns.growth.split(",") if x.strip()]:
