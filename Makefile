@@ -29,7 +29,7 @@ demo: env
 test: env sysdeps
 	bash scripts/run_tests.sh
 
-# The scale benchmark (BENCH_ARGS, e.g. "--leads 1000000"; see bench/scale_bench.py), then the others if collected.
+# The scale benchmark (BENCH_ARGS, e.g. "--leads 1000000 --repeat 3"; see bench/scale_bench.py), then the others if collected.
 bench: env
 	$(BIN)/python -m bench.scale_bench $(BENCH_ARGS)
 	test ! -f bench/run_all.py || $(BIN)/python -m bench.run_all
