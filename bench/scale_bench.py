@@ -3,7 +3,7 @@ hand-written DuckDB query of the same rules) and a vectorised pandas version, in
 
     .venv/bin/python -m bench.scale_bench [--leads 20000] [--data /tmp/leadscore-bench]
         [--memory-limit 3GB] [--threads 2] [--sample 10000] [--pandas-max-events 20000000]
-        [--repeat 1] [--growth 20000,60000,100000] [--skip-default] [--typed] [--only-incremental] [--runs 1]
+        [--repeat 1] [--growth 20000,60000,100000] [--skip-default] [--typed] [--only-incremental] [--only-growth] [--runs 1]
 
 1. The demo population of --leads leads is generated once as Parquet (DATA/leads-N/events.parquet;
    reused when present). 1,000,000 leads make ~48,000,000 events.
@@ -27,7 +27,8 @@ hand-written DuckDB query of the same rules) and a vectorised pandas version, in
    returned. Work folder: DATA/incremental-N. --runs K: K - 1 more runs follow, each with a new file of
    another 1% of the leads' messages in the next hour, timed one by one (every 8th compacts the state:
    leadscore.engine.state.COMPACT_EVERY); the last one's whole table is checked against a full run.
-5. --growth: the engine's time at several population sizes (linear growth check).
+5. --growth: the engine's time at several population sizes (linear growth check); --only-growth runs
+   only these points.
 --typed: everything runs on the typed log instead (properties and context as STRUCT columns, as a
 warehouse export keeps them): DATA/leads-N/events-typed.parquet, converted once from the JSON log
 (leadscore.engine.typed_log; reused when present); the floor and pandas read its fields directly.
@@ -315,6 +316,24 @@ def _incremental(ns, common: dict, data: Path, leads: int) -> dict:
     return inc
 
 
+def _growth(ns, common: dict, data: Path, temp: str) -> list[dict]:
+    """The engine's full re-score at each --growth population (generated once, like --leads): seconds, peak
+    memory and µs per event, each point's µs per event also as a multiple of the first point's."""
+    growth = []
+    for g in [int(x) for x in ns.growth.split(",") if x.strip()]:
+        gp = ensure_population(data, g)
+        if ns.typed:
+            gp = ensure_typed(gp, ns.memory_limit, ns.threads, temp)
+        ge = _events(gp)
+        res = _run_child("engine", {**common, "files": [str(gp)], "model": str(PLAYBOOK)})
+        us = 1e6 * res["seconds"] / ge
+        growth.append({"leads": g, "events": ge, "seconds": round(res["seconds"], 2), "peak_mb": round(res["peak_mb"]),
+                       "us_per_event": round(us, 3), "vs_first": round(us / (growth[0]["us_per_event"] if growth else us), 2)})
+        print(f"  growth: {ge:>12,} events {res['seconds']:>9.2f} s  {us:.3f} µs/event (×{growth[-1]['vs_first']:.2f} "
+              f"the first point's)  {res['peak_mb']:,.0f} MB", flush=True)
+    return growth
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--leads", type=int, default=20_000)
@@ -338,6 +357,8 @@ def main(argv=None) -> int:
                    help="run on the typed log (properties/context as STRUCT columns), converted once from the JSON log")
     p.add_argument("--only-incremental", action="store_true",
                    help="run only the incremental measurement (4.), with its own full runs for reference")
+    p.add_argument("--only-growth", action="store_true",
+                   help="run only the growth points (5.): the engine at each --growth population")
     p.add_argument("--child")
     p.add_argument("--args", help="(internal) the child's arguments, a JSON file")
     ns = p.parse_args(argv)
@@ -362,6 +383,9 @@ def main(argv=None) -> int:
         inc = _incremental(ns, common, data, leads)
         print(json.dumps({"leads": leads, "events": n_events, "typed": ns.typed, "incremental": inc}, default=str))
         return 0 if inc["identical"] else 1
+    if ns.only_growth:
+        print(json.dumps({"typed": ns.typed, "growth": _growth(ns, common, data, temp)}, default=str))
+        return 0
     sample = _sample(path, min(ns.sample, leads))
     agree = _run_child("agree", {**common, "leads": sample})
     ok = not agree["floor"] and not agree["pandas"]
@@ -405,17 +429,7 @@ def main(argv=None) -> int:
     floor, engine, pd_row = (next(r for r in rows if r["implementation"] == label)
                              for label in (FLOOR, ENGINE, pandas_label))
     inc = _incremental(ns, common, data, leads)
-    growth = []
-    for g in [int(x) for x in ns.growth.split(",") if x.strip()]:
-        gp = ensure_population(data, g)
-        if ns.typed:
-            gp = ensure_typed(gp, ns.memory_limit, ns.threads, temp)
-        ge = _events(gp)
-        res = _run_child("engine", {**common, "files": [str(gp)], "model": str(PLAYBOOK)})
-        growth.append({"leads": g, "events": ge, "seconds": round(res["seconds"], 2), "peak_mb": round(res["peak_mb"]),
-                       "us_per_event": round(1e6 * res["seconds"] / ge, 3)})
-        print(f"  growth: {ge:>12,} events {res['seconds']:>9.2f} s  {1e6 * res['seconds'] / ge:.3f} µs/event  "
-              f"{res['peak_mb']:,.0f} MB", flush=True)
+    growth = _growth(ns, common, data, temp)
     ratios = {"engine_vs_floor": round(engine["seconds"] / floor["seconds"], 2),
               "pandas_vs_engine": round(pd_row["seconds"] / engine["seconds"], 2),
               "incremental_share": round(inc["seconds"] / inc["full_seconds"], 4)}
