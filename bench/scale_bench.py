@@ -362,6 +362,8 @@ def main(argv=None) -> int:
     p.add_argument("--child")
     p.add_argument("--args", help="(internal) the child's arguments, a JSON file")
     ns = p.parse_args(argv)
+    if ns.repeat < 1:
+        p.error(f"--repeat {ns.repeat}: give 1 or more runs")
     if ns.child:
         print(json.dumps(child(ns.child, json.loads(Path(ns.args).read_text())), default=str))
         return 0
