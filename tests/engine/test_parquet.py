@@ -270,12 +270,46 @@ def test_a_lead_clustered_log_is_scored_range_by_range_with_the_one_pass_scores(
     ranges = []
     real = parquet._score_ranges
     monkeypatch.setattr(parquet, "rows_per_range", lambda memory: 3000)
-    monkeypatch.setattr(parquet, "_score_ranges", lambda *a: ranges.append(a[-1]) or real(*a))
+    monkeypatch.setattr(parquet, "_score_ranges", lambda *a, **k: ranges.append(a[5]) or real(*a, **k))
     parts = score_parquet(m, path, DEMO_AS_OF)
     assert len(ranges) == 1 and len(ranges[0]) >= 3
     assert list(parts["lead_id"]) == list(one["lead_id"])
     assert_same_scores(one, parts)
 
+
+
+@pytest.mark.parametrize("way", ["one query", "partitions", "lead ranges"])
+def test_written_scores_are_the_frames_rows_written_by_duckdb(demo_log, tmp_path, monkeypatch, way):
+    """``finish=write_scores(model, out, top)``: DuckDB writes every lead's row of the score frame to
+    ``out`` (the frame's columns, their types and its order: score, then lead_id) from the result it
+    holds, returns the lead count and the top rows, and leaves no temp table behind."""
+    import duckdb
+
+    import leadscore.engine.parquet as parquet
+    from leadscore.engine.parquet import write_scores
+    config, out = demo_log
+    path = _clustered(out / "events.parquet", tmp_path / "clustered.parquet", 1000)
+    m = load_model("models/default.yaml")
+    frame = score_parquet(m, path, DEMO_AS_OF, stage=False, partitions=1)
+    kwargs = {"one query": {"stage": False, "partitions": 1}, "partitions": {"partitions": 3}, "lead ranges": {}}[way]
+    ranges = []
+    if way == "lead ranges":
+        real = parquet._score_ranges
+        monkeypatch.setattr(parquet, "rows_per_range", lambda memory: 3000)
+        monkeypatch.setattr(parquet, "_score_ranges", lambda *a, **k: ranges.append(a[5]) or real(*a, **k))
+    conn = duckdb.connect()
+    target = tmp_path / "scores.parquet"
+    leads, top = score_parquet(m, path, DEMO_AS_OF, conn=conn, finish=write_scores(m, target, 5), **kwargs)
+    assert (way == "lead ranges") == (len(ranges) == 1 and len(ranges[0]) >= 3)
+    written = pd.read_parquet(target)
+    assert leads == len(written) == len(frame) == 300
+    assert list(written.columns) == list(frame.columns)
+    assert [written[c].dtype.kind for c in written.columns] == [frame[c].dtype.kind for c in frame.columns]
+    assert list(written["lead_id"]) == list(frame["lead_id"])           # the frame's order
+    assert_same_scores(frame, written)
+    assert list(top["lead_id"]) == list(frame["lead_id"][:5])
+    assert_same_scores(frame.head(5), top)
+    assert conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ls_part_scores'").fetchall() == [(0,)]
 
 def test_an_account_trait_reaches_members_in_every_lead_range(tmp_path, monkeypatch):
     """Lead a's group call names the account's industry; lead b, in the next lead range, reads it too."""

@@ -189,15 +189,20 @@ def _score_log(model, events_path, as_of, top, out, memory_limit, spill, partiti
     state folder, incrementally from the last run's state (engine.state.score_with_state). An
     incremental run returns only the re-scored leads' rows; what it prints (the top leads) and writes
     (--out: every lead) is read from the state's whole table, as a full run would give them, and the
-    whole table is read only when --out asks for it."""
-    from leadscore.engine.parquet import EventLogError, score_parquet
+    whole table is read only when --out asks for it. Without a state, --out is written by DuckDB from the
+    result it holds (engine.parquet.write_scores), and only the top leads come back to Python."""
+    from leadscore.engine.parquet import EventLogError, score_parquet, write_scores
     from leadscore.engine.state import score_with_state
+    shown = None        # the top leads, when the run gives them
     try:
         with console.status(f"scoring {events_path} as of {as_of.isoformat()} with {model.model_version}"):
             if state_dir:
                 run = score_with_state(model, events_path, state_dir, as_of, memory_limit=memory_limit,
                                        temp_dir=spill, partitions=partitions)
                 frame, leads = None, run.leads
+            elif out:
+                leads, shown = score_parquet(model, events_path, as_of, memory_limit=memory_limit, temp_dir=spill,
+                                             partitions=partitions, finish=write_scores(model, out, top))
             else:
                 frame = score_parquet(model, events_path, as_of, memory_limit=memory_limit, temp_dir=spill,
                                       partitions=partitions)
@@ -214,12 +219,12 @@ def _score_log(model, events_path, as_of, top, out, memory_limit, spill, partiti
             console.print(f"incremental run: {files} read, {run.rescored:,} of {run.leads:,} leads re-scored"
                           + (f" ({why})" if why else " (nothing changed)") + f"; state in {state_dir} updated",
                           highlight=False)
+    if out and state_dir:
+        run.frame.to_parquet(out, index=False)      # every lead (an incremental run: read from the state)
     if out:
-        if frame is None:
-            frame = run.frame           # every lead (an incremental run: read from the state)
-        frame.to_parquet(out, index=False)
-        console.print(f"{len(frame)} scores written to {out}", highlight=False)
-    shown = frame.head(top) if frame is not None else run.top(top)
+        console.print(f"{leads} scores written to {out}", highlight=False)
+    if shown is None:
+        shown = frame.head(top) if frame is not None else run.top(top)
     console.print(leads_table(shown, model, top, f"{leads} leads of {events_path} scored as of "
                                                  f"{as_of:%Y-%m-%d %H:%M} UTC with model {model.model_version}"))
 

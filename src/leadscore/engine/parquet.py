@@ -23,14 +23,14 @@ import os
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 
 from leadscore.engine.access import JSON_ACCESS, LOG_JSON_COLUMNS, PropertyAccess, PropertyTypeError, duckdb_shape
 from leadscore.engine.compile import Sources, compile_model
-from leadscore.engine.score import _frame, to_naive_utc
+from leadscore.engine.score import _frame, frame_select_sql, to_naive_utc
 from leadscore.events import EVENT_COLUMNS
 from leadscore.video.reconstruct import video_columns_sql
 from leadscore.model.schema import Model
@@ -43,6 +43,7 @@ LOG_SOURCES = Sources(events="ls_events", traits="ls_traits", account_traits="ls
 CATALOG_SCHEMA = pa.schema([("video_id", pa.string()), ("title", pa.string()), ("duration", pa.float64()),
                             ("category", pa.string()), ("stage", pa.string())])
 PREDICTIONS_SCHEMA = pa.schema([("lead_id", pa.string()), ("probability", pa.float64())])
+T = TypeVar("T")
 UA_SCHEMA = pa.schema([("ua", pa.string()), ("browser", pa.string())])
 TRAIT_TYPES = ("group", "identify", "track", "page")   # messages whose group_id sets the lead's account_id
 
@@ -548,9 +549,13 @@ def auto_partitions(rows: int, memory_bytes: int | None) -> int:
 def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads: list[str] | None = None,
                   catalog: str | Path | None = None, conn=None, memory_limit: str | None = None,
                   threads: int | None = None, temp_dir: str | None = None,
-                  stage: bool | None = None, partitions: int | None = None) -> pd.DataFrame:
+                  stage: bool | None = None, partitions: int | None = None,
+                  finish: Callable[[object, str], T] | None = None) -> pd.DataFrame | T:
     """Score the leads of a Parquet event log as of an instant with DuckDB: the same frame as
     :func:`leadscore.engine.score.score_leads` (one row per lead, ordered by score then lead_id).
+    ``finish(conn, table)``: what to return instead of that frame, made from the temp table of every
+    lead's result row (unordered, the engine's columns) while the connection holds it; e.g.
+    :func:`write_scores`, which writes the frame's rows to a file without building it in Python.
     ``stage``: stage the rule-read event rows first (:func:`stage_events`); by default for a whole
     log of at least ``STAGE_MIN_ROWS`` messages. ``partitions``: score the leads in that many hash
     partitions, one query each over the same staged rows, so that the per-lead state of one query is
@@ -569,7 +574,7 @@ def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads:
         if partitions is None and leads is None and stage is not True:
             ranges = lead_ranges(events_path, rows_per_range(memory_limit_bytes(conn)))
             if ranges is not None:
-                return _score_ranges(conn, model, events_path, as_of, catalog, ranges)
+                return _score_ranges(conn, model, events_path, as_of, catalog, ranges, finish=finish)
             partitions = auto_partitions(rows, memory_limit_bytes(conn))
         elif partitions is None:
             partitions = 1
@@ -583,8 +588,11 @@ def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads:
         if stage:
             table, staged = stage_events(conn, compiled.events_sql, temp_dir or _temp_directory(conn), partitions)
             compiled = compile_model(model, DUCKDB, as_of, leads=leads, sources=sources, staged_events=table)
-        if partitions == 1:
+        if partitions == 1 and finish is None:
             return _frame(model, conn.sql(compiled.sql).to_arrow_table())
+        if partitions == 1:
+            _add_part_scores(conn, 0, compiled.sql)
+            return finish(conn, "ls_part_scores")
         # The log's traits, accounts and population are derived once (tables of the stage, or temp tables),
         # so that a partition reads the log's Parquet files only when a rule reads raw events (video).
         derived = {"traits": sources.traits, "account_traits": sources.account_traits,
@@ -608,13 +616,14 @@ def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads:
             compiled = compile_model(model, DUCKDB, as_of, sources=part_sources,
                                      staged_events="ls_part_stage" if table is not None else None, ordered=False)
             _add_part_scores(conn, index, compiled.sql)
-        return _part_scores_frame(conn, model)
+        return finish(conn, "ls_part_scores") if finish else _part_scores_frame(conn, model)
     finally:
         if partitions is not None and partitions > 1:
             for name in ("events", "traits", "population", "stage"):
                 _run(conn, f"DROP VIEW IF EXISTS ls_part_{name}")
-            for name in ("ls_part_scores", "ls_all_traits", "ls_all_account_traits", "ls_all_population"):
+            for name in ("ls_all_traits", "ls_all_account_traits", "ls_all_population"):
                 _run(conn, f"DROP TABLE IF EXISTS temp.{name}")
+        _run(conn, "DROP TABLE IF EXISTS temp.ls_part_scores")
         if staged is not None:
             unstage_events(conn, staged)
         if own:
@@ -633,8 +642,23 @@ def _part_scores_frame(conn, model: Model) -> pd.DataFrame:
     return _frame(model, conn.sql("SELECT * FROM ls_part_scores ORDER BY score DESC, lead_id").to_arrow_table())
 
 
+def write_scores(model: Model, out: str | Path, top: int = 0):
+    """A ``finish`` for :func:`score_parquet`: writes every lead's row of the score frame to the Parquet
+    file ``out`` (the frame's columns, types and order, written by DuckDB's COPY, so that memory stays
+    within DuckDB's limit whatever the number of leads: the frame of 2.1M leads is ~1.1 GB in Python)
+    and returns (the number of leads, the first ``top`` rows as a frame)."""
+    def finish(conn, table: str) -> tuple[int, pd.DataFrame]:
+        columns = [r[0] for r in _run(conn, f"SELECT column_name FROM (DESCRIBE {table})")]
+        ordered = f"FROM {table} ORDER BY score DESC, lead_id"
+        _run(conn, f"COPY (SELECT {frame_select_sql(model, columns)} {ordered}) TO {quote_literal(str(out))} "
+                   f"(FORMAT parquet)")
+        leads = _run(conn, f"SELECT count(*) FROM {table}")[0][0]
+        return leads, _frame(model, conn.sql(f"SELECT * {ordered} LIMIT {max(0, int(top))}").to_arrow_table())
+    return finish
+
+
 def _score_ranges(conn, model: Model, events_path: str | Path, as_of: datetime, catalog,
-                  ranges: list[tuple[str | None, str | None]]) -> pd.DataFrame:
+                  ranges: list[tuple[str | None, str | None]], finish=None):
     """Score a lead-clustered log range by range (:func:`lead_ranges`): each range is one query over
     only its own row groups, with no staging. An account's traits come from any member's group call,
     so when the model reads them the whole log's group calls are copied once and read by every range.
@@ -657,7 +681,7 @@ def _score_ranges(conn, model: Model, events_path: str | Path, as_of: datetime, 
             sources = register_log(conn, model, events_path, as_of, catalog, lead_range=bounds, group_raw=group_raw)
             compiled = compile_model(model, DUCKDB, as_of, sources=sources, ordered=False)
             _add_part_scores(conn, index, compiled.sql)
-        return _part_scores_frame(conn, model)
+        return finish(conn, "ls_part_scores") if finish else _part_scores_frame(conn, model)
     finally:
         for name in ("ls_part_scores", "ls_group_calls"):
             _run(conn, f"DROP TABLE IF EXISTS temp.{name}")

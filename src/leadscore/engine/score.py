@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,29 @@ def _frame(model: Model, table) -> pd.DataFrame:
     # allow), not copied again into one block; for a million leads that copy was the result once more.
     return pd.DataFrame(out, copy=False)
 
+
+
+def frame_select_sql(model: Model, columns: Iterable[str]) -> str:
+    """:func:`_frame`'s columns, names and types as a SELECT list over the engine's result columns
+    (``columns``: their names), so that DuckDB can write the score frame where it holds the result
+    (``engine.parquet.write_scores``) without building it in Python."""
+    have = {c.lower(): c for c in columns}
+
+    def col(raw: str, name: str, sql_type: str, cast: str = "CAST") -> str:
+        ident = '"' + have[raw].replace('"', '""') + '"'
+        return f'{cast}({ident} AS {sql_type}) AS "{name.replace(chr(34), chr(34) * 2)}"'
+
+    parts = [col("lead_id", "lead_id", "VARCHAR"), col("score", "score", "DOUBLE"), col("fit", "fit", "DOUBLE"),
+             col("engagement", "engagement", "DOUBLE"), col("tier", "tier", "VARCHAR"),
+             col("stage", "stage", "VARCHAR"), col("grade", "grade", "VARCHAR"),
+             col("disqualified", "disqualified", "BOOLEAN"),
+             col("probability", "probability", "DOUBLE", "TRY_CAST")]   # pd.to_numeric(errors="coerce")
+    if "last_activity" in have:
+        parts.append(col("last_activity", "last_activity", "TIMESTAMP"))
+    parts += [col(f"g_{_safe(g)}", f"group:{g}", "DOUBLE") for g in model.groups]
+    for i, rule in enumerate(model.rules):
+        parts += [col(f"r{i}", f"rule:{rule.name}", "DOUBLE"), col(f"h{i}", f"hits:{rule.name}", "BIGINT")]
+    return ", ".join(parts)
 
 def lead_scope(store: Store, leads: list[str]) -> list[str]:
     """The leads and every id that resolves to one of them (their anonymous and aliased ids)."""
