@@ -37,13 +37,14 @@ from leadscore.model.schema import Model
 from leadscore.store.dialect import DUCKDB, Dialect, quote_literal
 from leadscore.store.duckdb import scoring_optimizers
 
+T = TypeVar("T")   # what a caller's ``finish`` makes of the scored rows (score_parquet)
+
 # Relation names the compiled query reads when scoring an event log (registered per run).
 LOG_SOURCES = Sources(events="ls_events", traits="ls_traits", account_traits="ls_account_traits",
                       population="ls_population", catalog="video_catalog", predictions="lead_predictions")
 CATALOG_SCHEMA = pa.schema([("video_id", pa.string()), ("title", pa.string()), ("duration", pa.float64()),
                             ("category", pa.string()), ("stage", pa.string())])
 PREDICTIONS_SCHEMA = pa.schema([("lead_id", pa.string()), ("probability", pa.float64())])
-T = TypeVar("T")
 UA_SCHEMA = pa.schema([("ua", pa.string()), ("browser", pa.string())])
 TRAIT_TYPES = ("group", "identify", "track", "page")   # messages whose group_id sets the lead's account_id
 

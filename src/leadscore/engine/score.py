@@ -69,9 +69,11 @@ def frame_select_sql(model: Model, columns: Iterable[str]) -> str:
     (``engine.parquet.write_scores``) without building it in Python."""
     have = {c.lower(): c for c in columns}
 
+    def ident(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
     def col(raw: str, name: str, sql_type: str, cast: str = "CAST") -> str:
-        ident = '"' + have[raw].replace('"', '""') + '"'
-        return f'{cast}({ident} AS {sql_type}) AS "{name.replace(chr(34), chr(34) * 2)}"'
+        return f"{cast}({ident(have[raw])} AS {sql_type}) AS {ident(name)}"
 
     parts = [col("lead_id", "lead_id", "VARCHAR"), col("score", "score", "DOUBLE"), col("fit", "fit", "DOUBLE"),
              col("engagement", "engagement", "DOUBLE"), col("tier", "tier", "VARCHAR"),
