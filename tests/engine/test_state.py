@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 
 import duckdb
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -161,6 +162,33 @@ def test_the_whole_table_is_read_from_the_state_only_while_it_is_this_runs(tmp_p
     with pytest.raises(RuntimeError, match="has moved on"):
         third.top(1)
 
+
+
+def test_an_incremental_runs_table_is_written_by_duckdb_from_the_state(tmp_path):
+    """``write(out)``: every lead's row, the frame's columns, types and order, to a Parquet file: a full
+    run's rows from hand, an incremental run's by DuckDB from the state file (refused once a later run
+    has changed it)."""
+    log, add_day2 = _logs(tmp_path, False)
+    state = tmp_path / "state"
+    m = model(STATE_MODEL)
+    first = score_with_state(m, log, state, T1)
+    assert first.write(tmp_path / "t1.parquet") == len(first.frame)
+    assert_same_scores(first.frame, pd.read_parquet(tmp_path / "t1.parquet"))
+    add_day2()
+    second = score_with_state(m, log, state, T2)
+    assert second._all is None
+    assert second.write(tmp_path / "t2.parquet") == second.leads
+    assert second._all is None                           # not read into Python
+    written, full = pd.read_parquet(tmp_path / "t2.parquet"), score_parquet(m, log, T2)
+    assert _scores(written) == AT_T2
+    assert list(written.columns) == list(full.columns)
+    assert [written[c].dtype.kind for c in written.columns] == [full[c].dtype.kind for c in full.columns]
+    assert list(written["lead_id"]) == list(full["lead_id"])      # a full run's order
+    assert_same_scores(full, written)
+    score_with_state(m, log, state, T3)
+    with pytest.raises(RuntimeError, match="has moved on"):
+        second.write(tmp_path / "late.parquet")
+    assert not (tmp_path / "late.parquet").exists()
 
 def test_a_model_without_account_traits_keeps_no_account_rows(tmp_path):
     """Without account traits the model never reads a lead's account_id: the state keeps no

@@ -188,9 +188,10 @@ def _score_log(model, events_path, as_of, top, out, memory_limit, spill, partiti
     """DuckDB over a Parquet event log, the store untouched (engine.parquet.score_parquet); with a
     state folder, incrementally from the last run's state (engine.state.score_with_state). An
     incremental run returns only the re-scored leads' rows; what it prints (the top leads) and writes
-    (--out: every lead) is read from the state's whole table, as a full run would give them, and the
-    whole table is read only when --out asks for it. Without a state, --out is written by DuckDB from the
-    result it holds (engine.parquet.write_scores), and only the top leads come back to Python."""
+    (--out: every lead) is the state's whole table, as a full run would give them: the top leads read,
+    --out written by DuckDB from the state file (StateRun.write). Without a state, --out is written by
+    DuckDB from the result it holds (engine.parquet.write_scores), and only the top leads come back to
+    Python."""
     from leadscore.engine.parquet import EventLogError, score_parquet, write_scores
     from leadscore.engine.state import score_with_state
     shown = None        # the top leads, when the run gives them
@@ -220,7 +221,7 @@ def _score_log(model, events_path, as_of, top, out, memory_limit, spill, partiti
                           + (f" ({why})" if why else " (nothing changed)") + f"; state in {state_dir} updated",
                           highlight=False)
     if out and state_dir:
-        run.frame.to_parquet(out, index=False)      # every lead (an incremental run: read from the state)
+        run.write(out)                  # every lead (an incremental run: written by DuckDB from the state)
     if out:
         console.print(f"{leads} scores written to {out}", highlight=False)
     if shown is None:

@@ -79,7 +79,7 @@ from leadscore.engine.parquet import (PREDICTIONS_SCHEMA, _newest, _run, _trait_
                                       log_access, log_relation, log_rows, log_views, memory_limit_bytes,
                                       model_trait_keys, open_duckdb, parquet_files, register_log,
                                       rows_per_range)
-from leadscore.engine.score import _frame, to_naive_utc
+from leadscore.engine.score import _frame, frame_select_sql, to_naive_utc
 from leadscore.model.schema import Model
 from leadscore.store.dialect import DUCKDB, quote_literal
 
@@ -103,8 +103,9 @@ class StateRun:
     ``frame``: every lead, as a full run of the whole log as of the run's instant gives; for an
     incremental run it is read from the state file on first use (a full run's is ``rows``), so a run
     whose caller needs only the changed leads does not read back the whole table. ``top(n)``: the
-    first n leads of ``frame`` without reading the rest. Both refuse once a later run has changed
-    the state (its scores are then of another instant)."""
+    first n leads of ``frame`` without reading the rest; ``write(out)``: ``frame`` to a Parquet file,
+    written by DuckDB from the state. All three refuse once a later run has changed the state (its
+    scores are then of another instant)."""
 
     rows: pd.DataFrame
     full: bool                          # True: a full run (the reason says why); False: incremental
@@ -132,15 +133,34 @@ class StateRun:
             return self._all.head(n)
         return self._read(max(0, int(n)))
 
-    def _read(self, limit: int | None) -> pd.DataFrame:
+    def write(self, out: str | Path) -> int:
+        """Every lead's row (``frame``) to the Parquet file ``out``; returns the number of leads. For an
+        incremental run DuckDB writes them from the state file (``frame_select_sql``: the frame's columns,
+        types and order), so the whole table never comes to Python; a full run's rows are in hand."""
+        if self.full or self._all is not None:
+            self.frame.to_parquet(out, index=False)
+            return len(self.frame)
+        with self._this_runs_state() as conn:
+            columns = [r[0] for r in conn.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
+            conn.execute(f"COPY (SELECT {frame_select_sql(self.model, columns)} FROM scores {ORDER}) "
+                         f"TO {quote_literal(str(out))} (FORMAT parquet)")
+            return conn.execute("SELECT count(*) FROM scores").fetchall()[0][0]
+
+    @contextmanager
+    def _this_runs_state(self):
+        """The state file, read-only, refused once a later run has changed it."""
         import duckdb
-        if self.full:
-            return self.rows
         with duckdb.connect(str(self.state), read_only=True) as conn:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             if meta.get("run_id") != self.run_id:
                 raise RuntimeError(f"{self.state} has moved on (run {meta.get('run')} as of {meta.get('as_of')}) since "
                                    f"this run (run {self.run}): its scores are no longer this run's")
+            yield conn
+
+    def _read(self, limit: int | None) -> pd.DataFrame:
+        if self.full:
+            return self.rows
+        with self._this_runs_state() as conn:
             sql = f"SELECT * FROM scores {ORDER}" + ("" if limit is None else f" LIMIT {limit}")
             return _frame(self.model, conn.sql(sql).to_arrow_table())
 
