@@ -649,13 +649,20 @@ def write_scores(model: Model, out: str | Path, top: int = 0):
     within DuckDB's limit whatever the number of leads: the frame of 2.1M leads is ~1.1 GB in Python)
     and returns (the number of leads, the first ``top`` rows as a frame)."""
     def finish(conn, table: str) -> tuple[int, pd.DataFrame]:
-        columns = [r[0] for r in _run(conn, f"SELECT column_name FROM (DESCRIBE {table})")]
-        ordered = f"FROM {table} ORDER BY score DESC, lead_id"
-        _run(conn, f"COPY (SELECT {frame_select_sql(model, columns)} {ordered}) TO {quote_literal(str(out))} "
-                   f"(FORMAT parquet)")
-        leads = _run(conn, f"SELECT count(*) FROM {table}")[0][0]
-        return leads, _frame(model, conn.sql(f"SELECT * {ordered} LIMIT {max(0, int(top))}").to_arrow_table())
+        leads = copy_scores(conn, model, table, out)
+        top_sql = f"SELECT * FROM {table} ORDER BY score DESC, lead_id LIMIT {max(0, int(top))}"
+        return leads, _frame(model, conn.sql(top_sql).to_arrow_table())
     return finish
+
+
+def copy_scores(conn, model: Model, table: str, out: str | Path) -> int:
+    """DuckDB writes the score frame of ``table`` (the engine's result rows, one per lead) to the Parquet
+    file ``out``: the frame's columns and types (``frame_select_sql``) in a full run's order (score, then
+    lead_id). Returns the number of leads."""
+    columns = [r[0] for r in _run(conn, f"SELECT column_name FROM (DESCRIBE {table})")]
+    _run(conn, f"COPY (SELECT {frame_select_sql(model, columns)} FROM {table} ORDER BY score DESC, lead_id) "
+               f"TO {quote_literal(str(out))} (FORMAT parquet)")
+    return _run(conn, f"SELECT count(*) FROM {table}")[0][0]
 
 
 def _score_ranges(conn, model: Model, events_path: str | Path, as_of: datetime, catalog,

@@ -74,12 +74,12 @@ import pyarrow as pa
 
 from leadscore.engine.compile import Sources, compile_model
 from leadscore.engine.incremental import _edges, _match, _ts, video_event_match
-from leadscore.engine.parquet import (PREDICTIONS_SCHEMA, _newest, _run, _trait_rows_sql,
+from leadscore.engine.parquet import (PREDICTIONS_SCHEMA, _newest, _run, _trait_rows_sql, copy_scores,
                                       browser_table, catalog_table, check_columns, disposable_table, lead_range_sql,
                                       log_access, log_relation, log_rows, log_views, memory_limit_bytes,
                                       model_trait_keys, open_duckdb, parquet_files, register_log,
                                       rows_per_range)
-from leadscore.engine.score import _frame, frame_select_sql, to_naive_utc
+from leadscore.engine.score import _frame, to_naive_utc
 from leadscore.model.schema import Model
 from leadscore.store.dialect import DUCKDB, quote_literal
 
@@ -135,16 +135,13 @@ class StateRun:
 
     def write(self, out: str | Path) -> int:
         """Every lead's row (``frame``) to the Parquet file ``out``; returns the number of leads. For an
-        incremental run DuckDB writes them from the state file (``frame_select_sql``: the frame's columns,
-        types and order), so the whole table never comes to Python; a full run's rows are in hand."""
+        incremental run DuckDB writes them from the state file (``engine.parquet.copy_scores``: the frame's
+        columns, types and order), so the whole table never comes to Python; a full run's rows are in hand."""
         if self.full or self._all is not None:
             self.frame.to_parquet(out, index=False)
             return len(self.frame)
         with self._this_runs_state() as conn:
-            columns = [r[0] for r in conn.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
-            conn.execute(f"COPY (SELECT {frame_select_sql(self.model, columns)} FROM scores {ORDER}) "
-                         f"TO {quote_literal(str(out))} (FORMAT parquet)")
-            return conn.execute("SELECT count(*) FROM scores").fetchall()[0][0]
+            return copy_scores(conn, self.model, "scores", out)
 
     @contextmanager
     def _this_runs_state(self):
