@@ -624,7 +624,8 @@ def score_parquet(model: Model, events_path: str | Path, as_of: datetime, leads:
                 _run(conn, f"DROP VIEW IF EXISTS ls_part_{name}")
             for name in ("ls_all_traits", "ls_all_account_traits", "ls_all_population"):
                 _run(conn, f"DROP TABLE IF EXISTS temp.{name}")
-        _run(conn, "DROP TABLE IF EXISTS temp.ls_part_scores")
+        if finish is not None or (partitions is not None and partitions > 1):    # the rows' temp table was made
+            _run(conn, "DROP TABLE IF EXISTS temp.ls_part_scores")
         if staged is not None:
             unstage_events(conn, staged)
         if own:
@@ -660,9 +661,8 @@ def copy_scores(conn, model: Model, table: str, out: str | Path) -> int:
     file ``out``: the frame's columns and types (``frame_select_sql``) in a full run's order (score, then
     lead_id). Returns the number of leads."""
     columns = [r[0] for r in _run(conn, f"SELECT column_name FROM (DESCRIBE {table})")]
-    _run(conn, f"COPY (SELECT {frame_select_sql(model, columns)} FROM {table} ORDER BY score DESC, lead_id) "
-               f"TO {quote_literal(str(out))} (FORMAT parquet)")
-    return _run(conn, f"SELECT count(*) FROM {table}")[0][0]
+    return _run(conn, f"COPY (SELECT {frame_select_sql(model, columns)} FROM {table} ORDER BY score DESC, lead_id) "
+                      f"TO {quote_literal(str(out))} (FORMAT parquet)")[0][0]      # COPY answers the rows written
 
 
 def _score_ranges(conn, model: Model, events_path: str | Path, as_of: datetime, catalog,
