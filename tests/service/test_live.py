@@ -271,3 +271,42 @@ def test_event_passes_yield_the_cpu_from_the_configured_ingestion_backlog(store)
     late._yield_thread().shutdown()     # as stop() does, between the backlog's reading and the hand-over
     late.on_ingest(store.ingest(normalize_batch([msg("page", "fay", "p-fay", T0, properties={"path": "/pricing"})], T0)))
     assert late.counters["yielded_batches"] == 0 and late.counters["batches"] == 1   # scored here instead
+
+
+def test_a_batchs_message_ids_per_lead_events_and_lags_are_the_same_read_from_its_rows_or_its_ids(store):
+    """A pass handed its commit numbers reads its batch as rows (DuckDB: Arrow, no Python object per
+    message); without them it reads the messages by id. Both give each lead the last 20 of its
+    messageIds in (timestamp, messageId) order as the history's cause_ref, the demo request as the
+    intent alert's event, and one freshness sample per message.
+
+    ann: 23 page views sent newest first, p00..p22 at T0 + k minutes, but p21 and p22 at the same
+    instant as p20 (order by id at equal times): her refs are p03..p22. bob: a demo request (the
+    high_intent event, his fit 40 ≥ 30 from the identify) and a page view one minute earlier: d1 after b1."""
+    received = T0 + timedelta(hours=1)
+
+    def batch(prefix):
+        minutes = [k if k <= 20 else 20 for k in range(23)]
+        pages = [msg("page", "ann", f"{prefix}p{k:02d}", T0 + timedelta(minutes=m), properties={"path": "/pricing"})
+                 for k, m in reversed(list(enumerate(minutes)))]
+        return pages + [msg("identify", "bob", f"{prefix}i1", T0, traits={"seniority": "vp"}),
+                        msg("track", "bob", f"{prefix}d1", T0 + timedelta(minutes=5), event="Demo Requested"),
+                        msg("page", "bob", f"{prefix}b1", T0 + timedelta(minutes=4), properties={"path": "/pricing"})]
+
+    got = {}
+    for way, prefix in (("rows", "r-"), ("ids", "i-")):
+        live = scorer(store)
+        result = store.ingest(normalize_batch(batch(prefix), received))
+        seqs = result.seqs if way == "rows" else ()
+        report = live.process(result.new_message_ids, result.leads_touched, seqs=seqs)
+        refs = {c.lead_id: c.cause_ref for c in report.changes}
+        intents = store.query("SELECT lead_id, cause_ref FROM alerts WHERE name = 'intent' AND cause_ref LIKE ?",
+                              (prefix + "%",))
+        got[way] = (refs, intents, live.counters["events"], live.stats()["freshness_seconds"]["samples"])
+        store.execute("DELETE FROM lead_scores")   # the second way scores the leads from scratch again
+        store.execute("DELETE FROM live_rule_cache")
+    for way, prefix in (("rows", "r-"), ("ids", "i-")):
+        refs, intents, events, samples = got[way]
+        assert refs == {"ann": ",".join(f"{prefix}p{k:02d}" for k in range(3, 23)),
+                        "bob": f"{prefix}i1,{prefix}b1,{prefix}d1"}, way
+        assert intents == [("bob", f"{prefix}d1")], way
+        assert (events, samples) == (26, 26), way
