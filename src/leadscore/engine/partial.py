@@ -179,31 +179,41 @@ def plan(model: Model, leads: list[str], messages: Mapping[str, set[tuple[str, s
     from its cached state. ``traits_kept``: no trait a merged lead's rules read can have changed since
     its cache row (:func:`traits_unchanged`): its trait rules are read from the cache too."""
     cached = cached | firsts
-    always = always_derived(model)
+    always = frozenset(always_derived(model))
     able = {i for i, r in enumerate(model.rules) if mergeable(r)}
     trait_rules = {i for i, r in enumerate(model.rules) if r.kind == "trait"} if traits_kept else set()
-    by_messages: dict[frozenset, frozenset[int]] = {}   # a batch's leads share a few message kinds
+    # A batch's leads share a few message kinds: what follows from a lead's kinds is worked out once per
+    # set of kinds, not once per lead (5,000 leads a pass at 20,000 events/s).
+    by_messages: dict[frozenset, tuple[frozenset[int] | None, bool]] = {}
     groups: dict[frozenset[int] | None, list[str]] = {}
     merging_leads: list[str] = []
-    merged_rules: set[int] = set()
+    merged_sets: set[frozenset[int]] = set()
+    time_mergeable = all(i in able for i in always)
     for lead in leads:
         mine = messages.get(lead)
         fresh: frozenset[int] | None = None
-        if not mine and lead in merging and all(i in able for i in always):
+        if not mine and lead in merging and time_mergeable:
             # No new message (a time re-score): the cached state moved to this instant.
             merging_leads.append(lead)
-            merged_rules |= always - trait_rules
+            merged_sets.add(always)
             continue
-        if lead in cached and mine and all(t in ENGAGEMENT_TYPES for t, _ in mine):
+        if lead in cached and mine:
             key = frozenset(mine)
-            fresh = by_messages.get(key)
-            if fresh is None:
-                fresh = by_messages[key] = frozenset(always | touched(model, mine))
-            if lead in merging and all(i in able for i in fresh if i >= 0):
+            known = by_messages.get(key)
+            if known is None:
+                if all(t in ENGAGEMENT_TYPES for t, _ in key):
+                    rules = frozenset(always | touched(model, key))
+                    known = (rules, all(i in able for i in rules if i >= 0))
+                else:
+                    known = (None, False)
+                by_messages[key] = known
+            fresh, mergeable_kinds = known
+            if fresh is not None and mergeable_kinds and lead in merging:
                 merging_leads.append(lead)
-                merged_rules |= fresh - trait_rules
+                merged_sets.add(fresh)
                 continue
         groups.setdefault(fresh, []).append(lead)
+    merged_rules: set[int] = set().union(*(rules - trait_rules for rules in merged_sets))
     if len([k for k in groups if k is not None]) > 4:
         # Many different rule sets (a mixed batch): one query deriving their union, not one each.
         union = frozenset().union(*(k for k in groups if k is not None))
