@@ -277,7 +277,7 @@ def test_a_batchs_message_ids_per_lead_events_and_lags_are_the_same_read_from_it
     """A pass handed its commit numbers reads its batch as rows (DuckDB: Arrow, no Python object per
     message); without them it reads the messages by id. Both give each lead the last 20 of its
     messageIds in (timestamp, messageId) order as the history's cause_ref, the demo request as the
-    intent alert's event, and one freshness sample per message.
+    intent alert's event, and one freshness sample per message: done 2.5 s after the batch's receipt.
 
     ann: 23 page views sent newest first, p00..p22 at T0 + k minutes, but p21 and p22 at the same
     instant as p20 (order by id at equal times): her refs are p03..p22. bob: a demo request (the
@@ -295,13 +295,15 @@ def test_a_batchs_message_ids_per_lead_events_and_lags_are_the_same_read_from_it
     got = {}
     for way, prefix in (("rows", "r-"), ("ids", "i-")):
         live = scorer(store)
+        live.clock = lambda: received + timedelta(seconds=2.5)
         result = store.ingest(normalize_batch(batch(prefix), received))
         seqs = result.seqs if way == "rows" else ()
         report = live.process(result.new_message_ids, result.leads_touched, seqs=seqs)
         refs = {c.lead_id: c.cause_ref for c in report.changes}
         intents = store.query("SELECT lead_id, cause_ref FROM alerts WHERE name = 'intent' AND cause_ref LIKE ?",
                               (prefix + "%",))
-        got[way] = (refs, intents, live.counters["events"], live.stats()["freshness_seconds"]["samples"])
+        lags = live.stats()["freshness_seconds"]
+        got[way] = (refs, intents, live.counters["events"], (lags["samples"], lags["p50"], lags["max"]))
         store.execute("DELETE FROM lead_scores")   # the second way scores the leads from scratch again
         store.execute("DELETE FROM live_rule_cache")
     for way, prefix in (("rows", "r-"), ("ids", "i-")):
@@ -309,4 +311,4 @@ def test_a_batchs_message_ids_per_lead_events_and_lags_are_the_same_read_from_it
         assert refs == {"ann": ",".join(f"{prefix}p{k:02d}" for k in range(3, 23)),
                         "bob": f"{prefix}i1,{prefix}b1,{prefix}d1"}, way
         assert intents == [("bob", f"{prefix}d1")], way
-        assert (events, samples) == (26, 26), way
+        assert (events, samples) == (26, (26, 2.5, 2.5)), way
