@@ -413,7 +413,7 @@ class LiveScorer:
 
     def _prepare(self, message_ids: Sequence[str], leads: Iterable[str], as_of: datetime | None,
                  seqs: Sequence[int] = ()):
-        """The batch's size, its messages' receive times, its instant, its events resolved to their leads,
+        """The batch's size, its messages' receive times (datetime64), its instant, its events resolved to their leads,
         each lead's messageIds, the leads (and with ``seqs``, the commits that stored exactly these
         messages, on DuckDB, the events' whole rows: ``partial.batch_rows``, else None).
 
@@ -430,6 +430,7 @@ class LiveScorer:
             if not received:
                 return None
             as_of = max(received)
+        received = np.array(received, dtype="datetime64[us]")   # as the rows' column gives them
         events = [alert_rules.BatchEvent(r[0], r[1], r[3], r[2], r[4]) for r in rows if r[1]]
         refs: dict[str, list[str]] = {}
         for ev in sorted(events, key=lambda e: (e.ts, e.message_id)):
@@ -491,10 +492,7 @@ class LiveScorer:
             if watermark is not None:
                 self._handled = max(self._handled, watermark)
         done = self.clock()
-        if isinstance(received, np.ndarray):   # datetime64 (the rows' column): no Python object per message
-            self._lags.extend(((np.datetime64(done, "us") - received) / np.timedelta64(1, "s")).tolist())
-        else:
-            self._lags.extend((done - r).total_seconds() for r in received)
+        self._lags.extend(((np.datetime64(done, "us") - received) / np.timedelta64(1, "s")).tolist())
         self.counters["batches"] += 1
         self.counters["events"] += count
         return report
