@@ -38,6 +38,7 @@ from leadscore.store.dialect import DUCKDB, Dialect, quote_literal
 from leadscore.store.duckdb import scoring_optimizers
 
 T = TypeVar("T")   # what a caller's ``finish`` makes of the scored rows (score_parquet)
+ORDER = "ORDER BY score DESC, lead_id"   # a full run's order of the scored rows (the frame's)
 
 # Relation names the compiled query reads when scoring an event log (registered per run).
 LOG_SOURCES = Sources(events="ls_events", traits="ls_traits", account_traits="ls_account_traits",
@@ -641,7 +642,7 @@ def _add_part_scores(conn, index: int, sql: str) -> None:
 
 def _part_scores_frame(conn, model: Model) -> pd.DataFrame:
     """The partitions' rows as one score frame, in a full run's order (score, then lead_id)."""
-    return _frame(model, conn.sql("SELECT * FROM ls_part_scores ORDER BY score DESC, lead_id").to_arrow_table())
+    return _frame(model, conn.sql(f"SELECT * FROM ls_part_scores {ORDER}").to_arrow_table())
 
 
 def write_scores(model: Model, out: str | Path, top: int = 0):
@@ -651,7 +652,7 @@ def write_scores(model: Model, out: str | Path, top: int = 0):
     and returns (the number of leads, the first ``top`` rows as a frame)."""
     def finish(conn, table: str) -> tuple[int, pd.DataFrame]:
         leads = copy_scores(conn, model, table, out)
-        top_sql = f"SELECT * FROM {table} ORDER BY score DESC, lead_id LIMIT {max(0, int(top))}"
+        top_sql = f"SELECT * FROM {table} {ORDER} LIMIT {max(0, int(top))}"
         return leads, _frame(model, conn.sql(top_sql).to_arrow_table())
     return finish
 
@@ -661,7 +662,7 @@ def copy_scores(conn, model: Model, table: str, out: str | Path) -> int:
     file ``out``: the frame's columns and types (``frame_select_sql``) in a full run's order (score, then
     lead_id). Returns the number of leads."""
     columns = [r[0] for r in _run(conn, f"SELECT column_name FROM (DESCRIBE {table})")]
-    return _run(conn, f"COPY (SELECT {frame_select_sql(model, columns)} FROM {table} ORDER BY score DESC, lead_id) "
+    return _run(conn, f"COPY (SELECT {frame_select_sql(model, columns)} FROM {table} {ORDER}) "
                       f"TO {quote_literal(str(out))} (FORMAT parquet)")[0][0]      # COPY answers the rows written
 
 

@@ -62,7 +62,6 @@ def _frame(model: Model, table) -> pd.DataFrame:
     return pd.DataFrame(out, copy=False)
 
 
-
 def frame_select_sql(model: Model, columns: Iterable[str]) -> str:
     """:func:`_frame`'s columns, names and types as a SELECT list over the engine's result columns
     (``columns``: their names), so that DuckDB can write the score frame where it holds the result
@@ -86,6 +85,7 @@ def frame_select_sql(model: Model, columns: Iterable[str]) -> str:
     for i, rule in enumerate(model.rules):
         parts += [col(f"r{i}", f"rule:{rule.name}", "DOUBLE"), col(f"h{i}", f"hits:{rule.name}", "BIGINT")]
     return ", ".join(parts)
+
 
 def lead_scope(store: Store, leads: list[str]) -> list[str]:
     """The leads and every id that resolves to one of them (their anonymous and aliased ids)."""

@@ -74,7 +74,7 @@ import pyarrow as pa
 
 from leadscore.engine.compile import Sources, compile_model
 from leadscore.engine.incremental import _edges, _match, _ts, video_event_match
-from leadscore.engine.parquet import (PREDICTIONS_SCHEMA, _newest, _run, _trait_rows_sql, copy_scores,
+from leadscore.engine.parquet import (ORDER, PREDICTIONS_SCHEMA, _newest, _run, _trait_rows_sql, copy_scores,
                                       browser_table, catalog_table, check_columns, disposable_table, lead_range_sql,
                                       log_access, log_relation, log_rows, log_views, memory_limit_bytes,
                                       model_trait_keys, open_duckdb, parquet_files, register_log,
@@ -92,7 +92,6 @@ STATE_SOURCES = Sources(events="ls_s_events", traits="ls_s_traits", account_trai
                         population="ls_s_population", catalog="video_catalog", predictions="lead_predictions")
 
 
-ORDER = "ORDER BY score DESC, lead_id"       # a full run's order
 COMPACT_EVERY = 8    # incremental runs between two checkpoints that merge row groups (see _checkpoint)
 
 
