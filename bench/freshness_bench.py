@@ -5,6 +5,7 @@
     .venv/bin/python bench/freshness_bench.py --backend postgres --leads 5000 --seconds 30 --conns 4 --rate 200 --batch 20
     .venv/bin/python bench/freshness_bench.py --queries --leads 100000 --backend duckdb
     .venv/bin/python bench/freshness_bench.py --backend duckdb --rate 1000 --batch 50 --conns 4 --busy 2
+    .venv/bin/python bench/freshness_bench.py --backend duckdb --population /tmp/pop20k.duckdb   # load once, copy after
 
 Freshness (event accepted → new score readable): a store holding a demo population (default model,
 every lead scored) is served by a real `leadscore serve` (its ingestion process answers /v1/*; the store's
@@ -33,6 +34,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -83,6 +85,19 @@ def populate(url: str, leads: int) -> dict:
     sample = [r[0] for r in store.query("SELECT lead_id FROM lead_scores ORDER BY lead_id LIMIT 5000")]
     store.close()
     return {"leads": n, "events": events, "load_s": load_s, "first_full_s": first_s, "sample": sample}
+
+
+def populated(url: str, leads: int, keep: str | None) -> dict:
+    """`populate`, or with `keep` (DuckDB only) a copy of the store kept there by an earlier run of the
+    same size (populated and kept on the first), so repeated runs skip the load and first scoring."""
+    if keep is None:
+        return populate(url, leads)
+    kept, meta = Path(keep), Path(keep + ".json")
+    if not (kept.exists() and meta.exists() and json.loads(meta.read_text())["leads"] == leads):
+        kept.unlink(missing_ok=True)
+        meta.write_text(json.dumps(populate(str(kept), leads)))
+    shutil.copyfile(kept, url)
+    return json.loads(meta.read_text())
 
 
 def full_rescore_seconds(url: str) -> float:
@@ -225,7 +240,7 @@ def _spin(seconds: float) -> None:
 
 
 def freshness(backend: str, leads: int, seconds: float, tmp: Path, conns: int = 8, rate: float = 0.0,
-              size: int = 500, busy: int = 0) -> dict:
+              size: int = 500, busy: int = 0, keep: str | None = None) -> dict:
     import httpx
 
     from leadscore.service.auth import create_key
@@ -233,7 +248,7 @@ def freshness(backend: str, leads: int, seconds: float, tmp: Path, conns: int = 
 
     url, drop = fresh_store(backend, tmp)
     try:
-        pop = populate(url, leads)
+        pop = populated(url, leads, keep)
         baseline = full_rescore_seconds(url)
         store = open_store(url)
         now = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -357,10 +372,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500, help="events per load request")
     ap.add_argument("--busy", type=int, default=0,
                     help="CPU-bound processes running beside the server during the load (another workload on the machine)")
+    ap.add_argument("--population", default=None, metavar="FILE",
+                    help="DuckDB: keep the populated store in FILE and copy it on later runs of the same --leads")
     ap.add_argument("--queries", action="store_true", help="time the read models instead of freshness")
     ap.add_argument("--db", default=None, help="--queries on an existing, scored store")
     args = ap.parse_args()
     backends = ["duckdb", "postgres"] if args.backend == "both" else [args.backend]
+    if args.population and backends != ["duckdb"]:
+        ap.error("--population keeps a DuckDB file: give --backend duckdb")
     with tempfile.TemporaryDirectory() as tmp:
         for backend in backends:
             if args.queries:
@@ -370,7 +389,8 @@ def main() -> None:
                 for name, secs in res["timings"].items():
                     print(f"  {name:42s} {secs * 1000:9.1f}   (baseline/this {base / secs:6.1f}x)")
                 continue
-            res = freshness(backend, args.leads, args.seconds, Path(tmp), args.conns, args.rate, args.batch, args.busy)
+            res = freshness(backend, args.leads, args.seconds, Path(tmp), args.conns, args.rate, args.batch, args.busy,
+                            args.population)
             s = res["server"]
             print(f"\n[{backend}] {res['leads']:,} leads, {res['events_in_store']:,} events loaded in {res['load_s']:.0f} s")
             print(f"  load: {res['events_per_s']:,.0f} events/s accepted, statuses {res['statuses']}, "
