@@ -43,21 +43,31 @@ def change(lead, score, prev):
 def test_window_lows_read_the_held_score_and_the_lowest_inside_the_window(store):
     model = parse_model(MODEL, "writes.yaml")
     h = timedelta(hours=1)
-    rows = [("x", T0 - 3 * h, 10.0), ("x", T0 - 2 * h, 50.0), ("x", T0 - h / 2, 20.0), ("x", T0 - h / 6, 60.0),
-            ("y", T0 - 3 * h, 5.0), ("w", T0 - h / 3, 15.0), ("v", T0 - h, 33.0), ("v", T0, 99.0), ("u", T0 - h / 2, 50.0)]
+    # Each lead's history as refresh_scores writes it: every row holds the score it replaced (prev), and
+    # each change below has its own row at T0 (written in the same transaction before the lows are read);
+    # t's history was written by another path (no row at T0).
+    rows = [("x", T0 - 3 * h, 10.0, None), ("x", T0 - 2 * h, 50.0, 10.0), ("x", T0 - h / 2, 20.0, 50.0),
+            ("x", T0 - h / 6, 60.0, 20.0), ("x", T0, 100.0, 60.0),
+            ("y", T0 - 3 * h, 5.0, None), ("y", T0, 100.0, 5.0), ("z", T0, 100.0, None),
+            ("w", T0 - h / 3, 15.0, None), ("w", T0, 100.0, 15.0), ("v", T0 - h, 33.0, None), ("v", T0, 100.0, 33.0),
+            ("u", T0 - h / 2, 50.0, None), ("u", T0, 1.0, 50.0), ("t", T0 - 3 * h, 44.0, None)]
     with store.transaction() as conn:
-        for lead, at, score in rows:
+        for lead, at, score, prev in rows:
             store._execute(conn, "INSERT INTO score_history (lead_id, changed_at, model_version, score, fit, engagement, tier, "
-                           "stage, cause) VALUES (?, ?, 'w-1', ?, 0, ?, 'cold', 'lead', 'event')", (lead, at, score, score))
+                           "stage, prev_score, cause) VALUES (?, ?, 'w-1', ?, 0, ?, 'cold', 'lead', ?, 'event')",
+                           (lead, at, score, score, prev))
         changes = [change("x", 100.0, 60.0), change("y", 100.0, 5.0), change("z", 100.0, None), change("w", 100.0, 15.0),
-                   change("v", 100.0, 33.0), change("u", 1.0, 50.0)]   # u falls: no score_jump can fire
+                   change("v", 100.0, 33.0), change("u", 1.0, 50.0),   # u falls: no score_jump can fire
+                   change("t", 100.0, 44.0)]
         lows = window_lows(store, conn, model, changes)
     assert lows == {
         # surge (1 h, from T0-1h): x held 50 (at T0-2h), then 20 and 60 inside -> 20; y held 5; z never scored -> 0;
-        # w unscored at the start -> 0 (15 inside is higher); v held 33 from exactly T0-1h (its row at T0 is this change)
+        # w unscored at the start -> 0 (15 inside is higher); v held 33 from exactly T0-1h; t held 44 since T0-3h
         ("surge", "x"): 20.0, ("surge", "y"): 5.0, ("surge", "z"): 0.0, ("surge", "w"): 0.0, ("surge", "v"): 33.0,
-        # surge3 (3 h, from T0-3h): x held 10 (exactly at the start); y 5; v unscored at the start -> 0
+        ("surge", "t"): 44.0,
+        # surge3 (3 h, from T0-3h): x held 10 (exactly at the start); y 5; v unscored at the start -> 0; t 44
         ("surge3", "x"): 10.0, ("surge3", "y"): 5.0, ("surge3", "z"): 0.0, ("surge3", "w"): 0.0, ("surge3", "v"): 0.0,
+        ("surge3", "t"): 44.0,
     }
     with store.transaction() as conn:
         assert current_rows(store, conn, ["nobody"]) == {}

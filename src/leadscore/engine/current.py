@@ -7,6 +7,7 @@ steps, window edges and inactivity move scores without any event) and on model a
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice, repeat
@@ -60,8 +61,11 @@ def _previous(store: Store, conn, leads: list[str] | None) -> dict[str, tuple]:
 
 def refresh_scores(store: Store, model: Model, as_of: datetime, leads: list[str] | None = None,
                    cause: str = "event", cause_ref: str | None = None,
-                   frame: pd.DataFrame | None = None) -> list[ScoreChange]:
-    """Re-score ``leads`` (all when None) as of ``as_of``; store and return the changes."""
+                   frame: pd.DataFrame | None = None,
+                   cause_refs: Mapping[str, str | None] | None = None) -> list[ScoreChange]:
+    """Re-score ``leads`` (all when None) as of ``as_of``; store and return the changes. ``cause_refs``:
+    each lead's own cause reference (a live pass: the messageIds that moved it), in place of
+    ``cause_ref`` (a lead it lacks gets None)."""
     as_of = to_naive_utc(as_of)
     if leads is not None and not leads:
         return []
@@ -74,7 +78,8 @@ def refresh_scores(store: Store, model: Model, as_of: datetime, leads: list[str]
     upserts, history = [], []
     with store._lock, store.transaction() as conn:
         if store.dialect.name == "duckdb" and _set_based(frame, groups + rules):
-            return _refresh_duckdb(conn, frame, groups, rules, version, as_of, leads is not None, cause, cause_ref)
+            return _refresh_duckdb(conn, frame, groups, rules, version, as_of, leads is not None, cause, cause_ref,
+                                   cause_refs)
         prev = _previous(store, conn, list(frame["lead_id"]) if leads is not None else None)
         # Columns as Python lists once (a records dict per lead cost ~1 ms per 100 columns).
         col = {c: frame[c].tolist() for c in ("lead_id", "score", "fit", "engagement", "tier", "stage", "grade",
@@ -85,6 +90,7 @@ def refresh_scores(store: Store, model: Model, as_of: datetime, leads: list[str]
             if "last_activity" in frame.columns else [None] * len(frame)
         for k, lead in enumerate(col["lead_id"]):
             score, tier, stage, last = col["score"][k], col["tier"][k], col["stage"][k], lasts[k]
+            ref = cause_ref if cause_refs is None else cause_refs.get(lead)
             old = prev.get(lead)
             same = old is not None and abs(old[0] - score) < 1e-9 and old[1] == tier \
                 and old[2] == stage and old[3] == version and old[4] == last
@@ -101,10 +107,10 @@ def refresh_scores(store: Store, model: Model, as_of: datetime, leads: list[str]
             if old is None or abs(old[0] - score) >= 1e-9 or old[1] != tier or old[2] != stage:
                 ch = ScoreChange(lead, as_of, score, fit, engagement, tier, stage, grade,
                                  old[0] if old else None, old[1] if old else None,
-                                 old[2] if old else None, cause, cause_ref, g, r)
+                                 old[2] if old else None, cause, ref, g, r)
                 changes.append(ch)
                 history.append((ch.lead_id, as_of, version, ch.score, ch.fit, ch.engagement, ch.tier, ch.stage,
-                                ch.prev_score, ch.prev_tier, ch.prev_stage, cause, cause_ref))
+                                ch.prev_score, ch.prev_tier, ch.prev_stage, cause, ref))
         for start in range(0, len(upserts), 50_000):
             part = upserts[start:start + 50_000]
             store._fetch_in(conn, "DELETE FROM lead_scores WHERE lead_id IN {ids} RETURNING lead_id", [u[0] for u in part])
@@ -158,7 +164,8 @@ def _json_text(parts: list[tuple[str, str]], skip_zero: bool) -> str:
 
 
 def _refresh_duckdb(conn, frame: pd.DataFrame, groups: list[str], rules: list[str], version: str, as_of: datetime,
-                    targeted: bool, cause: str, cause_ref: str | None) -> list[ScoreChange]:
+                    targeted: bool, cause: str, cause_ref: str | None,
+                    cause_refs: Mapping[str, str | None] | None = None) -> list[ScoreChange]:
     """``refresh_scores`` on DuckDB with the frame staged as one Arrow table: one join reads the previous
     scores, one DELETE and one INSERT (the groups/rules JSON built in SQL) replace the written rows, one
     INSERT appends the history; Python builds only the returned ScoreChanges. Same rows as the loop
@@ -199,6 +206,9 @@ def _refresh_duckdb(conn, frame: pd.DataFrame, groups: list[str], rules: list[st
     if not write.any():
         return []
     staged = table.append_column("w", pa.array(write)).append_column("ch", pa.array(changed))
+    # Each row's cause reference written with it (an UPDATE after the INSERT scanned all of score_history).
+    refs = [cause_ref] * n if cause_refs is None else [cause_refs.get(lead) for lead in table.column("lead_id").to_pylist()]
+    staged = staged.append_column("cref", pa.array(refs, pa.string()))
     for name, kind in (("prev_score", pa.float64()), ("prev_tier", pa.string()), ("prev_stage", pa.string())):
         values = prev[name]   # NULL (a lead scored for the first time): a masked entry
         staged = staged.append_column(name, pa.array(np.ma.getdata(values), kind, mask=np.ma.getmaskarray(values)))
@@ -213,8 +223,8 @@ def _refresh_duckdb(conn, frame: pd.DataFrame, groups: list[str], rules: list[st
         if changed.any():
             conn.execute("INSERT INTO score_history (lead_id, changed_at, model_version, score, fit, engagement, tier, "
                          "stage, prev_score, prev_tier, prev_stage, cause, cause_ref) SELECT lead_id, ?, ?, score, fit, "
-                         "engagement, tier, stage, prev_score, prev_tier, prev_stage, ?, ? FROM _ls_new WHERE ch",
-                         [as_of, version, cause, cause_ref])
+                         "engagement, tier, stage, prev_score, prev_tier, prev_stage, ?, cref FROM _ls_new WHERE ch",
+                         [as_of, version, cause])
     finally:
         conn.unregister("_ls_new")
     if not changed.any():
@@ -227,9 +237,10 @@ def _refresh_duckdb(conn, frame: pd.DataFrame, groups: list[str], rules: list[st
     gnames = [c[6:] for c in groups]
     gdicts = [dict(zip(gnames, vals)) for vals in zip(*gcols)] if groups else [{} for _ in idx]
     rdicts = _nonzero_dicts(frame, rules, idx)
+    crefs = [refs[i] for i in idx.tolist()]
     return list(map(ScoreChange, pick["lead_id"], repeat(as_of), pick["score"], pick["fit"], pick["engagement"],
                     pick["tier"], pick["stage"], pick["grade"], old[0], old[1], old[2], repeat(cause),
-                    repeat(cause_ref), gdicts, rdicts))
+                    crefs, gdicts, rdicts))
 
 
 def _nonzero_dicts(frame: pd.DataFrame, rules: list[str], idx: np.ndarray) -> list[dict]:

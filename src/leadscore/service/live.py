@@ -30,7 +30,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
@@ -154,29 +153,6 @@ def batch_events(store: Store, message_ids: Sequence[str]) -> list[alert_rules.B
     return store.query(cols.format(join="", where="WHERE e.message_id = ANY(?)"), (ids,))
 
 
-def _set_cause_refs(store: Store, conn: Any, token: str, refs: dict[str, str | None]) -> None:
-    """Replace the batch token in this batch's history rows by each lead's own messageIds."""
-    if not refs:
-        return
-    leads = list(refs)
-    values = [refs[k] for k in leads]
-    if store.dialect.name == "duckdb":
-        conn.register("_ls_refs", pa.table({"lead_id": pa.array(leads, pa.string()), "ref": pa.array(values, pa.string())}))
-        try:
-            conn.execute("UPDATE score_history SET cause_ref = r.ref FROM _ls_refs r "
-                         "WHERE score_history.cause_ref = ? AND score_history.lead_id = r.lead_id", [token])
-        finally:
-            conn.unregister("_ls_refs")
-    else:
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS _ls_refs (lead_id VARCHAR, ref VARCHAR) ON COMMIT DELETE ROWS")
-        conn.execute("TRUNCATE _ls_refs")
-        with conn.cursor().copy("COPY _ls_refs (lead_id, ref) FROM STDIN") as copy:
-            for row in zip(leads, values):
-                copy.write_row(row)
-        conn.execute("UPDATE score_history h SET cause_ref = r.ref FROM _ls_refs r "
-                     "WHERE h.cause_ref = %s AND h.lead_id = r.lead_id", (token,))
-
-
 def window_lows(store: Store, conn: Any, model: Model, changes: Sequence[ScoreChange]) -> dict[tuple[str, str], float]:
     """For each score_jump alert and rising change: the lowest score the lead held in the alert's window
     before this change (0 where the lead had no score at the window's start).
@@ -200,24 +176,33 @@ def window_lows(store: Store, conn: Any, model: Model, changes: Sequence[ScoreCh
             starts.append(start)
             ats.append(c.at)
     keys = list(range(len(leads)))
-    # held: the score of the lead's last change at or before the window's start; inside: the lowest
-    # score it took after that start and before this change.
     if store.dialect.name == "duckdb":
+        # held: the score the lead held at the window's start, which the first history row after the start
+        # records as its prev_score (each row holds the score it replaced; NULL: never scored before);
+        # inside: the lowest score it took after that start and before this change. Only rows after the
+        # earliest start are read (a constant filter the scan prunes by: the table is appended in time order),
+        # not the lead's whole history (with 5M rows in score_history the whole-history join took 0.25 s a pass).
+        # No row after the start (history written by another path): the change's own previous score.
         conn.register("_ls_jumps", pa.table({"k": pa.array(keys, pa.int64()), "lead_id": pa.array(leads, pa.string()),
                                              "start": pa.array(starts, pa.timestamp("us")),
                                              "at": pa.array(ats, pa.timestamp("us"))}))
         try:
             got = conn.execute(
-                "SELECT q.k, arg_max(h.score, h.changed_at) FILTER (WHERE h.changed_at <= q.start) AS held, "
-                "min(h.score) FILTER (WHERE h.changed_at > q.start AND h.changed_at < q.at) AS inside "
-                "FROM _ls_jumps q LEFT JOIN score_history h ON h.lead_id = q.lead_id "
-                "AND (h.changed_at <= q.start OR h.changed_at < q.at) GROUP BY q.k ORDER BY q.k").fetchnumpy()
+                "SELECT q.k, count(h.lead_id) AS n, arg_min_null(h.prev_score, (h.changed_at, h.rowid)) AS held, "
+                "min(h.score) FILTER (WHERE h.changed_at < q.at) AS inside "
+                "FROM _ls_jumps q LEFT JOIN (SELECT rowid, lead_id, changed_at, score, prev_score FROM score_history "
+                "WHERE changed_at > ?) h ON h.lead_id = q.lead_id AND h.changed_at > q.start "
+                "GROUP BY q.k ORDER BY q.k", [min(starts)]).fetchnumpy()
         finally:
             conn.unregister("_ls_jumps")
+        prev = np.array([np.nan if c.prev_score is None else c.prev_score for c in rising] * len(jumps), dtype=np.float64)
         held = np.ma.filled(np.ma.asarray(got["held"], dtype=np.float64), 0.0)
+        held = np.where(np.asarray(got["n"]) > 0, held, np.nan_to_num(prev, nan=0.0))
         inside = np.ma.filled(np.ma.asarray(got["inside"], dtype=np.float64), np.inf)
         lows = np.minimum(held, inside).tolist()   # one value per pair, in the pairs' order (k)
     else:
+        # held: the score of the lead's last change at or before the window's start (its index answers it);
+        # inside: the lowest score it took after that start and before this change.
         rows = conn.execute(
             "SELECT q.k, (SELECT h.score FROM score_history h WHERE h.lead_id = q.lead_id AND h.changed_at <= q.start "
             "ORDER BY h.changed_at DESC LIMIT 1), (SELECT MIN(h.score) FROM score_history h WHERE h.lead_id = q.lead_id "
@@ -332,17 +317,13 @@ class LiveScorer:
         for path, n in paths.items():
             self.counters[f"{path}_leads"] += n
         report = LiveReport(cause, as_of, leads=len(leads) if leads is not None else len(frame))
-        token = f"batch:{uuid.uuid4().hex}" if refs is not None else cause_ref
         store = self.store
         started = time.perf_counter()
         with store._lock, store.transaction() as conn:
-            changes = refresh_scores(store, model, as_of, leads=leads, cause=cause, cause_ref=token, frame=frame)
+            # refs: each lead's own messageIds as its history row's cause (written with the row)
+            changes = refresh_scores(store, model, as_of, leads=leads, cause=cause, cause_ref=cause_ref, frame=frame,
+                                     cause_refs=refs)
             partial.save_cache(store, conn, as_of, state, watermark=watermark)
-            if refs is not None:
-                mine = {c.lead_id: refs.get(c.lead_id) for c in changes}
-                _set_cause_refs(store, conn, token, mine)
-                for c in changes:
-                    c.cause_ref = mine[c.lead_id]
             records: list[alert_rules.AlertRecord] = []
             if alerts and model.alerts:
                 intent = {e for a in model.alerts if a.trigger == "high_intent" for e in (a.event or [])}
