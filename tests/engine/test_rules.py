@@ -315,6 +315,9 @@ def test_predicted_probability_appears_beside_the_points_and_can_gate_a_stage(st
                   "TIMESTAMP '2026-04-01 00:00:00')")
     plain = scores(store, HEAD + "rules:\n  - {name: x, group: g, event: X, points: 1}\n")
     assert (plain.loc["a", "probability"], plain.loc["b", "probability"]) == (0.62, 0.10)
+    # a targeted re-score (a live pass) reads its own leads' predictions
+    one = score_leads(store, model(HEAD + "rules:\n  - {name: x, group: g, event: X, points: 1}\n"), AS_OF, leads=["b"])
+    assert one[["lead_id", "probability"]].values.tolist() == [["b", 0.10]]
     gated = scores(store, HEAD + """
 stages:
   - name: lead

@@ -153,8 +153,14 @@ def score_leads_state(store: Store, model: Model, as_of: datetime, leads: list[s
     rule_state = table.select(["lead_id", *STATE_COLUMNS]) if state else None
     frame = _frame(model, table)
     if not compiled.uses_probability and sources is None and len(frame):
-        # The predictive model's probability is shown beside the points score even when no stage reads it.
-        probs = dict(store.query("SELECT lead_id, probability FROM lead_predictions"))
+        # The predictive model's probability is shown beside the points score even when no stage reads it:
+        # a targeted re-score (a live pass) reads its own leads' only, not every lead's prediction.
+        if leads is None:
+            probs = dict(store.query("SELECT lead_id, probability FROM lead_predictions"))
+        else:
+            with store.transaction() as conn:
+                probs = dict(store._fetch_in(conn, "SELECT lead_id, probability FROM lead_predictions "
+                                                   "WHERE lead_id IN {ids}", frame["lead_id"].tolist()))
         if probs:
             frame["probability"] = frame["lead_id"].map(probs).astype(float)
     return frame, rule_state
