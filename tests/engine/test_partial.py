@@ -343,13 +343,13 @@ def test_a_changed_video_catalog_retires_the_cache_of_a_model_with_video_rules(s
 
 # ----------------------------------------------------------------------------------- merged re-scores
 def _merged(store, m, as_of, result, floor):
-    """The live path's merged call for an ingested batch: its rows, kinds, ids and times; counted up to
+    """The live path's merged call for an ingested batch: its rows and kinds; counted up to
     the batch's commit; ``floor``: every commit since is in a batch handed over (as here)."""
     batch = partial.batch_rows(store, result.new_message_ids, result.seqs)
-    messages, ids, times = partial.batch_messages(batch)
+    messages = partial.batch_messages(batch)
     watermark = max(result.seqs)
-    frame, state, paths = partial.score_live(store, m, as_of, sorted(messages), messages, message_ids=ids,
-                                             watermark=watermark, merge_floor=floor, batch=batch, message_times=times)
+    frame, state, paths = partial.score_live(store, m, as_of, sorted(messages), messages,
+                                             watermark=watermark, merge_floor=floor, batch=batch)
     with store.transaction() as conn:
         partial.save_cache(store, conn, as_of, state, watermark=watermark)
     return frame.set_index("lead_id"), paths
@@ -422,6 +422,28 @@ def test_a_merged_re_score_adds_the_batch_to_the_cached_state_worked_by_hand(duc
         want = score_leads(store, MERGE, at, leads=["ann"], activity=True).set_index("lead_id")
         for col in want.columns:
             assert got[col].equals(want[col]), col
+    finally:
+        store.close()
+
+
+def test_a_ranked_rules_new_message_merges_only_after_the_newest_cached_occurrence(duckdb_url):
+    """blog (max_count 3, first/additional) ranks its occurrences by time: ann's cache counted /blog/a and
+    /blog/b (Oct 1 00:00 and 01:00), bob's /blog/a (Oct 1 00:00). A batch brings ann a post at exactly
+    01:00 (it may rank before /blog/b) and bob one at 02:00 (after his): ann takes the partial path,
+    bob merges, and both equal a full re-score."""
+    store = open_store(duckdb_url)
+    try:
+        _ingest(store, [_pg("ann", "/blog/a", "2026-10-01T00:00:00Z"), _pg("ann", "/blog/b", "2026-10-01T01:00:00Z"),
+                        _pg("bob", "/blog/a", "2026-10-01T00:00:00Z")], T0)
+        floor = _cache_all(store, MERGE, T0)
+        at = datetime(2026, 10, 2)
+        result = store.ingest(normalize_batch([_pg("ann", "/blog/c", "2026-10-01T01:00:00Z"),
+                                               _pg("bob", "/blog/c", "2026-10-01T02:00:00Z")], at))
+        got, paths = _merged(store, MERGE, at, result, floor)
+        assert paths == {"partial": 1, "full": 0, "merged": 1}
+        want = score_leads(store, MERGE, at, leads=["ann", "bob"], activity=True).set_index("lead_id")
+        for col in want.columns:
+            assert got.loc[["ann", "bob"], col].equals(want.loc[["ann", "bob"], col]), col
     finally:
         store.close()
 

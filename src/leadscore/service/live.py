@@ -295,23 +295,22 @@ class LiveScorer:
         ``merge_floor`` (see ``__init__``); ``watermark``: the newest commit counted (default: the
         store's newest, for re-scores that are not a batch's)."""
         messages: dict[str, set[tuple[str, str | None]]] = {}
-        ids: dict[str, set[str]] = {}
-        times = None
+        ids: dict[str, set[str]] | None = {}
         if watermark is None and not events:
             watermark = self.store.committed_seq
             if self.settings.partial and watermark is not None and watermark == self._handled:
                 # Every commit has been handed to a pass: a cache row at or past the floor holds all its
                 # lead's messages up to the watermark, so time alone is merged (an empty batch).
-                batch, merge_floor, times = partial.batch_rows(self.store, []), self._merge_floor, {}
+                batch, merge_floor = partial.batch_rows(self.store, []), self._merge_floor
         if self.settings.partial and batch is not None and batch.num_rows:
-            messages, ids, times = partial.batch_messages(batch)
+            messages, ids = partial.batch_messages(batch), None   # ids: score_live reads the few it needs
         elif self.settings.partial:
             for e in events:
                 messages.setdefault(e.lead_id, set()).add((e.type, e.event))
                 ids.setdefault(e.lead_id, set()).add(e.message_id)
         started = time.perf_counter()
         frame, state, paths = partial.score_live(self.store, model, as_of, leads, messages, message_ids=ids,
-                                                 watermark=watermark, batch=batch, message_times=times,
+                                                 watermark=watermark, batch=batch,
                                                  merge_floor=merge_floor if self.settings.partial else None)
         self.counters["score_seconds"] += time.perf_counter() - started
         for path, n in paths.items():
