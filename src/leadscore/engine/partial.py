@@ -401,19 +401,20 @@ def save_cache(store: Store, conn, as_of: datetime, state: pa.Table, watermark: 
     the state counted messages up to (:func:`score_live`'s); None: unknown, and the rows never take a merge."""
     if state is None or not state.num_rows:
         return
-    leads = state.column("lead_id").to_pylist()
-    store._fetch_in(conn, f"DELETE FROM {CACHE} WHERE lead_id IN {{ids}} RETURNING lead_id", leads)
     n = state.num_rows
     seq = pa.array([watermark] * n, pa.int64())
     if store.dialect.name == "duckdb":
         stage = state.append_column("as_of", pa.array([as_of] * n, pa.timestamp("us"))).append_column("seq", seq)
         conn.register("_ls_rule_state", stage)
-        try:
+        try:   # the old rows by the staged ids (no id list through Python, nothing returned)
+            conn.execute(f"DELETE FROM {CACHE} WHERE lead_id IN (SELECT lead_id FROM _ls_rule_state)")
             conn.execute(f"INSERT INTO {CACHE} ({', '.join(_COLS)}) SELECT lead_id, model_version, as_of, "
                          f"{', '.join(STATE_COLUMNS)}, seq FROM _ls_rule_state")
         finally:
             conn.unregister("_ls_rule_state")
         return
+    leads = state.column("lead_id").to_pylist()
+    store._fetch_in(conn, f"DELETE FROM {CACHE} WHERE lead_id IN {{ids}} RETURNING lead_id", leads)
     rows = list(zip(leads, state.column("model_version").to_pylist(), [as_of] * n,
                     *(state.column(c).to_pylist() for c in STATE_COLUMNS), seq.to_pylist()))
     store._bulk_insert(conn, CACHE, _COLS, rows, conflict="plain")
