@@ -123,9 +123,10 @@ def ranked_firsts(model: Model, ranked: list[int], batch: pa.Table) -> pa.Table 
     reading = [(t, e) for t, e in zip(kinds["type"], kinds["event"]) if any(_reads(model.rules[i], t, e) for i in ranked)]
     if not reading:
         return None
-    # (type, event) as one text key; the marker stands for a message without an event name
-    key = pc.binary_join_element_wise(rows.column("type"), pc.fill_null(rows.column("event"), "\x00"), "\x1f")
-    wanted = pa.array([f"{t}\x1f{chr(0) if e is None else e}" for t, e in reading], pa.string())
+    # (type, event) as one text key
+    no_event = "\x00"   # stands for a message without an event name
+    key = pc.binary_join_element_wise(rows.column("type"), pc.fill_null(rows.column("event"), no_event), "\x1f")
+    wanted = pa.array([f"{t}\x1f{no_event if e is None else e}" for t, e in reading], pa.string())
     firsts = rows.filter(pc.is_in(key, wanted)).group_by("lead_id", use_threads=False).aggregate([("ts", "min")])
     return pa.table({"lead_id": firsts.column("lead_id"), "first": firsts.column("ts_min")})
 
@@ -351,9 +352,10 @@ def score_live(store: Store, model: Model, as_of: datetime, leads: list[str] | N
     ``watermark``: the newest commit number (``events.seq``) to count: every path reads only messages
     committed up to it, and the cache rows written say so. Merging (DuckDB) also needs ``batch``, the
     batch's messages as rows of ``events`` with their resolved ``lead_id`` (the merged query reads them,
-    not the log; the order of its messages against the cache's: :func:`ranked_firsts`) and ``merge_floor``: the caller's promise that every message committed after it up to
-    ``watermark`` is in ``batch`` or already in its lead's cache row (a cache row with a watermark at
-    least ``floor`` then lacks exactly its lead's batch messages committed after it)."""
+    not the log; its messages' order against the cache's: :func:`ranked_firsts`) and ``merge_floor``: the
+    caller's promise that every message committed after it up to ``watermark`` is in ``batch`` or already
+    in its lead's cache row (a cache row with a watermark at least ``floor`` then lacks exactly its lead's
+    batch messages committed after it)."""
     as_of = to_naive_utc(as_of)
     version = cache_version(store, model)
     merging: set[str] = set()

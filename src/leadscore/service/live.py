@@ -181,7 +181,7 @@ def window_lows(store: Store, conn: Any, model: Model, changes: Sequence[ScoreCh
         # records as its prev_score (each row holds the score it replaced; NULL: never scored before);
         # inside: the lowest score it took after that start and before this change. Only rows after the
         # earliest start are read (a constant filter the scan prunes by: the table is appended in time order),
-        # not the lead's whole history (with 5M rows in score_history the whole-history join took 0.25 s a pass).
+        # not the lead's whole history (with 5M rows in score_history the whole-history join took 0.2-0.27 s a call).
         # No row after the start (history written by another path): the change's own previous score.
         conn.register("_ls_jumps", pa.table({"k": pa.array(keys, pa.int64()), "lead_id": pa.array(leads, pa.string()),
                                              "start": pa.array(starts, pa.timestamp("us")),
