@@ -3,8 +3,8 @@
 Copies a scored DuckDB store (e.g. one made by ``freshness_bench.populate``), adds one webhook endpoint
 and one CRM target, then runs ``--passes`` live passes of ``--leads`` page events to as many distinct
 leads and prints, per pass: the scoring (partial.score_live), the write side (_apply minus it) and its
-parts (refresh_scores, the rule cache, _set_cause_refs, window_lows, alerts.evaluate, store_alerts, enqueue_crm_syncs, the
-commit), then the medians.
+parts (refresh_scores, which writes each lead's cause with its history row, the rule cache, window_lows,
+alerts.evaluate, store_alerts, enqueue_crm_syncs, the commit), then the medians.
 
     PYTHONPATH=src .venv/bin/python bench/live_write_bench.py --store /tmp/prof/s20k.duckdb --leads 7000 --passes 6
 
@@ -25,7 +25,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-PARTS = ("refresh", "cache", "refs", "lows", "eval", "alerts", "crm", "commit")
+PARTS = ("refresh", "cache", "lows", "eval", "alerts", "crm", "commit")
 
 
 def main() -> None:
@@ -69,7 +69,6 @@ def main() -> None:
     lv.partial.save_cache = timed("cache", lv.partial.save_cache)
     lv.refresh_scores = timed("refresh", lv.refresh_scores)
     lv.window_lows = timed("lows", lv.window_lows)
-    lv._set_cause_refs = timed("refs", lv._set_cause_refs)
     lv.alert_rules.evaluate = timed("eval", lv.alert_rules.evaluate)
     lv.alert_rules.store_alerts = timed("alerts", lv.alert_rules.store_alerts)
     lv.outbox.enqueue_crm_syncs = timed("crm", lv.outbox.enqueue_crm_syncs)
