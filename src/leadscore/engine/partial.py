@@ -123,11 +123,12 @@ def ranked_firsts(model: Model, ranked: list[int], batch: pa.Table) -> pa.Table 
     reading = [(t, e) for t, e in zip(kinds["type"], kinds["event"]) if any(_reads(model.rules[i], t, e) for i in ranked)]
     if not reading:
         return None
-    # (type, event) as one text key
-    no_event = "\x00"   # stands for a message without an event name
-    key = pc.binary_join_element_wise(rows.column("type"), pc.fill_null(rows.column("event"), no_event), "\x1f")
-    wanted = pa.array([f"{t}\x1f{no_event if e is None else e}" for t, e in reading], pa.string())
-    firsts = rows.filter(pc.is_in(key, wanted)).group_by("lead_id", use_threads=False).aggregate([("ts", "min")])
+    mask = None   # the rows of those kinds (a few: one comparison each)
+    for t, e in reading:
+        event = pc.is_null(rows.column("event")) if e is None else pc.equal(rows.column("event"), e)
+        kind = pc.and_(pc.equal(rows.column("type"), t), event)
+        mask = kind if mask is None else pc.or_(mask, kind)
+    firsts = rows.filter(mask).group_by("lead_id", use_threads=False).aggregate([("ts", "min")])
     return pa.table({"lead_id": firsts.column("lead_id"), "first": firsts.column("ts_min")})
 
 

@@ -164,7 +164,7 @@ def window_lows(store: Store, conn: Any, model: Model, changes: Sequence[ScoreCh
     jumps = [a for a in model.alerts if a.trigger == "score_jump"]
     if not rising or not jumps:
         return out
-    names, leads, starts, ats = [], [], [], []
+    names, leads, starts, ats, prevs = [], [], [], [], []
     for alert in jumps:
         since: dict[datetime, datetime] = {}
         for c in rising:
@@ -175,6 +175,7 @@ def window_lows(store: Store, conn: Any, model: Model, changes: Sequence[ScoreCh
             leads.append(c.lead_id)
             starts.append(start)
             ats.append(c.at)
+            prevs.append(0.0 if c.prev_score is None else c.prev_score)
     keys = list(range(len(leads)))
     if store.dialect.name == "duckdb":
         # held: the score the lead held at the window's start, which the first history row after the start
@@ -195,9 +196,8 @@ def window_lows(store: Store, conn: Any, model: Model, changes: Sequence[ScoreCh
                 "GROUP BY q.k ORDER BY q.k", [min(starts)]).fetchnumpy()
         finally:
             conn.unregister("_ls_jumps")
-        prev = np.array([np.nan if c.prev_score is None else c.prev_score for c in rising] * len(jumps), dtype=np.float64)
         held = np.ma.filled(np.ma.asarray(got["held"], dtype=np.float64), 0.0)
-        held = np.where(np.asarray(got["n"]) > 0, held, np.nan_to_num(prev, nan=0.0))
+        held = np.where(np.asarray(got["n"]) > 0, held, np.array(prevs, dtype=np.float64))
         inside = np.ma.filled(np.ma.asarray(got["inside"], dtype=np.float64), np.inf)
         lows = np.minimum(held, inside).tolist()   # one value per pair, in the pairs' order (k)
     else:
